@@ -1,0 +1,99 @@
+package testenv
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// Kafka is a test's handle on the real broker: its own topic prefix, an admin client, and the topic set of a
+// deployment under that prefix. Topics under the prefix are deleted when the test ends.
+type Kafka struct {
+	Brokers []string
+	// Prefix is unique to the test ("t_<test>_<hex>.").
+	Prefix string
+	// Topics is the deployment topic config under Prefix; Ensure has already created them.
+	Topics schemas.Config
+	Admin  *kadm.Client
+	t      testing.TB
+}
+
+// NewKafka connects to the broker, fails the test if it does not answer, and creates the signalstage topics with
+// partitions partitions under a unique prefix.
+func NewKafka(t testing.TB, partitions int32) *Kafka {
+	t.Helper()
+	k := &Kafka{Brokers: KafkaBrokers(), Prefix: uniqueName(t, 40) + ".", t: t}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
+	if err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	k.Admin = kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := k.Admin.BrokerMetadata(ctx); err != nil {
+		cl.Close()
+		t.Fatalf("kafka at %s does not answer (%v): %s", strings.Join(k.Brokers, ","), err, howToStart)
+	}
+	k.Topics = schemas.Config{Prefix: k.Prefix, Partitions: partitions, ReplicationFactor: 1}
+	if err := k.Topics.Ensure(ctx, k.Admin); err != nil {
+		cl.Close()
+		t.Fatalf("creating topics: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if topics, err := k.Admin.ListTopics(ctx); err == nil {
+			var mine []string
+			for _, name := range topics.Names() {
+				if strings.HasPrefix(name, k.Prefix) {
+					mine = append(mine, name)
+				}
+			}
+			if len(mine) > 0 {
+				_, _ = k.Admin.DeleteTopics(ctx, mine...)
+			}
+		}
+		cl.Close()
+	})
+	return k
+}
+
+// Topic returns the full name of a topic of the deployment, such as schemas.TopicRaw.
+func (k *Kafka) Topic(base string) string { return k.Topics.Name(base) }
+
+// Client returns a client on the broker with opts, closed when the test ends.
+func (k *Kafka) Client(opts ...kgo.Opt) *kgo.Client {
+	k.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Brokers...)}, opts...)...)
+	if err != nil {
+		k.t.Fatalf("kafka client: %v", err)
+	}
+	k.t.Cleanup(cl.Close)
+	return cl
+}
+
+// ReadAll reads topic from the start, read committed, until it has read want records or timeout passes, and
+// returns what it read. It fails the test only on client errors; callers assert on the count.
+func (k *Kafka) ReadAll(topic string, want int, timeout time.Duration) []*kgo.Record {
+	k.t.Helper()
+	cl := k.Client(kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		fs.EachError(func(t string, p int32, err error) { k.t.Fatalf("fetching %s/%d: %v", t, p, err) })
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
