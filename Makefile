@@ -1,0 +1,59 @@
+# signalstage: the two commands are `make run` and `make test`; everything else is a step of theirs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       ?= bin
+SERVICES  := testenv/services.sh
+# Packages whose code runs goroutines concurrently: tested with the race detector.
+RACE_PKGS := ./ingest/... ./processor/... ./sink/...
+FUZZTIME  ?= 10s
+
+.PHONY: help build test test-unit test-integration fuzz chdb-check run up down status bench lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+build: ## build the three binaries into ./bin
+	$(GO) build -o $(BIN)/ ./ingest/cmd/ingest ./processor/cmd/processor ./sink/cmd/sink
+
+up: ## start the local Kafka broker and ClickHouse server (idempotent; installs them when missing)
+	bash $(SERVICES) up
+
+down: ## stop the services `make up` started (caches are kept)
+	bash $(SERVICES) down
+
+status: ## show the services, their addresses and log files
+	bash $(SERVICES) status
+
+# make test: starts the real services itself, exports their addresses, then runs every test against them.
+test: up lint ## unit and integration tests against the real Kafka and ClickHouse (starts them)
+	@eval "$$(bash $(SERVICES) env)" && set -o pipefail && \
+	echo "== services under test" && \
+	$(GO) test -count=1 -v -run 'TestServicesAreReal' ./testenv/ 2>&1 | grep -E 'services_test|^(ok|FAIL|---)' && \
+	echo "== unit and integration tests (race detector on the concurrent packages)" && \
+	$(GO) test -count=1 -timeout 20m ./schemas/... ./testenv/... && \
+	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
+	@$(MAKE) --no-print-directory fuzz chdb-check
+
+fuzz: ## run the fuzz targets for a short budget (FUZZTIME, default 10s each)
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./schemas/
+	@if [ -d ingest/testdata/fuzz/FuzzParseBody ]; then \
+		$(GO) test -run='^$$' -fuzz='^FuzzParseBody$$' -fuzztime=$(FUZZTIME) ./ingest/; fi
+
+chdb-check: ## apply every migration and run every analyst query on the current ClickHouse engine (chdb)
+	@if [ -f sink/chdbcheck/run.sh ]; then bash sink/chdbcheck/run.sh; else echo "chdb-check: sink/chdbcheck/run.sh missing" >&2; exit 1; fi
+
+run: ## start the services and the three stages; prints where to send events (Ctrl-C stops the stages)
+	bash testenv/run.sh
+
+bench: ## benchmarks (numbers go to BENCHMARKS.md)
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean: ## remove build output (not the service caches: `make down` and rm -rf .cache for that)
+	rm -rf $(BIN)

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# testenv/run.sh (`make run`): the whole pipeline on this machine. Starts the real Kafka broker and ClickHouse
+# server (testenv/services.sh), builds and starts ingest, processor and sink, prints where to send events and how
+# to query them, and stops the three stages on Ctrl-C (the services keep running: `make down` stops them).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+CACHE=${SIGNALSTAGE_CACHE:-$REPO/.cache}
+RUN=$CACHE/run
+mkdir -p "$RUN" bin
+INGEST_ADDR=${SIGNALSTAGE_INGEST_ADDR:-127.0.0.1:8080}
+pids=()
+
+stop_stages() {
+	trap - INT TERM EXIT
+	[ ${#pids[@]} -eq 0 ] && return
+	echo
+	echo "stopping the stages (the services keep running; \`make down\` stops them)..."
+	kill -TERM "${pids[@]}" 2>/dev/null || true
+	wait "${pids[@]}" 2>/dev/null || true
+	echo "stopped."
+}
+trap stop_stages EXIT
+trap 'stop_stages; exit 0' INT TERM
+
+if command -v java >/dev/null 2>&1; then
+	bash testenv/services.sh up
+else
+	cat >&2 <<'WARN'
+################################################################################
+##  NO JAVA ON THIS MACHINE: the real Apache Kafka broker cannot start.       ##
+##  `make run` falls back to an IN-MEMORY kfake broker on 127.0.0.1:9092.      ##
+##  Nothing is durable and transactions are kfake's, not Kafka's.              ##
+##  `make test` never does this: it needs Java 17 and the real broker.        ##
+################################################################################
+WARN
+	bash testenv/services.sh up clickhouse
+	go build -o bin/fakekafka ./testenv/cmd/fakekafka
+	bin/fakekafka >"$RUN/fakekafka.log" 2>&1 &
+	pids+=($!)
+fi
+eval "$(bash testenv/services.sh env)"
+
+echo "building the stages..."
+go build -o bin/ ./ingest/cmd/ingest ./processor/cmd/processor ./sink/cmd/sink
+
+bin/sink >"$RUN/sink.log" 2>&1 &
+pids+=($!)
+bin/processor -state-dir "$RUN/processor-state" >"$RUN/processor.log" 2>&1 &
+pids+=($!)
+bin/ingest -addr "$INGEST_ADDR" -keys testenv/dev-keys.json >"$RUN/ingest.log" 2>&1 &
+pids+=($!)
+
+for _ in $(seq 1 120); do
+	curl -sf "http://$INGEST_ADDR/readyz" >/dev/null 2>&1 && break
+	sleep 0.5
+done
+if ! curl -sf "http://$INGEST_ADDR/readyz" >/dev/null 2>&1; then
+	echo "ingest did not become ready; last lines of $RUN/ingest.log:" >&2
+	tail -20 "$RUN/ingest.log" >&2
+	exit 1
+fi
+
+URL="http://$INGEST_ADDR/api/signal-staging/webhook/dev-key"
+cat <<EOT
+
+signalstage is running.
+
+  Webhook URL (Segment "Webhooks (Actions)" destination, dev key from testenv/dev-keys.json):
+    $URL
+
+  Send a Segment track event:
+    curl -s -X POST '$URL' -H 'Content-Type: application/json' \\
+      -d '{"type":"track","event":"Demo Requested","anonymousId":"anon-1","messageId":"m-1","properties":{"form_name":"demo"}}'
+
+  See it in ClickHouse (within a few seconds):
+    curl -s '$SIGNALSTAGE_CLICKHOUSE_HTTP' --data-binary "SELECT tenant, event, status, anonymous_id, email, received_at FROM signalstage.signals FINAL ORDER BY received_at DESC LIMIT 10 FORMAT PrettyCompact"
+
+  Logs:    $RUN/ingest.log  $RUN/processor.log  $RUN/sink.log
+           services: make status
+  Metrics: http://$INGEST_ADDR/metrics  http://127.0.0.1:9102/metrics  http://127.0.0.1:9103/metrics
+
+Ctrl-C stops the three stages.
+EOT
+
+# Stop everything when any stage dies, and say which.
+set +e
+wait -n "${pids[@]}"
+echo "a stage exited; see the logs above" >&2
+exit 1
