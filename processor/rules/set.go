@@ -1,0 +1,204 @@
+package rules
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Set is an immutable, compiled rule set of every tenant. It is safe for concurrent use; a change builds a new
+// Set (see Watcher), so a reader never sees half a change.
+type Set struct {
+	tenants map[string]*tenantRules
+	size    int
+}
+
+// tenantRules are the rules of one tenant in matching order (priority descending, then id), with an index by
+// exact event name so an event only looks at the rules that can name it.
+type tenantRules struct {
+	all     []Rule      // every rule, disabled ones too, in matching order (for listing)
+	rules   []*compiled // enabled rules in matching order
+	byEvent map[string][]int32
+	other   []int32 // rules whose event is empty or a glob
+	paths   []path  // distinct dot paths of the tenant's conditions, indexed by cond.path
+}
+
+type compiled struct {
+	id, signal string
+	source     string // "" for any
+	typ        string
+	event      glob
+	anyEvent   bool
+	url        glob
+	anyURL     bool
+	conds      []cond
+	targets    []target
+}
+
+type cond struct {
+	path  int // index into tenantRules.paths
+	op    string
+	str   string
+	num   float64
+	isNum bool // str parses as a number: eq/ne compare numerically against JSON numbers
+	glob  glob
+	re    *regexp.Regexp
+	not   bool // exists false
+}
+
+type target struct {
+	field string // email, name, company, title or the enrichment field name
+	path  path
+}
+
+// NewSet validates and compiles rules into a Set. It fails on the first invalid rule or duplicate tenant/id;
+// use Build to skip invalid rules instead.
+func NewSet(rs []Rule) (*Set, error) {
+	if err := ValidateAll(rs); err != nil {
+		return nil, err
+	}
+	s, _ := Build(rs)
+	return s, nil
+}
+
+// Build compiles the valid rules into a Set and returns the errors of the rules it left out. A rule read from
+// the topic that fails validation (written by an older or foreign writer) must not stop the others.
+func Build(rs []Rule) (*Set, []error) {
+	rs = append([]Rule(nil), rs...)
+	sortRules(rs)
+	s := &Set{tenants: map[string]*tenantRules{}}
+	var errs []error
+	seen := map[string]bool{}
+	for i := range rs {
+		r := &rs[i]
+		if err := Validate(r); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if k := r.Tenant + "|" + r.ID; seen[k] {
+			errs = append(errs, &FieldError{Rule: r.Tenant + "/" + r.ID, Field: "id", Err: ErrDuplicateID})
+			continue
+		} else {
+			seen[k] = true
+		}
+		t := s.tenants[r.Tenant]
+		if t == nil {
+			t = &tenantRules{byEvent: map[string][]int32{}}
+			s.tenants[r.Tenant] = t
+		}
+		t.all = append(t.all, *r)
+		s.size++
+		if !r.Enabled {
+			continue
+		}
+		c, err := t.compile(r)
+		if err != nil { // unreachable after Validate; kept so a gap in Validate cannot panic here
+			errs = append(errs, fmt.Errorf("rule %s/%s: %w", r.Tenant, r.ID, err))
+			continue
+		}
+		n := int32(len(t.rules))
+		t.rules = append(t.rules, c)
+		if c.anyEvent || !c.event.exact {
+			t.other = append(t.other, n)
+		} else {
+			t.byEvent[c.event.pieces[0]] = append(t.byEvent[c.event.pieces[0]], n)
+		}
+	}
+	return s, errs
+}
+
+func (t *tenantRules) compile(r *Rule) (*compiled, error) {
+	c := &compiled{id: r.ID, signal: r.Signal, typ: r.Match.Type}
+	if r.Match.Source != "any" {
+		c.source = r.Match.Source
+	}
+	c.anyEvent = r.Match.Event == "" || r.Match.Event == "*"
+	c.event = compileGlob(r.Match.Event)
+	c.anyURL = r.Match.URL == "" || r.Match.URL == "*"
+	c.url = compileGlob(urlPath(r.Match.URL))
+	for _, rc := range r.Match.Conditions {
+		p, err := parsePath(rc.Path)
+		if err != nil {
+			return nil, err
+		}
+		k := cond{path: t.pathIndex(p), op: rc.Op, str: string(rc.Value)}
+		if f, err := strconv.ParseFloat(k.str, 64); err == nil {
+			k.num, k.isNum = f, true
+		}
+		switch rc.Op {
+		case OpGlob:
+			k.glob = compileGlob(k.str)
+		case OpRegex:
+			if k.re, err = compileRegex(k.str); err != nil {
+				return nil, err
+			}
+		case OpExists:
+			k.not = k.str == "false"
+		}
+		c.conds = append(c.conds, k)
+	}
+	for _, name := range sortedKeys(r.Map) {
+		p, err := parsePath(r.Map[name])
+		if err != nil {
+			return nil, err
+		}
+		c.targets = append(c.targets, target{field: strings.TrimPrefix(name, TargetFieldPrefix), path: p})
+	}
+	return c, nil
+}
+
+// pathIndex interns p so that rules sharing a path (context.page.url in every page rule) look it up once per
+// event.
+func (t *tenantRules) pathIndex(p path) int {
+	for i := range t.paths {
+		if t.paths[i].text == p.text {
+			return i
+		}
+	}
+	t.paths = append(t.paths, p)
+	return len(t.paths) - 1
+}
+
+// Len returns the number of rules in the set, disabled ones included.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return s.size
+}
+
+// Tenants returns the tenants that have rules, sorted.
+func (s *Set) Tenants() []string {
+	if s == nil {
+		return nil
+	}
+	out := make([]string, 0, len(s.tenants))
+	for t := range s.tenants {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Rules returns a copy of the tenant's rules, disabled ones included, in matching order.
+func (s *Set) Rules(tenant string) []Rule {
+	if s == nil || s.tenants[tenant] == nil {
+		return nil
+	}
+	return append([]Rule(nil), s.tenants[tenant].all...)
+}
+
+// Rule returns one rule of a tenant.
+func (s *Set) Rule(tenant, id string) (Rule, bool) {
+	if s == nil || s.tenants[tenant] == nil {
+		return Rule{}, false
+	}
+	for _, r := range s.tenants[tenant].all {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return Rule{}, false
+}
