@@ -117,23 +117,23 @@ func (e *evaluation) value(i int) (any, bool) {
 func (e *evaluation) holds(k *cond) bool {
 	v, ok := e.value(k.path)
 	switch k.op {
-	case OpExists:
+	case opExists:
 		return (ok && v != nil) != k.not
-	case OpEq:
+	case opEq:
 		return ok && equal(k, v)
-	case OpNe:
+	case opNe:
 		return !ok || !equal(k, v)
-	case OpGt, OpGte, OpLt, OpLte:
+	case opGt, opGte, opLt, opLte:
 		f, isNum := number(v)
 		if !ok || !isNum {
 			return false
 		}
 		switch k.op {
-		case OpGt:
+		case opGt:
 			return f > k.num
-		case OpGte:
+		case opGte:
 			return f >= k.num
-		case OpLt:
+		case opLt:
 			return f < k.num
 		}
 		return f <= k.num
@@ -148,11 +148,11 @@ func (e *evaluation) holds(k *cond) bool {
 		}
 	}
 	switch k.op {
-	case OpPrefix:
+	case opPrefix:
 		return strings.HasPrefix(s, k.str)
-	case OpGlob:
+	case opGlob:
 		return k.glob.match(s)
-	case OpRegex:
+	case opRegex:
 		return k.re.MatchString(s)
 	}
 	return false

@@ -39,7 +39,7 @@ type compiled struct {
 
 type cond struct {
 	path  int // index into tenantRules.paths
-	op    string
+	op    opcode
 	str   string
 	num   float64
 	isNum bool // str parses as a number: eq/ne compare numerically against JSON numbers
@@ -47,6 +47,25 @@ type cond struct {
 	re    *regexp.Regexp
 	not   bool // exists false
 }
+
+// opcode is an operator resolved at compile time: matching switches on a byte, not on operator names.
+type opcode uint8
+
+const (
+	opEq opcode = iota + 1
+	opNe
+	opExists
+	opPrefix
+	opGlob
+	opRegex
+	opGt
+	opGte
+	opLt
+	opLte
+)
+
+var opcodes = map[string]opcode{OpEq: opEq, OpNe: opNe, OpExists: opExists, OpPrefix: opPrefix, OpGlob: opGlob,
+	OpRegex: opRegex, OpGt: opGt, OpGte: opGte, OpLt: opLt, OpLte: opLte}
 
 type target struct {
 	field string // email, name, company, title or the enrichment field name
@@ -123,7 +142,7 @@ func (t *tenantRules) compile(r *Rule) (*compiled, error) {
 		if err != nil {
 			return nil, err
 		}
-		k := cond{path: t.pathIndex(p), op: rc.Op, str: string(rc.Value)}
+		k := cond{path: t.pathIndex(p), op: opcodes[rc.Op], str: string(rc.Value)}
 		if f, err := strconv.ParseFloat(k.str, 64); err == nil {
 			k.num, k.isNum = f, true
 		}

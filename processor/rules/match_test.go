@@ -1,0 +1,217 @@
+package rules
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func payload(t testing.TB, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+const trackDemo = `{"type":"track","event":"Form Submitted","anonymousId":"a1","messageId":"m1",
+ "properties":{"form_name":"demo","email":" Jane@Example.COM ","revenue":"120.50","seats":12,"plan":"pro",
+   "products":[{"sku":"SKU-1"},{"sku":"SKU-2"}],"flag":true,"none":null},
+ "traits":{"company":"Example Inc","title":"CTO","name":"Jane"},
+ "context":{"page":{"url":"https://example.com/docs/setup?x=1","path":"/docs/setup"}}}`
+
+func TestMatchConditions(t *testing.T) {
+	p := payload(t, trackDemo)
+	ev := &Event{Source: "segment", Type: "track", Name: "Form Submitted", Payload: p}
+	for _, tc := range []struct {
+		name string
+		m    Match
+		want bool
+	}{
+		{"empty match", Match{}, true},
+		{"source", Match{Source: "segment"}, true},
+		{"source any", Match{Source: "any"}, true},
+		{"other source", Match{Source: "webhook"}, false},
+		{"type", Match{Type: "page"}, false},
+		{"event exact", Match{Event: "Form Submitted"}, true},
+		{"event exact miss", Match{Event: "Form"}, false},
+		{"event glob", Match{Event: "Form *"}, true},
+		{"event glob miss", Match{Event: "*Viewed"}, false},
+		{"url from context.page.url", Match{URL: "/docs/*"}, true},
+		{"url exact miss", Match{URL: "/docs"}, false},
+		{"eq", Match{Conditions: []Condition{{"properties.form_name", OpEq, "demo"}}}, true},
+		{"eq miss", Match{Conditions: []Condition{{"properties.form_name", OpEq, "contact"}}}, false},
+		{"eq number", Match{Conditions: []Condition{{"properties.seats", OpEq, "12.0"}}}, true},
+		{"eq bool", Match{Conditions: []Condition{{"properties.flag", OpEq, "true"}}}, true},
+		{"eq missing", Match{Conditions: []Condition{{"properties.nope", OpEq, ""}}}, false},
+		{"array index", Match{Conditions: []Condition{{"properties.products.1.sku", OpEq, "SKU-2"}}}, true},
+		{"array index out of range", Match{Conditions: []Condition{{"properties.products.2.sku", OpExists, ""}}}, false},
+		{"ne", Match{Conditions: []Condition{{"properties.form_name", OpNe, "contact"}}}, true},
+		{"ne same", Match{Conditions: []Condition{{"properties.form_name", OpNe, "demo"}}}, false},
+		{"ne missing", Match{Conditions: []Condition{{"properties.nope", OpNe, "demo"}}}, true},
+		{"exists", Match{Conditions: []Condition{{"traits.company", OpExists, ""}}}, true},
+		{"exists null", Match{Conditions: []Condition{{"properties.none", OpExists, ""}}}, false},
+		{"exists false", Match{Conditions: []Condition{{"properties.nope", OpExists, "false"}}}, true},
+		{"prefix", Match{Conditions: []Condition{{"context.page.url", OpPrefix, "https://example.com/"}}}, true},
+		{"prefix miss", Match{Conditions: []Condition{{"context.page.url", OpPrefix, "http://"}}}, false},
+		{"glob", Match{Conditions: []Condition{{"context.page.url", OpGlob, "*example.com/docs/*"}}}, true},
+		{"regex", Match{Conditions: []Condition{{"properties.plan", OpRegex, "^(pro|enterprise)$"}}}, true},
+		{"regex on number", Match{Conditions: []Condition{{"properties.seats", OpRegex, `^\d+$`}}}, true},
+		{"regex on object", Match{Conditions: []Condition{{"properties.products", OpRegex, ".*"}}}, false},
+		{"gt numeric string", Match{Conditions: []Condition{{"properties.revenue", OpGt, "100"}}}, true},
+		{"gte", Match{Conditions: []Condition{{"properties.seats", OpGte, "12"}}}, true},
+		{"lt", Match{Conditions: []Condition{{"properties.seats", OpLt, "12"}}}, false},
+		{"lte", Match{Conditions: []Condition{{"properties.seats", OpLte, "12"}}}, true},
+		{"gt on text", Match{Conditions: []Condition{{"properties.plan", OpGt, "0"}}}, false},
+		{"all must hold", Match{Conditions: []Condition{{"properties.form_name", OpEq, "demo"}, {"properties.seats", OpGt, "100"}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewSet([]Rule{{Tenant: "acme", ID: "r", Enabled: true, Match: tc.m}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, got := s.Match("acme", ev); got != tc.want {
+				t.Fatalf("Match = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestMatchMapsFields(t *testing.T) {
+	r := validRule()
+	r.Map["name"] = "traits.name"
+	r.Map["title"] = "traits.title"
+	r.Map["fields.seats"] = "properties.seats"
+	r.Map["fields.missing"] = "properties.nope"
+	s, err := NewSet([]Rule{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &Event{Source: "segment", Type: "track", Name: "Form Submitted", Payload: payload(t, trackDemo)}
+	got, ok := s.Match("acme", ev)
+	want := Result{RuleID: "demo", Signal: "Demo Requested", Email: "jane@example.com", Fields: map[string]string{
+		"name": "Jane", "title": "CTO", "company": "Example Inc", "plan": "pro", "seats": "12"}}
+	if !ok || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Match = %+v, %v\nwant %+v", got, ok, want)
+	}
+	if _, ok := s.Match("other", ev); ok {
+		t.Fatal("a rule of acme matched another tenant's event")
+	}
+}
+
+func TestMatchPriorityAndOrder(t *testing.T) {
+	mk := func(id string, prio int32, event string, enabled bool) Rule {
+		return Rule{Tenant: "acme", ID: id, Priority: prio, Enabled: enabled, Match: Match{Event: event}}
+	}
+	ev := &Event{Source: "segment", Type: "track", Name: "Form Submitted", Payload: map[string]any{}}
+	for _, tc := range []struct {
+		name  string
+		rules []Rule
+		want  string
+	}{
+		{"higher priority wins", []Rule{mk("a", 1, "Form Submitted", true), mk("b", 5, "Form *", true)}, "b"},
+		{"exact vs glob by priority", []Rule{mk("a", 9, "Form Submitted", true), mk("b", 5, "Form *", true)}, "a"},
+		{"tie goes to smallest id", []Rule{mk("z", 3, "Form Submitted", true), mk("m", 3, "*", true), mk("q", 3, "Form Submitted", true)}, "m"},
+		{"disabled never matches", []Rule{mk("a", 9, "Form Submitted", false), mk("b", 1, "", true)}, "b"},
+		{"none", []Rule{mk("a", 9, "Other", true)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewSet(tc.rules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := s.Match("acme", ev)
+			if got.RuleID != tc.want {
+				t.Fatalf("winner %q, want %q", got.RuleID, tc.want)
+			}
+			if tc.want != "" && got.Signal != "Form Submitted" {
+				t.Fatalf("signal %q: an empty rule signal keeps the event name", got.Signal)
+			}
+		})
+	}
+}
+
+func TestMatchPageURL(t *testing.T) {
+	s, err := NewSet([]Rule{
+		{Tenant: "acme", ID: "pricing", Priority: 2, Enabled: true, Match: Match{Type: "page", URL: "/pricing"}, Signal: "Pricing Page Viewed"},
+		{Tenant: "acme", ID: "docs", Priority: 1, Enabled: true, Match: Match{Type: "page", URL: "/docs/*"}, Signal: "Docs Viewed"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		url     string
+		payload string
+		want    string
+	}{
+		{"https://example.com/pricing", `{}`, "pricing"},
+		{"https://example.com/pricing/?utm=1#top", `{}`, "pricing"},
+		{"/pricing", `{}`, "pricing"},
+		{"https://example.com/pricing-old", `{}`, ""},
+		{"https://example.com/docs/a/b", `{}`, "docs"},
+		{"https://example.com/docs", `{}`, ""},
+		{"", `{"properties":{"url":"https://x.io/pricing"}}`, "pricing"},
+		{"", `{"context":{"page":{"url":"https://x.io/docs/api"}}}`, "docs"},
+		{"", `{"properties":{"path":"/docs/api"}}`, "docs"},
+		{"", `{}`, ""},
+	} {
+		ev := &Event{Source: "segment", Type: "page", Name: "x", URL: tc.url, Payload: payload(t, tc.payload)}
+		if got, _ := s.Match("acme", ev); got.RuleID != tc.want {
+			t.Errorf("url %q payload %s: rule %q, want %q", tc.url, tc.payload, got.RuleID, tc.want)
+		}
+	}
+}
+
+func TestNormalizeEmail(t *testing.T) {
+	for in, want := range map[string]string{
+		" Jane@Example.COM ": "jane@example.com", "true": "", "anonymous": "", "@x.io": "", "a@": "",
+		"a@b@c": "", "a b@c.io": "", "x@y.io": "x@y.io",
+	} {
+		if got := normalizeEmail(in); got != want {
+			t.Errorf("normalizeEmail(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A hostile pattern is bounded: RE2 matches in linear time, so the classic catastrophic backtracking case
+// returns (this test would hang on a backtracking engine).
+func TestRegexCatastrophicPatternIsLinear(t *testing.T) {
+	s, err := NewSet([]Rule{{Tenant: "acme", ID: "evil", Enabled: true,
+		Match: Match{Conditions: []Condition{{"properties.v", OpRegex, "^(a+)+$"}, {"properties.v", OpRegex, "(x+x+)+y"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := strings.Repeat("a", 30000) + "!"
+	ev := &Event{Payload: map[string]any{"properties": map[string]any{"v": v}}}
+	if _, ok := s.Match("acme", ev); ok {
+		t.Fatal("matched")
+	}
+}
+
+func TestGlob(t *testing.T) {
+	for _, tc := range []struct {
+		p, s string
+		want bool
+	}{
+		{"abc", "abc", true}, {"abc", "abcd", false}, {"*", "", true}, {"a*", "a", true}, {"a*a", "a", false},
+		{"a*b*c", "aXbYc", true}, {"a*b*c", "acb", false}, {"*.pdf", "x.pdf", true}, {"/docs/*", "/docs/", true},
+		{"**", "x", true}, {"a*b*b", "abab", true},
+	} {
+		g := compileGlob(tc.p)
+		if got := g.match(tc.s); got != tc.want {
+			t.Errorf("glob %q on %q = %v", tc.p, tc.s, got)
+		}
+	}
+}
+
+func TestBuildSkipsInvalid(t *testing.T) {
+	bad := validRule()
+	bad.ID = "bad"
+	bad.Match.Conditions[0].Op = "nope"
+	s, errs := Build([]Rule{validRule(), bad})
+	if len(errs) != 1 || s.Len() != 1 {
+		t.Fatalf("Build: %d rules, errors %v", s.Len(), errs)
+	}
+}
