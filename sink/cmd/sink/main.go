@@ -1,0 +1,185 @@
+// Command sink loads signals.resolved, identities and signals.dlq into ClickHouse.
+//
+//	sink [flags]           run the loader (applies pending migrations first)
+//	sink migrate [flags]   apply pending migrations and exit
+//
+// Every flag falls back to an environment variable; see sink/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/sink"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func run(args []string) int {
+	verb := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		verb, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("sink "+verb, flag.ContinueOnError)
+	brokers := fs.String("brokers", env("SIGNALSTAGE_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env SIGNALSTAGE_KAFKA_BROKERS)")
+	prefix := fs.String("topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "prefix of every topic and of the consumer group (env SIGNALSTAGE_TOPIC_PREFIX)")
+	partitions := fs.Int("partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of the co-partitioned topics (env SIGNALSTAGE_PARTITIONS)")
+	logLevel := fs.String("log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error (env SIGNALSTAGE_LOG_LEVEL)")
+	chAddr := fs.String("clickhouse-addr", env("SIGNALSTAGE_CLICKHOUSE_ADDR", "127.0.0.1:9000"), "ClickHouse native address (env SIGNALSTAGE_CLICKHOUSE_ADDR)")
+	chDB := fs.String("clickhouse-database", env("SIGNALSTAGE_CLICKHOUSE_DATABASE", "signalstage"), "ClickHouse database (env SIGNALSTAGE_CLICKHOUSE_DATABASE)")
+	chUser := fs.String("clickhouse-user", env("SIGNALSTAGE_CLICKHOUSE_USER", "default"), "ClickHouse user (env SIGNALSTAGE_CLICKHOUSE_USER; password from SIGNALSTAGE_CLICKHOUSE_PASSWORD)")
+	metricsAddr := fs.String("metrics-addr", env("SIGNALSTAGE_SINK_METRICS_ADDR", "127.0.0.1:9103"), "listen address of /metrics; empty disables (env SIGNALSTAGE_SINK_METRICS_ADDR)")
+	flushRows := fs.Int("flush-rows", envInt("SIGNALSTAGE_SINK_FLUSH_ROWS", 50_000), "flush a table's batch at this many rows (env SIGNALSTAGE_SINK_FLUSH_ROWS)")
+	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
+	flushInterval := fs.Duration("flush-interval", envDuration("SIGNALSTAGE_SINK_FLUSH_INTERVAL", time.Second), "flush a table's batch when its oldest row is this old (env SIGNALSTAGE_SINK_FLUSH_INTERVAL)")
+	retryMax := fs.Duration("retry-max", envDuration("SIGNALSTAGE_SINK_RETRY_MAX", 10*time.Second), "longest wait between insert retries (env SIGNALSTAGE_SINK_RETRY_MAX)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "sink: -log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg := sink.Config{
+		Brokers:            strings.Split(*brokers, ","),
+		Topics:             schemas.Config{Prefix: *prefix, Partitions: int32(*partitions)},
+		ClickHouseAddr:     *chAddr,
+		Database:           *chDB,
+		ClickHouseUser:     *chUser,
+		ClickHousePassword: os.Getenv("SIGNALSTAGE_CLICKHOUSE_PASSWORD"),
+		FlushRows:          *flushRows,
+		FlushBytes:         *flushBytes,
+		FlushInterval:      *flushInterval,
+		RetryMax:           *retryMax,
+		Logger:             log,
+	}
+
+	ctx, stop := signalContext(log)
+	defer stop()
+	var err error
+	switch verb {
+	case "run":
+		err = serve(ctx, log, cfg, *metricsAddr)
+	case "migrate":
+		err = migrate(ctx, log, cfg)
+	default:
+		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run or migrate)\n", verb)
+		return 2
+	}
+	if err != nil {
+		log.Error("sink failed", "err", err)
+		if errors.Is(err, sink.ErrConfig) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// signalContext is cancelled by the first SIGINT or SIGTERM; a second one kills the process.
+func signalContext(log *slog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-ch
+		log.Info("shutting down", "signal", s.String())
+		cancel()
+		<-ch
+		log.Error("second signal, exiting now")
+		os.Exit(130)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr string) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registry = reg
+	s, err := sink.New(cfg)
+	if err != nil {
+		return err
+	}
+	if metricsAddr != "" {
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return fmt.Errorf("-metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		log.Info("metrics listening", "addr", ln.Addr().String())
+	}
+	// Shutdown time runs from the signal to Run's return: the final flush and commit.
+	var cancelledAt atomic.Int64
+	defer context.AfterFunc(ctx, func() { cancelledAt.Store(time.Now().UnixNano()) })()
+	err = s.Run(ctx)
+	if at := cancelledAt.Load(); at != 0 {
+		log.Info("stopped", "shutdown", time.Since(time.Unix(0, at)).String())
+	}
+	return err
+}
+
+func migrate(ctx context.Context, log *slog.Logger, cfg sink.Config) error {
+	conn, err := sink.OpenClickHouse(cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	applied, err := sink.Migrate(ctx, conn, cfg.Database)
+	for _, m := range applied {
+		log.Info("applied migration", "name", m.Name)
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("migrations up to date", "database", cfg.Database, "applied", len(applied))
+	return nil
+}

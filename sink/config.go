@@ -1,0 +1,122 @@
+// Package sink loads the pipeline's output topics into ClickHouse: signals.resolved into signals, identities into
+// identities, signals.dlq into dead_letters. It batches per table, inserts with clickhouse-go's native batches, and
+// commits Kafka offsets only after ClickHouse has acknowledged every row below them, so a crash or a replay
+// re-inserts rows that the ReplacingMergeTree tables fold back into one logical row each.
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// Config of a Sink. The zero value of every field but Brokers, ClickHouseAddr and Database means its default.
+type Config struct {
+	// Brokers are the Kafka seed brokers (flag -brokers). Required.
+	Brokers []string
+	// Topics names the deployment's topics (flag -topic-prefix, -partitions). Its Prefix also prefixes the consumer
+	// group: "<prefix>sink".
+	Topics schemas.Config
+	// ClickHouseAddr is the native-protocol address (flag -clickhouse-addr). Required.
+	ClickHouseAddr string
+	// Database is the ClickHouse database the migrations create and the sink loads (flag -clickhouse-database).
+	// Required; letters, digits and underscores only, because it is spliced into DDL.
+	Database string
+	// ClickHouseUser and ClickHousePassword authenticate (default user "default", empty password).
+	ClickHouseUser     string
+	ClickHousePassword string
+
+	// FlushRows flushes a table's batch when it holds this many rows (default 50,000; flag -flush-rows).
+	FlushRows int
+	// FlushBytes flushes a table's batch when its rows hold about this many bytes (default 32 MiB; flag
+	// -flush-bytes). Together with FlushRows it bounds the sink's memory.
+	FlushBytes int
+	// FlushInterval flushes a table's batch when its oldest row is this old (default 1 s; flag -flush-interval):
+	// at steady state about one insert per second per table.
+	FlushInterval time.Duration
+	// RetryMin and RetryMax bound the capped exponential backoff between insert attempts while ClickHouse is down
+	// or failing (defaults 100 ms and 10 s). Fetching is paused meanwhile; nothing is dropped.
+	RetryMin, RetryMax time.Duration
+	// InsertTimeout bounds one insert attempt (default 60 s).
+	InsertTimeout time.Duration
+	// MaxPollRecords caps the records taken from the client per poll (default 10,000).
+	MaxPollRecords int
+
+	// Registry receives the sink's metrics (default: a fresh registry, so tests never collide).
+	Registry prometheus.Registerer
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// ErrConfig is wrapped by every configuration error New returns.
+var ErrConfig = errors.New("invalid sink config")
+
+var databaseName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (c Config) withDefaults() Config {
+	if c.FlushRows == 0 {
+		c.FlushRows = 50_000
+	}
+	if c.FlushBytes == 0 {
+		c.FlushBytes = 32 << 20
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 10 * time.Second
+	}
+	if c.InsertTimeout == 0 {
+		c.InsertTimeout = time.Minute
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = 10_000
+	}
+	if c.ClickHouseUser == "" {
+		c.ClickHouseUser = "default"
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	bad := func(flag, format string, args ...any) error {
+		return fmt.Errorf("%w: -%s: %s", ErrConfig, flag, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case len(c.Brokers) == 0:
+		return bad("brokers", "no broker given")
+	case c.ClickHouseAddr == "":
+		return bad("clickhouse-addr", "empty")
+	case !databaseName.MatchString(c.Database):
+		return bad("clickhouse-database", "%q is not a plain identifier", c.Database)
+	case c.FlushRows < 1:
+		return bad("flush-rows", "%d is less than 1", c.FlushRows)
+	case c.FlushBytes < 1:
+		return bad("flush-bytes", "%d is less than 1", c.FlushBytes)
+	case c.FlushInterval < time.Millisecond:
+		return bad("flush-interval", "%s is less than 1ms", c.FlushInterval)
+	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
+		return bad("retry-max", "backoff bounds %s..%s are not increasing", c.RetryMin, c.RetryMax)
+	case c.Topics.Partitions < 0:
+		return bad("partitions", "%d is negative", c.Topics.Partitions)
+	}
+	return nil
+}
+
+// Group is the consumer group of the sink for topic prefix prefix.
+func Group(prefix string) string { return prefix + "sink" }

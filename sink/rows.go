@@ -1,0 +1,193 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// ErrUnconvertible marks a record the sink decoded but cannot store (a time outside ClickHouse's DateTime range, a
+// missing key column). Such a record goes to dead_letters instead of stalling its partition.
+var ErrUnconvertible = errors.New("record cannot be stored")
+
+// ClickHouse DateTime holds seconds from 1970-01-01 to 2106-02-07 (UInt32).
+var (
+	minDateTime = time.Unix(0, 0)
+	maxDateTime = time.Unix(1<<32-1, 0)
+)
+
+func checkTime(name string, t time.Time) error {
+	if t.Before(minDateTime) || t.After(maxDateTime) {
+		return fmt.Errorf("%w: %s %s is outside ClickHouse DateTime (1970..2106)", ErrUnconvertible, name, t.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// signalRow is one row of signals. The ch tags are the insert's explicit column list (see columns).
+type signalRow struct {
+	Tenant         string    `ch:"tenant"`
+	SignalID       string    `ch:"signal_id"`
+	Version        uint64    `ch:"version"`
+	Status         string    `ch:"status"`
+	Source         string    `ch:"source"`
+	Type           string    `ch:"type"`
+	Event          string    `ch:"event"`
+	MessageID      string    `ch:"message_id"`
+	AnonymousID    string    `ch:"anonymous_id"`
+	UserID         string    `ch:"user_id"`
+	Email          string    `ch:"email"`
+	URL            string    `ch:"url"`
+	PageName       string    `ch:"page_name"`
+	Properties     string    `ch:"properties"`
+	Traits         string    `ch:"traits"`
+	RuleID         string    `ch:"rule_id"`
+	MappedName     string    `ch:"mapped_name"`
+	MappedKeys     []string  `ch:"mapped_keys"`
+	MappedValues   []string  `ch:"mapped_values"`
+	EventTime      time.Time `ch:"event_time"`
+	EventTimeMs    int64     `ch:"event_time_ms"`
+	ReceivedAt     time.Time `ch:"received_at"`
+	ProcessedAt    time.Time `ch:"processed_at"`
+	RawPartition   int32     `ch:"raw_partition"`
+	RawOffset      int64     `ch:"raw_offset"`
+	Payload        string    `ch:"payload"`
+	KafkaTopic     string    `ch:"kafka_topic"`
+	KafkaPartition int32     `ch:"kafka_partition"`
+	KafkaOffset    int64     `ch:"kafka_offset"`
+}
+
+func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
+	if s.Tenant == "" || s.SignalID == "" {
+		return signalRow{}, fmt.Errorf("%w: empty tenant or signal_id", ErrUnconvertible)
+	}
+	if s.Version < 0 {
+		return signalRow{}, fmt.Errorf("%w: negative version %d", ErrUnconvertible, s.Version)
+	}
+	for _, c := range []struct {
+		name string
+		t    time.Time
+	}{{"event_time", s.EventTime}, {"received_at", s.ReceivedAt}, {"processed_at", s.ProcessedAt}} {
+		if err := checkTime(c.name, c.t); err != nil {
+			return signalRow{}, err
+		}
+	}
+	// Sorted so that the same map always yields the same arrays (Go map order is random).
+	keys := make([]string, 0, len(s.Mapped))
+	for k := range s.Mapped {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	values := make([]string, len(keys))
+	for i, k := range keys {
+		values[i] = s.Mapped[k]
+	}
+	return signalRow{
+		Tenant: s.Tenant, SignalID: s.SignalID, Version: uint64(s.Version), Status: s.Status,
+		Source: s.Source, Type: s.Type, Event: s.Event, MessageID: s.MessageID,
+		AnonymousID: s.AnonymousID, UserID: s.UserID, Email: s.Email, URL: s.URL, PageName: s.PageName,
+		Properties: s.Properties, Traits: s.Traits, RuleID: s.RuleID, MappedName: s.MappedName,
+		MappedKeys: keys, MappedValues: values,
+		EventTime: s.EventTime.UTC(), EventTimeMs: s.EventTime.UnixMilli(),
+		ReceivedAt: s.ReceivedAt.UTC(), ProcessedAt: s.ProcessedAt.UTC(),
+		RawPartition: s.RawPartition, RawOffset: s.RawOffset, Payload: string(s.Payload),
+		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
+	}, nil
+}
+
+// identityRow is one row of identities.
+type identityRow struct {
+	Tenant         string    `ch:"tenant"`
+	IDKind         string    `ch:"id_kind"`
+	ID             string    `ch:"id"`
+	Email          string    `ch:"email"`
+	AnonymousID    string    `ch:"anonymous_id"`
+	UserID         string    `ch:"user_id"`
+	Traits         string    `ch:"traits"`
+	LinkedAt       time.Time `ch:"linked_at"`
+	LinkedAtMs     int64     `ch:"linked_at_ms"`
+	SignalID       string    `ch:"signal_id"`
+	KafkaPartition int32     `ch:"kafka_partition"`
+	KafkaOffset    uint64    `ch:"kafka_offset"`
+}
+
+func newIdentityRow(l *schemas.IdentityLink, r *kgo.Record) (identityRow, error) {
+	if l.Tenant == "" || l.ID == "" {
+		return identityRow{}, fmt.Errorf("%w: empty tenant or id", ErrUnconvertible)
+	}
+	if err := checkTime("linked_at", l.LinkedAt); err != nil {
+		return identityRow{}, err
+	}
+	return identityRow{
+		Tenant: l.Tenant, IDKind: l.IDKind, ID: l.ID, Email: l.Email, AnonymousID: l.AnonymousID, UserID: l.UserID,
+		Traits: l.Traits, LinkedAt: l.LinkedAt.UTC(), LinkedAtMs: l.LinkedAt.UnixMilli(), SignalID: l.SignalID,
+		KafkaPartition: r.Partition, KafkaOffset: uint64(r.Offset),
+	}, nil
+}
+
+// deadLetterRow is one row of dead_letters.
+type deadLetterRow struct {
+	Tenant          string    `ch:"tenant"`
+	Stage           string    `ch:"stage"`
+	Reason          string    `ch:"reason"`
+	OriginTopic     string    `ch:"origin_topic"`
+	OriginPartition int32     `ch:"origin_partition"`
+	OriginOffset    int64     `ch:"origin_offset"`
+	Key             string    `ch:"key"`
+	Payload         string    `ch:"payload"`
+	Retries         int32     `ch:"retries"`
+	FailedAt        time.Time `ch:"failed_at"`
+	KafkaTopic      string    `ch:"kafka_topic"`
+	KafkaPartition  int32     `ch:"kafka_partition"`
+	KafkaOffset     int64     `ch:"kafka_offset"`
+}
+
+func newDeadLetterRow(d *schemas.DeadLetter, r *kgo.Record) deadLetterRow {
+	failed := d.FailedAt
+	if checkTime("failed_at", failed) != nil {
+		// A dead letter is never itself dead-lettered: keep it, stamped with the time the sink read it.
+		failed = r.Timestamp
+	}
+	return deadLetterRow{
+		Tenant: d.Tenant, Stage: d.Stage, Reason: d.Reason, OriginTopic: d.Topic, OriginPartition: d.Partition,
+		OriginOffset: d.Offset, Key: string(d.Key), Payload: string(d.Payload), Retries: d.Retries,
+		FailedAt: clampTime(failed), KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
+	}
+}
+
+// sinkDeadLetter is the row for a record the sink itself could not decode or convert: its origin is the record.
+func sinkDeadLetter(r *kgo.Record, reason error) deadLetterRow {
+	tenant, _, _ := schemas.SplitKey(r.Key)
+	return deadLetterRow{
+		Tenant: tenant, Stage: "sink", Reason: reason.Error(), OriginTopic: r.Topic, OriginPartition: r.Partition,
+		OriginOffset: r.Offset, Key: string(r.Key), Payload: string(r.Value), FailedAt: clampTime(r.Timestamp),
+		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
+	}
+}
+
+func clampTime(t time.Time) time.Time {
+	switch {
+	case t.Before(minDateTime):
+		return minDateTime.UTC()
+	case t.After(maxDateTime):
+		return maxDateTime.UTC()
+	}
+	return t.UTC()
+}
+
+// reasonKind is the low-cardinality label of a dead-letter reason for metrics.
+func reasonKind(err error) string {
+	switch {
+	case errors.Is(err, schemas.ErrUnknownFingerprint):
+		return "unknown_schema"
+	case errors.Is(err, schemas.ErrNotSingleObject), errors.Is(err, schemas.ErrCorrupt):
+		return "undecodable"
+	case errors.Is(err, ErrUnconvertible):
+		return "unconvertible"
+	}
+	return "other"
+}

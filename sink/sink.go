@@ -1,0 +1,244 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// Sink consumes signals.resolved, identities and signals.dlq and loads them into ClickHouse. One goroutine owns
+// the batches and the offsets; Run is not safe to call twice.
+type Sink struct {
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+	conn   driver.Conn
+	client *kgo.Client
+	topics map[string]string // full topic name -> base name
+
+	signals    *table[signalRow]
+	identities *table[identityRow]
+	dead       *table[deadLetterRow]
+	tables     []buffer
+
+	// next is, per partition consumed, the offset after the last record added to a batch.
+	next      map[tp]kgo.EpochOffset
+	committed map[tp]int64
+	paused    bool
+
+	// revoked collects partitions the group took away (kgo calls back from its own goroutine); the loop forgets
+	// their offsets so it never commits them again. Rows of theirs already batched are still inserted: a
+	// duplicate is harmless, and committing stays safe because a committed offset is always backed by rows.
+	mu      sync.Mutex
+	revoked []tp
+}
+
+// New validates cfg and builds a Sink. It does not connect; Run does.
+func New(cfg Config) (*Sink, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	s := &Sink{
+		cfg: cfg, log: cfg.Logger, m: m,
+		signals:    newTable[signalRow](cfg.Database, "signals"),
+		identities: newTable[identityRow](cfg.Database, "identities"),
+		dead:       newTable[deadLetterRow](cfg.Database, "dead_letters"),
+		next:       map[tp]kgo.EpochOffset{},
+		committed:  map[tp]int64{},
+		topics:     map[string]string{},
+	}
+	s.tables = []buffer{s.signals, s.identities, s.dead}
+	var names []string
+	for _, base := range []string{schemas.TopicResolved, schemas.TopicIdentities, schemas.TopicDLQ} {
+		full := cfg.Topics.Name(base)
+		s.topics[full] = base
+		names = append(names, full)
+	}
+	s.conn, err = OpenClickHouse(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.client, err = kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(Group(cfg.Topics.Prefix)),
+		kgo.ConsumeTopics(names...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Offsets are committed by hand, only once ClickHouse holds every row below them.
+		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsRevoked(s.forget),
+		kgo.OnPartitionsLost(s.forget),
+	)
+	if err != nil {
+		_ = s.conn.Close()
+		return nil, fmt.Errorf("creating kafka client: %w", err)
+	}
+	return s, nil
+}
+
+// OpenClickHouse opens a native connection without a default database (the migrations may create it).
+func OpenClickHouse(cfg Config) (driver.Conn, error) {
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr:        []string{cfg.ClickHouseAddr},
+		Auth:        clickhouse.Auth{Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword},
+		DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening clickhouse %s: %w", cfg.ClickHouseAddr, err)
+	}
+	return conn, nil
+}
+
+func (s *Sink) forget(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for topic, parts := range lost {
+		for _, p := range parts {
+			s.revoked = append(s.revoked, tp{topic, p})
+		}
+	}
+}
+
+func (s *Sink) drainRevoked() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.revoked {
+		delete(s.next, p)
+		delete(s.committed, p)
+	}
+	s.revoked = s.revoked[:0]
+}
+
+// Run ensures the topics, applies the migrations and loads until ctx is done. On cancellation it flushes and
+// commits what it holds (bounded by InsertTimeout) and returns nil; it returns an error only when it cannot start
+// or the Kafka client fails for good. Run closes the Sink's clients when it returns.
+func (s *Sink) Run(ctx context.Context) error {
+	defer s.conn.Close()
+	defer s.client.Close()
+	if err := s.cfg.Topics.Ensure(ctx, kadm.NewClient(s.client)); err != nil {
+		return fmt.Errorf("ensuring topics: %w", err)
+	}
+	applied, err := Migrate(ctx, s.conn, s.cfg.Database)
+	if err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	s.m.migrationsRun.Add(float64(len(applied)))
+	for _, m := range applied {
+		s.log.Info("applied migration", "name", m.Name)
+	}
+	s.log.Info("sink running", "group", Group(s.cfg.Topics.Prefix), "database", s.cfg.Database)
+	for {
+		if err := s.step(ctx); err != nil {
+			if ctx.Err() == nil {
+				return err
+			}
+			return s.shutdown()
+		}
+	}
+}
+
+// step polls once (waiting at most until the oldest batch is due), batches what it got, flushes what is due and
+// commits what the flushes made safe.
+func (s *Sink) step(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, s.untilDue(time.Now()))
+	fetches := s.client.PollRecords(pctx, s.cfg.MaxPollRecords)
+	cancel()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var fatal error
+	fetches.EachError(func(topic string, p int32, err error) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		case errors.Is(err, kgo.ErrClientClosed):
+			fatal = err
+		default:
+			s.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+		}
+	})
+	if fatal != nil {
+		return fmt.Errorf("polling: %w", fatal)
+	}
+	s.drainRevoked()
+	now := time.Now()
+	fetches.EachRecord(func(r *kgo.Record) { s.add(r, now) })
+	return s.flushDue(ctx, time.Now())
+}
+
+// untilDue is how long the next poll may wait: until the oldest batch reaches FlushInterval, else a full interval.
+func (s *Sink) untilDue(now time.Time) time.Duration {
+	wait := s.cfg.FlushInterval
+	for _, b := range s.tables {
+		if b.len() == 0 {
+			continue
+		}
+		if d := b.oldest().Add(s.cfg.FlushInterval).Sub(now); d < wait {
+			wait = d
+		}
+	}
+	return max(wait, time.Millisecond)
+}
+
+// add decodes r and appends it to its table's batch; what cannot be decoded or converted goes to dead_letters.
+func (s *Sink) add(r *kgo.Record, now time.Time) {
+	base := s.topics[r.Topic]
+	s.m.records.WithLabelValues(base).Inc()
+	p := tp{r.Topic, r.Partition}
+	s.next[p] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+	size := len(r.Value) + len(r.Key) + 64
+	if r.Value == nil {
+		// A compaction tombstone (identities): nothing to store, the last link stays in ClickHouse.
+		s.m.tombstones.Inc()
+		return
+	}
+	var err error
+	switch base {
+	case schemas.TopicResolved:
+		var v schemas.Signal
+		if err = schemas.Signals.Decode(r.Value, &v); err == nil {
+			var row signalRow
+			if row, err = newSignalRow(&v, r); err == nil {
+				s.signals.add(row, p, r.Offset, size, now)
+			}
+		}
+	case schemas.TopicIdentities:
+		var v schemas.IdentityLink
+		if err = schemas.IdentityLinks.Decode(r.Value, &v); err == nil {
+			var row identityRow
+			if row, err = newIdentityRow(&v, r); err == nil {
+				s.identities.add(row, p, r.Offset, size, now)
+			}
+		}
+	case schemas.TopicDLQ:
+		var v schemas.DeadLetter
+		if err = schemas.DeadLetters.Decode(r.Value, &v); err == nil {
+			s.dead.add(newDeadLetterRow(&v, r), p, r.Offset, size, now)
+		}
+	default:
+		err = fmt.Errorf("%w: record from unexpected topic %s", ErrUnconvertible, r.Topic)
+	}
+	if err != nil {
+		kind := reasonKind(err)
+		s.m.deadLetters.WithLabelValues(kind).Inc()
+		s.log.Warn("dead-lettering record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+			"reason", kind, "err", err)
+		s.dead.add(sinkDeadLetter(r, fmt.Errorf("decoding %s record: %w", strings.TrimPrefix(base, "signals."), err)),
+			p, r.Offset, size, now)
+	}
+}
