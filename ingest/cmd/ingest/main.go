@@ -1,0 +1,118 @@
+// Command ingest runs the signalstage HTTP edge (see package ingest). `ingest keys hash` prints the hash of an
+// API secret for the key registry file.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/signalstage/signalstage/ingest"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "keys" {
+		os.Exit(keysCmd(os.Args[2:]))
+	}
+	os.Exit(run())
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func run() int {
+	var cfg ingest.Config
+	var brokers, level string
+	var partitions int
+	fs := flag.NewFlagSet("ingest", flag.ExitOnError)
+	fs.StringVar(&cfg.Addr, "addr", env("SIGNALSTAGE_INGEST_ADDR", ingest.DefaultAddr), "HTTP listen address (env SIGNALSTAGE_INGEST_ADDR)")
+	fs.StringVar(&brokers, "brokers", env("SIGNALSTAGE_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env SIGNALSTAGE_KAFKA_BROKERS)")
+	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "topic name prefix (env SIGNALSTAGE_TOPIC_PREFIX)")
+	fs.IntVar(&partitions, "partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of signals.raw when created (env SIGNALSTAGE_PARTITIONS)")
+	fs.StringVar(&level, "log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&cfg.KeysFile, "keys", env("SIGNALSTAGE_KEYS_FILE", ingest.DefaultKeysFile), "key registry JSON file (env SIGNALSTAGE_KEYS_FILE); reloaded on SIGHUP and on change")
+	fs.DurationVar(&cfg.KeysPollInterval, "keys-poll", 2*time.Second, "how often the key file is checked for changes")
+	fs.IntVar(&cfg.MaxEventBytes, "max-event-bytes", ingest.DefaultMaxEventBytes, "largest event accepted")
+	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", ingest.DefaultMaxRequestBytes, "largest request body, after decompression")
+	fs.DurationVar(&cfg.ProduceTimeout, "produce-timeout", ingest.DefaultProduceTimeout, "wait for Kafka acks before answering 503")
+	fs.DurationVar(&cfg.RetryAfter, "retry-after", 5*time.Second, "Retry-After of 503 answers")
+	fs.IntVar(&cfg.MaxBufferedRecords, "max-buffered-records", 100_000, "producer buffer bound in records (503 beyond)")
+	fs.IntVar(&cfg.MaxBufferedBytes, "max-buffered-bytes", 128<<20, "producer buffer bound in bytes (503 beyond)")
+	fs.DurationVar(&cfg.Linger, "linger", 0, "producer linger")
+	fs.StringVar(&cfg.ReplicaID, "replica-id", env("SIGNALSTAGE_REPLICA_ID", ""), "stable name of this replica in the usage topic (default host name)")
+	fs.DurationVar(&cfg.UsageInterval, "usage-interval", time.Second, "how often monthly counts are published")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on draining requests and flushing")
+	_ = fs.Parse(os.Args[1:])
+	cfg.Brokers = strings.Split(brokers, ",")
+	cfg.Partitions = int32(partitions)
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		fmt.Fprintf(os.Stderr, "-log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	slog.SetDefault(log)
+	cfg.Logger = log
+
+	srv, err := ingest.New(cfg)
+	if err != nil {
+		log.Error("invalid configuration", "err", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process
+	}()
+	if err := srv.Run(ctx); err != nil {
+		log.Error("ingest failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// keysCmd implements `ingest keys hash [secret]`; without an argument the secret is read from stdin so that it
+// does not land in the shell history.
+func keysCmd(args []string) int {
+	if len(args) == 0 || args[0] != "hash" {
+		fmt.Fprintln(os.Stderr, "usage: ingest keys hash [secret]   (reads the secret from stdin when omitted)")
+		return 2
+	}
+	secret := ""
+	if len(args) > 1 {
+		secret = args[1]
+	} else {
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && line == "" {
+			fmt.Fprintln(os.Stderr, "reading secret from stdin:", err)
+			return 1
+		}
+		secret = strings.TrimRight(line, "\r\n")
+	}
+	if secret == "" {
+		fmt.Fprintln(os.Stderr, "empty secret")
+		return 2
+	}
+	fmt.Println(ingest.HashSecret(secret))
+	return 0
+}

@@ -1,0 +1,182 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config of the edge. Zero values take the documented defaults; New validates once and names the flag of a bad
+// value in its error.
+type Config struct {
+	// Addr is the HTTP listen address (-addr, default 127.0.0.1:8080). Ignored when Listener is set.
+	Addr string
+	// Listener, when set, is served instead of listening on Addr (tests pass 127.0.0.1:0 listeners).
+	Listener net.Listener
+	// Brokers are the Kafka seed brokers (-brokers, default 127.0.0.1:9092).
+	Brokers []string
+	// TopicPrefix is prepended to every topic name (-topic-prefix, default "").
+	TopicPrefix string
+	// Partitions of signals.raw and its co-partitioned topics when Run creates them (-partitions, default 6).
+	Partitions int32
+	// ReplicationFactor of the topics Run creates (default -1: the broker's default).
+	ReplicationFactor int16
+
+	// KeysFile is the JSON key registry (-keys, env SIGNALSTAGE_KEYS_FILE, default testenv/dev-keys.json).
+	KeysFile string
+	// KeysPollInterval is how often the registry file is checked for changes (-keys-poll, default 2s); SIGHUP
+	// reloads it at once.
+	KeysPollInterval time.Duration
+
+	// MaxEventBytes bounds one event (-max-event-bytes, default 32 KiB). A single-event request beyond it gets
+	// 413; an oversized event inside a batch is rejected and dead-lettered.
+	MaxEventBytes int
+	// MaxRequestBytes bounds a request body, after gzip decompression too (-max-request-bytes, default 500 KiB).
+	MaxRequestBytes int
+
+	// ProduceTimeout is how long a request waits for Kafka to acknowledge its records before it answers 503
+	// (-produce-timeout, default 8s: under Segment's 10 s client timeout).
+	ProduceTimeout time.Duration
+	// RetryAfter is the Retry-After sent with 503 (-retry-after, default 5s).
+	RetryAfter time.Duration
+	// MaxBufferedRecords and MaxBufferedBytes bound the producer's memory (-max-buffered-records, default
+	// 100000; -max-buffered-bytes, default 128 MiB). When either is reached requests get 503 at once.
+	MaxBufferedRecords int
+	MaxBufferedBytes   int
+	// Linger is the producer's linger (-linger, default 0: batching comes from concurrent requests).
+	Linger time.Duration
+
+	// ReplicaID names this replica in the shared usage topic (-replica-id, default the host name). Keep it stable
+	// across restarts (a StatefulSet pod name) so a restarted replica resumes its own count.
+	ReplicaID string
+	// UsageInterval is how often this replica publishes its per-key monthly counts (-usage-interval, default 1s).
+	UsageInterval time.Duration
+
+	// HTTP server hardening (defaults: header 5s, read 15s, write 15s, idle 120s, 16 KiB of headers).
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	// ShutdownTimeout bounds draining in-flight requests and flushing the producer (-shutdown-timeout, default 20s).
+	ShutdownTimeout time.Duration
+
+	// Registry receives the metrics (default: a new registry, served on /metrics either way).
+	Registry *prometheus.Registry
+	// Logger for structured logs (default slog.Default()).
+	Logger *slog.Logger
+	// KafkaOpts are appended to the producer's options (tests use them for fault injection).
+	KafkaOpts []kgo.Opt
+	// Now returns the current time (default time.Now); tests move the month.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultAddr            = "127.0.0.1:8080"
+	DefaultKeysFile        = "testenv/dev-keys.json"
+	DefaultMaxEventBytes   = 32 << 10
+	DefaultMaxRequestBytes = 500 << 10
+	DefaultProduceTimeout  = 8 * time.Second
+)
+
+func (c Config) withDefaults() Config {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if len(c.Brokers) == 0 {
+		c.Brokers = []string{"127.0.0.1:9092"}
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 6
+	}
+	if c.KeysFile == "" {
+		c.KeysFile = DefaultKeysFile
+	}
+	set(&c.KeysPollInterval, 2*time.Second)
+	if c.MaxEventBytes == 0 {
+		c.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	set(&c.ProduceTimeout, DefaultProduceTimeout)
+	set(&c.RetryAfter, 5*time.Second)
+	if c.MaxBufferedRecords == 0 {
+		c.MaxBufferedRecords = 100_000
+	}
+	if c.MaxBufferedBytes == 0 {
+		c.MaxBufferedBytes = 128 << 20
+	}
+	if c.ReplicaID == "" {
+		c.ReplicaID, _ = os.Hostname()
+		if c.ReplicaID == "" {
+			c.ReplicaID = "ingest"
+		}
+	}
+	set(&c.UsageInterval, time.Second)
+	set(&c.ReadHeaderTimeout, 5*time.Second)
+	set(&c.ReadTimeout, 15*time.Second)
+	set(&c.WriteTimeout, 15*time.Second)
+	set(&c.IdleTimeout, 120*time.Second)
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 16 << 10
+	}
+	set(&c.ShutdownTimeout, 20*time.Second)
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	bad := func(flag string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("-%s: %s", flag, fmt.Sprintf(format, args...)))
+	}
+	if c.Partitions < 1 {
+		bad("partitions", "must be at least 1, got %d", c.Partitions)
+	}
+	if c.KeysPollInterval < 0 {
+		bad("keys-poll", "must not be negative")
+	}
+	if c.MaxEventBytes < 64 {
+		bad("max-event-bytes", "must be at least 64, got %d", c.MaxEventBytes)
+	}
+	if c.MaxRequestBytes < c.MaxEventBytes {
+		bad("max-request-bytes", "must be at least -max-event-bytes (%d), got %d", c.MaxEventBytes, c.MaxRequestBytes)
+	}
+	if c.ProduceTimeout < 0 {
+		bad("produce-timeout", "must be positive")
+	}
+	if c.RetryAfter < time.Second {
+		bad("retry-after", "must be at least 1s, got %s", c.RetryAfter)
+	}
+	if c.MaxBufferedRecords < 1 {
+		bad("max-buffered-records", "must be at least 1")
+	}
+	if c.MaxBufferedBytes < c.MaxRequestBytes {
+		bad("max-buffered-bytes", "must be at least -max-request-bytes (%d), got %d", c.MaxRequestBytes, c.MaxBufferedBytes)
+	}
+	if c.UsageInterval < 10*time.Millisecond {
+		bad("usage-interval", "must be at least 10ms, got %s", c.UsageInterval)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,158 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// pending counts a request's records until Kafka has answered for each. Promises run on the producer's promise
+// goroutine (or inline when a record fails before buffering), so the counter is atomic.
+type pending struct {
+	n      atomic.Int64
+	failed atomic.Bool
+	done   chan struct{}
+	mu     sync.Mutex
+	err    error
+}
+
+func (p *pending) finish(_ *kgo.Record, err error) {
+	if err != nil {
+		p.mu.Lock()
+		if p.err == nil {
+			p.err = err
+		}
+		p.mu.Unlock()
+		p.failed.Store(true)
+	}
+	p.sub(1)
+}
+
+func (p *pending) sub(n int64) {
+	if n > 0 && p.n.Add(-n) == 0 {
+		close(p.done)
+	}
+}
+
+// produce encodes the request's events (accepted ones to signals.raw, rejected ones to signals.dlq), sends them,
+// and waits until Kafka acknowledged every one. Any failure, a full producer buffer, or the timeout is a 503:
+// the client retries, and the processor's dedup absorbs whatever part of the request did reach Kafka.
+func (s *Server) produce(_ context.Context, st *reqState, k *Key, received time.Time, reqID string) (int, *httpError) {
+	size, accepted := 0, 0
+	for i := range st.preps {
+		p := &st.preps[i]
+		if p.kind == kindInvalid {
+			continue
+		}
+		accepted++
+		n := len(p.payload)
+		if p.off >= 0 {
+			n = p.end - p.off
+		}
+		size += rawEventSize(k.Tenant, k.ID, sourceOf(p), reqID, n) + len(k.Tenant) + 1 + len(p.id)
+	}
+	if cap(st.slab) < size {
+		st.slab = make([]byte, 0, size)
+	}
+	slab := st.slab[:0]
+	if cap(st.recs) < len(st.preps) {
+		st.recs = make([]kgo.Record, len(st.preps))
+	}
+	recs := st.recs[:len(st.preps)]
+	for i := range st.preps {
+		p := &st.preps[i]
+		if p.kind == kindInvalid {
+			key := p.deadKey(k.Tenant)
+			recs[i] = kgo.Record{Topic: s.dlqTopic, Key: key, Value: s.deadLetter(k, st.p.events[i].raw, p.reason, key, received)}
+			continue
+		}
+		payload := p.payload
+		if p.off >= 0 {
+			payload = st.scratch[p.off:p.end]
+		}
+		// The slab was sized for everything, so these appends never move it and earlier slices stay valid.
+		ks := len(slab)
+		slab = routingKey(slab, k.Tenant, p.id)
+		vs := len(slab)
+		slab = appendRawEvent(slab, k.Tenant, k.ID, sourceOf(p), received, reqID, payload)
+		recs[i] = kgo.Record{Topic: s.rawTopic, Key: slab[ks:vs], Value: slab[vs:]}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout)
+	defer cancel()
+	pend := &pending{done: make(chan struct{})}
+	pend.n.Store(int64(len(recs)))
+	start := time.Now()
+	sent := 0
+	for i := range recs {
+		if pend.failed.Load() {
+			break // a full buffer fails fast; do not queue the rest of a request that will get 503
+		}
+		s.cl.TryProduce(ctx, &recs[i], pend.finish)
+		sent++
+	}
+	pend.sub(int64(len(recs) - sent))
+	select {
+	case <-pend.done:
+	case <-ctx.Done():
+		s.log.Warn("produce timed out", "key_id", k.ID, "records", len(recs), "timeout", s.cfg.ProduceTimeout)
+		return 0, s.unavailable("timed out waiting for Kafka to acknowledge the events")
+	}
+	s.m.produce.Observe(time.Since(start).Seconds())
+	if pend.err != nil {
+		if errors.Is(pend.err, kgo.ErrMaxBuffered) {
+			s.log.Debug("producer buffer full", "key_id", k.ID)
+			st.release()
+			return 0, s.unavailable("overloaded, retry later")
+		}
+		s.log.Warn("produce failed", "key_id", k.ID, "err", pend.err)
+		st.release()
+		return 0, s.unavailable("could not store the events, retry later")
+	}
+	return accepted, nil
+}
+
+// unavailable is a 503 with Retry-After: Segment retries it.
+func (s *Server) unavailable(msg string) *httpError {
+	return &httpError{code: http.StatusServiceUnavailable, msg: msg, retryAfter: retryAfterValue(s.cfg.RetryAfter)}
+}
+
+func sourceOf(p *prep) string {
+	if p.segment {
+		return schemas.SourceSegment
+	}
+	return schemas.SourceWebhook
+}
+
+// deadKey is the key an invalid event would have had, so it lands next to its visitor's events; nil without one.
+func (p *prep) deadKey(tenant string) []byte {
+	if p.id == nil {
+		return nil
+	}
+	return routingKey(nil, tenant, p.id)
+}
+
+// deadLetter encodes the DLQ record of a rejected event. Rejections are rare, so the reflective codec is fine.
+func (s *Server) deadLetter(k *Key, raw []byte, reason string, key []byte, at time.Time) []byte {
+	dl := schemas.DeadLetter{Tenant: k.Tenant, Stage: "ingest", Reason: reason, Partition: -1, Offset: -1,
+		Key: key, Payload: raw, FailedAt: at}
+	b, err := schemas.DeadLetters.Encode(&dl)
+	if err != nil {
+		// Cannot happen for these field types; keep the event rather than lose it.
+		s.log.Error("encoding dead letter", "err", err)
+		return append([]byte(nil), raw...)
+	}
+	return b
+}
+
+func retryAfterValue(d time.Duration) string {
+	return strconv.Itoa(int((d + time.Second - 1) / time.Second))
+}

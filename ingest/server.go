@@ -1,0 +1,170 @@
+// Package ingest is the HTTP edge of signalstage: it accepts Segment events (the webhook destination and the
+// Segment HTTP Tracking API), authenticates them against the key registry, and writes each event as a RawEvent to
+// signals.raw, answering only after Kafka acknowledged every record.
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// Server is the ingest edge. Build it with New and serve with Run.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	keys     *registry
+	cl       *kgo.Client
+	m        *metrics
+	usage    *usage
+	router   *mux.Router
+	rawTopic string
+	dlqTopic string
+	idPrefix string
+	reqSeq   atomic.Uint64
+	draining atomic.Bool
+}
+
+// New validates cfg, loads the key registry and creates the Kafka producer (it does not connect yet).
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, keys: &registry{path: cfg.KeysFile}}
+	if _, err := s.keys.reload(); err != nil {
+		return nil, fmt.Errorf("-keys: %w", err)
+	}
+	topics := schemas.Config{Prefix: cfg.TopicPrefix}
+	s.rawTopic, s.dlqTopic = topics.Name(schemas.TopicRaw), topics.Name(schemas.TopicDLQ)
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		// Idempotent (the default) with acks=all: an acknowledged record is on every in-sync replica.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
+		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
+		kgo.ProducerLinger(cfg.Linger),
+		// Records whose request already got 503 should not linger forever behind a dead broker.
+		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout + 30*time.Second),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+	}
+	cl, err := kgo.NewClient(append(opts, cfg.KafkaOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("-brokers: creating kafka client: %w", err)
+	}
+	s.cl = cl
+	s.m = newMetrics(cfg.Registry, cl)
+	s.usage = &usage{}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	s.idPrefix = hex.EncodeToString(b[:]) + "-"
+	s.router = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler of every route (what Run serves).
+func (s *Server) Handler() http.Handler { return s.router }
+
+func (s *Server) routes() *mux.Router {
+	r := mux.NewRouter()
+	r.Handle("/api/signal-staging/webhook/{apiKey}", s.handler(&route{name: "webhook"})).Methods(http.MethodPost)
+	for _, t := range segmentTypes {
+		r.Handle("/v1/"+t, s.handler(&route{name: "v1_" + t, impliedType: t, segmentOnly: true, basicAuth: true})).
+			Methods(http.MethodPost)
+	}
+	r.Handle("/v1/batch", s.handler(&route{name: "v1_batch", segmentOnly: true, basicAuth: true})).
+		Methods(http.MethodPost)
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	r.HandleFunc("/readyz", s.readyz)
+	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
+	return r
+}
+
+// readyz answers 200 when the key registry is loaded, the server is not draining, and Kafka answers.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var problem string
+	switch {
+	case s.draining.Load():
+		problem = "shutting down"
+	case !s.keys.loaded():
+		problem = "key registry not loaded"
+	default:
+		if err := s.cl.Ping(ctx); err != nil {
+			problem = "kafka unreachable: " + err.Error()
+		}
+	}
+	if problem != "" {
+		http.Error(w, problem, http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Run creates the topics, serves HTTP until ctx is done, then drains: it stops accepting, finishes in-flight
+// requests, flushes the producer and closes it. It returns nil after a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.cl.Close()
+	ensureCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := schemas.Config{Prefix: s.cfg.TopicPrefix, Partitions: s.cfg.Partitions,
+		ReplicationFactor: s.cfg.ReplicationFactor}.Ensure(ensureCtx, kadm.NewClient(s.cl))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("ensuring topics: %w", err)
+	}
+	ln := s.cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("-addr: %w", err)
+		}
+	}
+	srv := &http.Server{
+		Handler:           s.router,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	s.log.Info("ingest listening", "addr", ln.Addr().String(), "raw_topic", s.rawTopic)
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving http: %w", err)
+	case <-ctx.Done():
+	}
+	return s.shutdown(srv)
+}
+
+func (s *Server) shutdown(srv *http.Server) error {
+	start := time.Now()
+	s.draining.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	// Shutdown closes the listener, then waits for in-flight requests, which wait for their acks.
+	httpErr := srv.Shutdown(ctx)
+	flushErr := s.cl.Flush(ctx)
+	s.log.Info("ingest stopped", "took", time.Since(start).String())
+	if err := errors.Join(httpErr, flushErr); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	return nil
+}
