@@ -182,7 +182,7 @@ func clampTime(t time.Time) time.Time {
 // reasonKind is the low-cardinality label of a dead-letter reason for metrics.
 func reasonKind(err error) string {
 	switch {
-	case errors.Is(err, schemas.ErrUnknownFingerprint):
+	case errors.Is(err, schemas.ErrUnknownFingerprint), errors.Is(err, schemas.ErrIncompatible):
 		return "unknown_schema"
 	case errors.Is(err, schemas.ErrNotSingleObject), errors.Is(err, schemas.ErrCorrupt):
 		return "undecodable"

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -238,7 +237,7 @@ func (s *Sink) add(r *kgo.Record, now time.Time) {
 		s.m.deadLetters.WithLabelValues(kind).Inc()
 		s.log.Warn("dead-lettering record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
 			"reason", kind, "err", err)
-		s.dead.add(sinkDeadLetter(r, fmt.Errorf("decoding %s record: %w", strings.TrimPrefix(base, "signals."), err)),
+		s.dead.add(sinkDeadLetter(r, fmt.Errorf("%s: %w", r.Topic, err)),
 			p, r.Offset, size, now)
 	}
 }

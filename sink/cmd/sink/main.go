@@ -2,6 +2,9 @@
 //
 //	sink [flags]           run the loader (applies pending migrations first)
 //	sink migrate [flags]   apply pending migrations and exit
+//	sink replay [-from RFC3339] [flags]
+//	                       rewind the sink's consumer group (stop the sinks first) so the next run loads again
+//	                       everything from that time (default: all the topics retain); idempotent by design
 //
 // Every flag falls back to an environment variable; see sink/README.md.
 package main
@@ -71,6 +74,7 @@ func run(args []string) int {
 	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
 	flushInterval := fs.Duration("flush-interval", envDuration("SIGNALSTAGE_SINK_FLUSH_INTERVAL", time.Second), "flush a table's batch when its oldest row is this old (env SIGNALSTAGE_SINK_FLUSH_INTERVAL)")
 	retryMax := fs.Duration("retry-max", envDuration("SIGNALSTAGE_SINK_RETRY_MAX", 10*time.Second), "longest wait between insert retries (env SIGNALSTAGE_SINK_RETRY_MAX)")
+	from := fs.String("from", "", "replay: load again the records written at or after this RFC 3339 time (default: from the start)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -103,8 +107,19 @@ func run(args []string) int {
 		err = serve(ctx, log, cfg, *metricsAddr)
 	case "migrate":
 		err = migrate(ctx, log, cfg)
+	case "replay":
+		var at time.Time
+		if *from != "" {
+			if at, err = time.Parse(time.RFC3339, *from); err != nil {
+				fmt.Fprintf(os.Stderr, "sink: -from: %v\n", err)
+				return 2
+			}
+		}
+		if err = sink.Replay(ctx, cfg, at); err == nil {
+			log.Info("consumer group rewound; start the sink to load again", "group", sink.Group(cfg.Topics.Prefix), "from", *from)
+		}
 	default:
-		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run or migrate)\n", verb)
+		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate or replay)\n", verb)
 		return 2
 	}
 	if err != nil {

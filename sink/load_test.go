@@ -1,0 +1,213 @@
+package sink_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/sink"
+)
+
+// TestRedeliveryAndRehydration: the same signal delivered twice, then re-emitted linked with a higher version,
+// leaves one logical row with the latest version, and the queue counts it once.
+func TestRedeliveryAndRehydration(t *testing.T) {
+	e := newEnv(t)
+	e.start(e.config())
+	cold := signal("acme", 1)
+	other := signal("acme", 2)
+	e.produce(e.signalRecord(cold), e.signalRecord(other), e.signalRecord(cold))
+	e.waitCount(3, 30*time.Second, "SELECT count() FROM signals")
+
+	linked := cold
+	linked.Version, linked.Status, linked.Email = 2, schemas.StatusLinked, "ann@acme.test"
+	linked.ProcessedAt = cold.ProcessedAt.Add(time.Hour)
+	e.produce(e.signalRecord(linked), e.signalRecord(cold)) // a late re-delivery of v1 must not win
+	e.waitCount(5, 30*time.Second, "SELECT count() FROM signals")
+
+	if n := e.count("SELECT count() FROM signals FINAL"); n != 2 {
+		t.Errorf("count() FINAL = %d, want 2", n)
+	}
+	if n := e.count("SELECT count() FROM signals FINAL WHERE signal_id = ? AND version = 2 AND status = 'linked' AND email = 'ann@acme.test'",
+		cold.SignalID); n != 1 {
+		t.Errorf("rehydrated row: %d rows with version 2, linked, email; want 1", n)
+	}
+	if n := e.count("SELECT uniqExactMerge(signals) FROM signal_volume_minute WHERE tenant = 'acme'"); n != 2 {
+		t.Errorf("queue volume = %d, want 2", n)
+	}
+	// After a merge the duplicates are gone for good, not only hidden by FINAL.
+	if err := e.ch.Conn.Exec(context.Background(), "OPTIMIZE TABLE signals FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count("SELECT count() FROM signals"); n != 2 {
+		t.Errorf("count() after OPTIMIZE FINAL = %d, want 2", n)
+	}
+}
+
+// TestReplayLeavesCountsUnchanged: rewinding the group to the start (sink replay) and loading everything again
+// changes neither count() FINAL nor the queue volume.
+func TestReplayLeavesCountsUnchanged(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	stop := e.start(cfg)
+	const n = 300
+	recs := make([]*kgo.Record, 0, n)
+	for i := range n {
+		recs = append(recs, e.signalRecord(signal("acme", i)))
+	}
+	e.produce(recs...)
+	e.waitCount(n, 30*time.Second, "SELECT count() FROM signals FINAL")
+	e.waitCommitted(e.k.Topic(schemas.TopicResolved), n, 30*time.Second)
+	stop()
+
+	ctx := context.Background()
+	if err := sink.Replay(ctx, cfg, time.Time{}); err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	if got := e.committed(e.k.Topic(schemas.TopicResolved)); got != 0 {
+		t.Fatalf("after Replay committed offsets sum to %d, want 0", got)
+	}
+	e.start(cfg)
+	e.waitCount(2*n, 30*time.Second, "SELECT count() FROM signals")
+	e.waitCommitted(e.k.Topic(schemas.TopicResolved), n, 30*time.Second)
+	if got := e.count("SELECT count() FROM signals FINAL"); got != n {
+		t.Errorf("count() FINAL after replay = %d, want %d", got, n)
+	}
+	if got := e.count("SELECT uniqExactMerge(signals) FROM signal_volume_minute"); got != n {
+		t.Errorf("queue volume after replay = %d, want %d", got, n)
+	}
+}
+
+// TestClickHouseDownMidStream: while ClickHouse is unreachable the sink retries with backoff and pauses fetching;
+// when it is back every record lands and the offsets reach the end.
+func TestClickHouseDownMidStream(t *testing.T) {
+	e := newEnv(t)
+	px := newProxy(t, e.ch.Addr)
+	cfg := e.config()
+	cfg.ClickHouseAddr = px.addr()
+	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 300*time.Millisecond
+	cfg.InsertTimeout = 2 * time.Second
+	reg := prometheus.NewRegistry()
+	cfg.Registry = reg
+	e.start(cfg)
+
+	batch := func(from, to int) []*kgo.Record {
+		var recs []*kgo.Record
+		for i := from; i < to; i++ {
+			recs = append(recs, e.signalRecord(signal("acme", i)))
+		}
+		return recs
+	}
+	e.produce(batch(0, 200)...)
+	e.waitCount(200, 30*time.Second, "SELECT count() FROM signals FINAL")
+
+	px.setDown(true)
+	e.produce(batch(200, 500)...)
+	deadline := time.Now().Add(30 * time.Second)
+	for metric(t, reg, "signalstage_sink_insert_errors_total") < 3 || metric(t, reg, "signalstage_sink_fetch_paused") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failing inserts with paused fetching: errors=%v paused=%v",
+				metric(t, reg, "signalstage_sink_insert_errors_total"), metric(t, reg, "signalstage_sink_fetch_paused"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := e.committed(e.k.Topic(schemas.TopicResolved)); got > 200 {
+		t.Errorf("committed %d while ClickHouse was down, want at most the 200 inserted", got)
+	}
+	e.produce(batch(500, 600)...)
+	px.setDown(false)
+
+	e.waitCount(600, 60*time.Second, "SELECT count() FROM signals FINAL")
+	e.waitCommitted(e.k.Topic(schemas.TopicResolved), 600, 30*time.Second)
+	if got := metric(t, reg, "signalstage_sink_fetch_paused"); got != 0 {
+		t.Errorf("fetch_paused = %v after recovery, want 0", got)
+	}
+}
+
+// TestPoisonRecords: undecodable bytes and an unconvertible signal go to dead_letters with reason and origin, and
+// the records behind them on the same partition still load.
+func TestPoisonRecords(t *testing.T) {
+	e := newEnv(t)
+	e.start(e.config())
+	topic := e.k.Topic(schemas.TopicResolved)
+	bad := signal("acme", 2)
+	bad.EventTime = time.Date(1950, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := []*kgo.Record{
+		{Topic: topic, Partition: 0, Key: []byte("acme|x"), Value: []byte("not avro at all")},
+		e.signalRecord(signal("acme", 1)),
+		e.signalRecord(bad),
+		e.signalRecord(signal("acme", 3)),
+	}
+	cl := e.k.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil { // all on partition 0, in order
+		t.Fatal(err)
+	}
+	e.waitCount(2, 30*time.Second, "SELECT count() FROM signals FINAL")
+	e.waitCount(2, 30*time.Second, "SELECT count() FROM dead_letters FINAL")
+	e.waitCommitted(topic, 4, 30*time.Second)
+
+	rows, err := e.ch.Conn.Query(context.Background(), `SELECT tenant, stage, reason, origin_topic, origin_partition,
+		origin_offset, payload FROM dead_letters FINAL ORDER BY origin_offset`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	type dl struct {
+		tenant, stage, reason, topic string
+		partition                    int32
+		offset                       int64
+		payload                      string
+	}
+	var got []dl
+	for rows.Next() {
+		var d dl
+		if err := rows.Scan(&d.tenant, &d.stage, &d.reason, &d.topic, &d.partition, &d.offset, &d.payload); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d)
+	}
+	if len(got) != 2 {
+		t.Fatalf("dead letters = %+v, want 2", got)
+	}
+	for i, want := range []struct {
+		offset int64
+		reason string
+	}{{0, "single-object"}, {2, "event_time"}} {
+		d := got[i]
+		if d.tenant != "acme" || d.stage != "sink" || d.topic != topic || d.partition != 0 || d.offset != want.offset ||
+			!strings.Contains(d.reason, want.reason) || d.payload != string(recs[want.offset].Value) {
+			t.Errorf("dead letter %d = %+v, want offset %d and a reason naming %q", i, d, want.offset, want.reason)
+		}
+	}
+}
+
+// TestDeadLettersAndIdentities: records of signals.dlq and identities land in dead_letters and identities, with
+// the latest link per id winning.
+func TestDeadLettersAndIdentities(t *testing.T) {
+	e := newEnv(t)
+	e.start(e.config())
+	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+	e.produce(
+		e.deadLetterRecord(schemas.DeadLetter{Tenant: "acme", Stage: "processor", Reason: "bad json", Topic: "signals.raw",
+			Partition: 4, Offset: 99, Key: []byte("acme|a1"), Payload: []byte("{"), Retries: 3, FailedAt: at}),
+		e.identityRecord(schemas.IdentityLink{Tenant: "acme", IDKind: schemas.IDKindAnonymous, ID: "a1", Email: "old@acme.test",
+			AnonymousID: "a1", Traits: `{"name":"Old"}`, LinkedAt: at, SignalID: "s1"}),
+		e.identityRecord(schemas.IdentityLink{Tenant: "acme", IDKind: schemas.IDKindAnonymous, ID: "a1", Email: "ann@acme.test",
+			AnonymousID: "a1", UserID: "u1", Traits: `{"name":"Ann","company":"Acme"}`, LinkedAt: at.Add(time.Minute), SignalID: "s2"}),
+		&kgo.Record{Topic: e.k.Topic(schemas.TopicIdentities), Key: []byte("acme|gone")}, // tombstone: skipped
+	)
+	e.waitCount(1, 30*time.Second, "SELECT count() FROM dead_letters WHERE stage = 'processor' AND reason = 'bad json' "+
+		"AND origin_topic = 'signals.raw' AND origin_partition = 4 AND origin_offset = 99 AND retries = 3 AND key = 'acme|a1'")
+	e.waitCount(2, 30*time.Second, "SELECT count() FROM identities")
+	if n := e.count("SELECT count() FROM identities FINAL WHERE id = 'a1' AND email = 'ann@acme.test' AND user_id = 'u1'"); n != 1 {
+		t.Errorf("latest identity rows = %d, want 1", n)
+	}
+	if n := e.count("SELECT count() FROM identities FINAL"); n != 1 {
+		t.Errorf("identities FINAL = %d, want 1", n)
+	}
+	e.waitCommitted(e.k.Topic(schemas.TopicIdentities), 3, 30*time.Second)
+}
