@@ -57,6 +57,17 @@ func startEdge(t *testing.T, mod func(*Config)) *edge {
 	k := testenv.NewKafka(t, 6)
 	keys := filepath.Join(t.TempDir(), "keys.json")
 	writeKeys(t, keys, fmt.Sprintf(testKeys, HashSecret("s3cret")))
+	return runEdge(t, k, keys, mod)
+}
+
+// startEdgeOn runs another replica on the topics and key file of first.
+func startEdgeOn(t *testing.T, first *edge, mod func(*Config)) *edge {
+	t.Helper()
+	return runEdge(t, first.kafka, first.keys, mod)
+}
+
+func runEdge(t *testing.T, k *testenv.Kafka, keys string, mod func(*Config)) *edge {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,8 @@ type Server struct {
 	idPrefix string
 	reqSeq   atomic.Uint64
 	draining atomic.Bool
+	// lastReloadErr is only touched by watchKeys' goroutine (and ReloadKeys callers, serialised by it).
+	lastReloadErr string
 }
 
 // New validates cfg, loads the key registry and creates the Kafka producer (it does not connect yet).
@@ -68,7 +70,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.cl = cl
 	s.m = newMetrics(cfg.Registry, cl)
-	s.usage = &usage{}
+	s.usage = newUsage(s.log, cl, topics.Name(TopicUsage), cfg.ReplicaID, s.m)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	s.idPrefix = hex.EncodeToString(b[:]) + "-"
@@ -123,10 +125,31 @@ func (s *Server) Run(ctx context.Context) error {
 	ensureCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := schemas.Config{Prefix: s.cfg.TopicPrefix, Partitions: s.cfg.Partitions,
 		ReplicationFactor: s.cfg.ReplicationFactor}.Ensure(ensureCtx, kadm.NewClient(s.cl))
+	if err == nil {
+		err = ensureUsageTopic(ensureCtx, kadm.NewClient(s.cl), s.usage.topic, s.cfg.ReplicationFactor)
+	}
 	cancel()
 	if err != nil {
 		return fmt.Errorf("ensuring topics: %w", err)
 	}
+
+	// Background parts stop when bg is canceled, after the HTTP server drained.
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	usageDone := make(chan error, 1)
+	caughtUp := make(chan struct{})
+	go func() { usageDone <- s.usage.run(bg, s.cfg.Brokers, s.cfg.UsageInterval, caughtUp) }()
+	select {
+	case <-caughtUp:
+	case err := <-usageDone:
+		return fmt.Errorf("reading usage: %w", err)
+	case <-time.After(30 * time.Second):
+		s.log.Warn("usage topic not caught up after 30s; serving with partial counts")
+	case <-ctx.Done():
+		return nil
+	}
+	go s.watchKeys(bg)
+
 	ln := s.cfg.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
@@ -151,7 +174,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("serving http: %w", err)
 	case <-ctx.Done():
 	}
-	return s.shutdown(srv)
+	err = s.shutdown(srv)
+	stopBG()
+	if uerr := <-usageDone; uerr != nil {
+		err = errors.Join(err, uerr)
+	}
+	return err
 }
 
 func (s *Server) shutdown(srv *http.Server) error {
@@ -161,6 +189,7 @@ func (s *Server) shutdown(srv *http.Server) error {
 	defer cancel()
 	// Shutdown closes the listener, then waits for in-flight requests, which wait for their acks.
 	httpErr := srv.Shutdown(ctx)
+	s.usage.publish(ctx)
 	flushErr := s.cl.Flush(ctx)
 	s.log.Info("ingest stopped", "took", time.Since(start).String())
 	if err := errors.Join(httpErr, flushErr); err != nil {
