@@ -67,6 +67,10 @@ func EncodeYAML(rs []Rule) ([]byte, error) {
 	if len(rs) == 1 {
 		v = rs[0]
 	}
+	return encodeYAML(v)
+}
+
+func encodeYAML(v any) ([]byte, error) {
 	j, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encoding rules: %w", err)
