@@ -1,15 +1,19 @@
 package sink
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 //go:embed queries/*.sql
@@ -112,4 +116,74 @@ func literal(typ, v string) (string, error) {
 // QuoteString returns s as a ClickHouse string literal: single quotes, with backslash and quote escaped.
 func QuoteString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// Result is what a query returned: column names and rows of Go values (as clickhouse-go scans them).
+type Result struct {
+	Columns []string
+	Rows    [][]any
+}
+
+// Run renders q with params and runs it on conn, whose default database must be the sink's database.
+func (q Query) Run(ctx context.Context, conn driver.Conn, params map[string]string) (*Result, error) {
+	sql, err := q.Render(params)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, sql)
+	if err != nil {
+		return nil, fmt.Errorf("running query %s: %w", q.Name, err)
+	}
+	defer rows.Close()
+	res := &Result{Columns: rows.Columns()}
+	types := rows.ColumnTypes()
+	for rows.Next() {
+		ptrs := make([]any, len(types))
+		for i, ct := range types {
+			ptrs[i] = reflect.New(ct.ScanType()).Interface()
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("reading query %s: %w", q.Name, err)
+		}
+		row := make([]any, len(ptrs))
+		for i, p := range ptrs {
+			row[i] = reflect.ValueOf(p).Elem().Interface()
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading query %s: %w", q.Name, err)
+	}
+	return res, nil
+}
+
+// Maps returns the rows as column name → value maps.
+func (r *Result) Maps() []map[string]any {
+	out := make([]map[string]any, len(r.Rows))
+	for i, row := range r.Rows {
+		m := make(map[string]any, len(row))
+		for j, v := range row {
+			m[r.Columns[j]] = v
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// QueryByName returns the embedded query name (file name without .sql).
+func QueryByName(name string) (Query, error) {
+	all, err := Queries()
+	if err != nil {
+		return Query{}, err
+	}
+	for _, q := range all {
+		if q.Name == name {
+			return q, nil
+		}
+	}
+	names := make([]string, len(all))
+	for i, q := range all {
+		names[i] = q.Name
+	}
+	return Query{}, fmt.Errorf("%w: no query %q (have %s)", ErrParam, name, strings.Join(names, ", "))
 }

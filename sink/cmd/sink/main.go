@@ -2,6 +2,8 @@
 //
 //	sink [flags]           run the loader (applies pending migrations first)
 //	sink migrate [flags]   apply pending migrations and exit
+//	sink query [-param name=value]... NAME
+//	                       run the analyst query sink/queries/NAME.sql, print JSON lines
 //	sink replay [-from RFC3339] [flags]
 //	                       rewind the sink's consumer group (stop the sinks first) so the next run loads again
 //	                       everything from that time (default: all the topics retain); idempotent by design
@@ -11,6 +13,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -74,6 +78,8 @@ func run(args []string) int {
 	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
 	flushInterval := fs.Duration("flush-interval", envDuration("SIGNALSTAGE_SINK_FLUSH_INTERVAL", time.Second), "flush a table's batch when its oldest row is this old (env SIGNALSTAGE_SINK_FLUSH_INTERVAL)")
 	retryMax := fs.Duration("retry-max", envDuration("SIGNALSTAGE_SINK_RETRY_MAX", 10*time.Second), "longest wait between insert retries (env SIGNALSTAGE_SINK_RETRY_MAX)")
+	var params paramFlag
+	fs.Var(&params, "param", "query: a parameter name=value (repeatable)")
 	from := fs.String("from", "", "replay: load again the records written at or after this RFC 3339 time (default: from the start)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -107,6 +113,8 @@ func run(args []string) int {
 		err = serve(ctx, log, cfg, *metricsAddr)
 	case "migrate":
 		err = migrate(ctx, log, cfg)
+	case "query":
+		err = query(ctx, cfg, fs.Args(), params)
 	case "replay":
 		var at time.Time
 		if *from != "" {
@@ -119,7 +127,7 @@ func run(args []string) int {
 			log.Info("consumer group rewound; start the sink to load again", "group", sink.Group(cfg.Topics.Prefix), "from", *from)
 		}
 	default:
-		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate or replay)\n", verb)
+		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate, query or replay)\n", verb)
 		return 2
 	}
 	if err != nil {
@@ -196,5 +204,54 @@ func migrate(ctx context.Context, log *slog.Logger, cfg sink.Config) error {
 		return err
 	}
 	log.Info("migrations up to date", "database", cfg.Database, "applied", len(applied))
+	return nil
+}
+
+// paramFlag collects -param name=value flags.
+type paramFlag map[string]string
+
+func (p *paramFlag) String() string { return fmt.Sprint(map[string]string(*p)) }
+
+func (p *paramFlag) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("want name=value, got %q", v)
+	}
+	if *p == nil {
+		*p = paramFlag{}
+	}
+	(*p)[name] = value
+	return nil
+}
+
+func query(ctx context.Context, cfg sink.Config, args []string, params paramFlag) error {
+	if len(args) != 1 {
+		all, _ := sink.Queries()
+		var names []string
+		for _, q := range all {
+			names = append(names, fmt.Sprintf("%s (%s)", q.Name, strings.Join(q.Params(), ", ")))
+		}
+		return fmt.Errorf("%w: want one query name: %s", sink.ErrParam, strings.Join(names, "; "))
+	}
+	q, err := sink.QueryByName(args[0])
+	if err != nil {
+		return err
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{cfg.ClickHouseAddr},
+		Auth: clickhouse.Auth{Database: cfg.Database, Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword}})
+	if err != nil {
+		return fmt.Errorf("opening clickhouse: %w", err)
+	}
+	defer conn.Close()
+	res, err := q.Run(ctx, conn, params)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	for _, row := range res.Maps() {
+		if err := enc.Encode(row); err != nil {
+			return err
+		}
+	}
 	return nil
 }
