@@ -81,7 +81,7 @@ func checkEvent(e *event, rt *route, batchCtx []byte, maxEvent int, scratch *[]b
 			p.kind = typeKind(rt.impliedType)
 		} else {
 			t, ok := idValue(e.typ)
-			if !ok || e.typ[0] != '"' {
+			if !ok || len(e.typ) == 0 || e.typ[0] != '"' {
 				return p, typeReason, false
 			}
 			p.kind = typeKind(string(t))
