@@ -49,10 +49,7 @@ func parseBody(b []byte, p *parsed) error {
 	switch b[i] {
 	case '[':
 		p.multi = true
-		i, err = scanArray(b, i, 0, func(val []byte) error {
-			p.events = append(p.events, inspect(val))
-			return nil
-		})
+		i, err = scanEvents(b, i, 0, p)
 	case '{':
 		var top event
 		var batchSeen bool
@@ -63,10 +60,7 @@ func parseBody(b []byte, p *parsed) error {
 				// The events are inspected while the batch is validated: one pass over the body.
 				batchSeen = true
 				p.events = p.events[:0]
-				return scanArray(b, vstart, depth, func(val []byte) error {
-					p.events = append(p.events, inspect(val))
-					return nil
-				})
+				return scanEvents(b, vstart, depth, p)
 			}
 			vend, err := scanValue(b, vstart, depth)
 			if err == nil {
@@ -100,21 +94,58 @@ func parseBody(b []byte, p *parsed) error {
 	return nil
 }
 
-// inspect records the members the edge reads of an already validated element.
-func inspect(val []byte) event {
-	e := event{raw: val}
-	if len(val) == 0 || val[0] != '{' {
-		return e
+// scanEvents validates the array at b[i] == '[' and appends each element to p.events, recording the members of
+// object elements in the same pass.
+func scanEvents(b []byte, i, depth int, p *parsed) (int, error) {
+	if depth >= maxDepth {
+		return i, syntaxErr(b, i, "nesting too deep")
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for {
+		start := i
+		var err error
+		p.events = append(p.events, event{})
+		if i, err = scanEvent(b, i, depth+1, &p.events[len(p.events)-1]); err != nil {
+			return i, err
+		}
+		p.events[len(p.events)-1].raw = b[start:i]
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return i, syntaxErr(b, i, "unterminated array")
+		}
+		switch b[i] {
+		case ',':
+			i = skipWS(b, i+1)
+		case ']':
+			return i + 1, nil
+		default:
+			return i, syntaxErr(b, i, "expected ',' or ']' in array")
+		}
+	}
+}
+
+// scanEvent validates the value at b[i] and, when it is an object, records the members the edge reads into e.
+func scanEvent(b []byte, i, depth int, e *event) (int, error) {
+	if i >= len(b) || b[i] != '{' {
+		return scanValue(b, i, depth)
 	}
 	e.isObject = true
-	// The element is valid JSON already; the second scan is over one event only and finds the member spans.
-	_, _ = scanObject(val, 0, 0, func(key []byte, kesc bool, b []byte, vstart, depth int) (int, error) {
+	return scanObject(b, i, depth, func(key []byte, kesc bool, b []byte, vstart, depth int) (int, error) {
 		vend, err := scanValue(b, vstart, depth)
 		if err == nil {
 			e.record(memberName(key, kesc), b[vstart:vend])
 		}
 		return vend, err
 	})
+}
+
+// inspect records the members the edge reads of one element (tests use it).
+func inspect(val []byte) event {
+	e := event{raw: val}
+	_, _ = scanEvent(val, 0, 0, &e)
 	return e
 }
 

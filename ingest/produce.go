@@ -92,11 +92,12 @@ func (s *Server) produce(_ context.Context, st *reqState, k *Key, received time.
 	pend.n.Store(int64(len(recs)))
 	start := time.Now()
 	sent := 0
+	finish := pend.finish // one closure per request, not per record
 	for i := range recs {
 		if pend.failed.Load() {
 			break // a full buffer fails fast; do not queue the rest of a request that will get 503
 		}
-		s.cl.TryProduce(ctx, &recs[i], pend.finish)
+		s.prod.TryProduce(ctx, &recs[i], finish)
 		sent++
 	}
 	pend.sub(int64(len(recs) - sent))

@@ -67,12 +67,27 @@ func scanLiteral(b []byte, i int, lit string) (int, error) {
 	return i + len(lit), nil
 }
 
+// strPlain marks the bytes a string can hold without a closer look: not '"', '\\' or a control character.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // scanString validates the string starting at the quote b[i]; escaped reports whether it contains a backslash.
 func scanString(b []byte, i int) (end int, escaped bool, err error) {
 	i++ // opening quote
 	for i < len(b) {
-		c := b[i]
-		switch {
+		// Invalid UTF-8 is passed through as bytes: the payload is kept byte for byte and Go's decoders
+		// downstream replace it rather than fail.
+		for i < len(b) && strPlain[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
+		switch c := b[i]; {
 		case c == '"':
 			return i + 1, escaped, nil
 		case c == '\\':
@@ -91,12 +106,8 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 			default:
 				return i, escaped, syntaxErr(b, i, "invalid escape")
 			}
-		case c < 0x20:
-			return i, escaped, syntaxErr(b, i, "control character in string")
 		default:
-			// Invalid UTF-8 is passed through as bytes: the payload is kept byte for byte and Go's decoders
-			// downstream replace it rather than fail.
-			i++
+			return i, escaped, syntaxErr(b, i, "control character in string")
 		}
 	}
 	return i, escaped, syntaxErr(b, i, "unterminated string")
