@@ -1,0 +1,275 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// batch processes one poll as one transaction: outputs, changelog and offsets commit together, and the state
+// buffered in overlays reaches Pebble only if the transaction committed. On abort kgo rewinds to the committed
+// offsets and the overlays are dropped, so state and offsets never disagree.
+func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
+	type input struct{ raw, links []*kgo.Record }
+	inputs := map[int32]*input{}
+	fetches.EachRecord(func(r *kgo.Record) {
+		in := inputs[r.Partition]
+		if in == nil {
+			in = &input{}
+			inputs[r.Partition] = in
+		}
+		if r.Topic == p.idents {
+			in.links = append(in.links, r)
+		} else {
+			in.raw = append(in.raw, r)
+		}
+	})
+	parts := make([]int32, 0, len(inputs))
+	for part := range inputs {
+		parts = append(parts, part)
+	}
+	slices.Sort(parts)
+	// Restore before producing anything: a restore reads up to the changelog's last stable offset, which our own
+	// open transaction would hold back.
+	stores := make(map[int32]*storeState, len(parts))
+	for _, part := range parts {
+		s, err := p.store(ctx, part)
+		if err != nil {
+			return err
+		}
+		stores[part] = s
+	}
+
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	em := &emitter{p: p, sess: sess, ctx: ctx, clogOffsets: map[int32]int64{}}
+	overlays := make(map[int32]*overlay, len(parts))
+	p.core.Stats = Stats{}
+	now := p.cfg.Now()
+	var nRaw, nLinks int
+	for _, part := range parts {
+		ov := newOverlay(stores[part].partStore)
+		overlays[part] = ov
+		in := inputs[part]
+		for _, r := range in.links {
+			if err := p.applyLink(ov, em, r); err != nil {
+				return p.abort(ctx, sess, err)
+			}
+		}
+		for _, r := range in.raw {
+			if err := p.processRaw(ov, em, r); err != nil {
+				return p.abort(ctx, sess, err)
+			}
+		}
+		if err := p.sweep(stores[part], ov, now); err != nil {
+			return p.abort(ctx, sess, err)
+		}
+		for _, m := range ov.mutations() {
+			em.changelog(part, m)
+		}
+		nRaw += len(in.raw)
+		nLinks += len(in.links)
+	}
+	if err := em.err(); err != nil {
+		return p.abort(ctx, sess, err)
+	}
+
+	start := time.Now()
+	committed, err := sess.End(ctx, kgo.TryCommit)
+	p.m.txnSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.m.transactions.WithLabelValues("aborted").Inc()
+		return fmt.Errorf("ending transaction: %w", err)
+	}
+	if err := em.err(); err != nil && committed {
+		// Cannot happen (End flushes and a failed produce fails the commit), but never apply state then.
+		return fmt.Errorf("produce failed in a committed transaction: %w", err)
+	}
+	if !committed {
+		p.m.transactions.WithLabelValues("aborted").Inc()
+		p.log.Info("transaction aborted (rebalance); batch will be read again", "records", nRaw+nLinks)
+		return nil
+	}
+	p.m.transactions.WithLabelValues("committed").Inc()
+	for _, part := range parts {
+		cp, ok := em.clogOffsets[part]
+		if !ok {
+			continue // nothing changed
+		}
+		if err := stores[part].applyRecords(overlays[part].mutations(), cp); err != nil {
+			return err
+		}
+	}
+	p.m.records.WithLabelValues("raw").Add(float64(nRaw))
+	p.m.records.WithLabelValues("identities").Add(float64(nLinks))
+	p.m.batchRecords.Observe(float64(nRaw + nLinks))
+	p.m.deadLetters.Add(float64(em.deadLetters))
+	p.m.addStats(p.core.Stats)
+	return nil
+}
+
+// abort ends the transaction with an abort after a processing failure and returns cause.
+func (p *Processor) abort(ctx context.Context, sess *kgo.GroupTransactSession, cause error) error {
+	if _, err := sess.End(ctx, kgo.TryAbort); err != nil {
+		return errors.Join(cause, fmt.Errorf("aborting transaction: %w", err))
+	}
+	p.m.transactions.WithLabelValues("aborted").Inc()
+	return cause
+}
+
+func (p *Processor) processRaw(ov *overlay, em *emitter, r *kgo.Record) error {
+	var raw schemas.RawEvent
+	if err := schemas.RawEvents.Decode(r.Value, &raw); err != nil {
+		em.deadLetter(r, "decoding RawEvent: "+err.Error(), "")
+		return nil
+	}
+	err := p.core.ProcessEvent(ov, em, r.Partition, r.Offset, r.Key, &raw)
+	if errors.Is(err, ErrPoison) {
+		em.deadLetter(r, err.Error(), raw.Tenant)
+		return nil
+	}
+	return err
+}
+
+func (p *Processor) applyLink(ov *overlay, em *emitter, r *kgo.Record) error {
+	if r.Value == nil {
+		return nil // tombstone: links are only ever superseded, never withdrawn
+	}
+	var l schemas.IdentityLink
+	if err := schemas.IdentityLinks.Decode(r.Value, &l); err != nil {
+		em.deadLetter(r, "decoding IdentityLink: "+err.Error(), "")
+		return nil
+	}
+	return p.core.ApplyLink(ov, em, &l)
+}
+
+// sweep lets the core expire a bounded slice of the partition's committed dedup and cold-storage keys.
+func (p *Processor) sweep(s *storeState, ov *overlay, now time.Time) error {
+	if now.Before(s.sweepAfter) {
+		return nil
+	}
+	lower := s.sweepCursor
+	if lower == nil {
+		lower = []byte{prefixCounter}
+	}
+	// 'c' (counters) and 'd' (dedup) are adjacent: one range covers both.
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{prefixDedup + 1}})
+	if err != nil {
+		return fmt.Errorf("sweeping state: %w", err)
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok && n < p.cfg.SweepKeys; ok = it.Next() {
+		key := append([]byte(nil), it.Key()...)
+		val := append([]byte(nil), it.Value()...)
+		if err := p.core.Expire(ov, key, val, now); err != nil {
+			return err
+		}
+		n++
+	}
+	if it.Valid() {
+		s.sweepCursor = append([]byte(nil), it.Key()...)
+	} else {
+		s.sweepCursor = nil
+		s.sweepAfter = now.Add(p.cfg.SweepInterval)
+	}
+	return it.Error()
+}
+
+// emitter produces the core's outputs into the session's transaction.
+type emitter struct {
+	p           *Processor
+	sess        *kgo.GroupTransactSession
+	ctx         context.Context
+	mu          sync.Mutex
+	firstErr    error
+	clogOffsets map[int32]int64 // highest changelog offset produced per partition (under mu)
+	deadLetters int
+}
+
+func (e *emitter) fail(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.firstErr == nil {
+		e.firstErr = err
+	}
+}
+
+func (e *emitter) err() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.firstErr
+}
+
+func (e *emitter) promise(r *kgo.Record, err error) {
+	if err != nil {
+		e.fail(fmt.Errorf("producing to %s: %w", r.Topic, err))
+	}
+}
+
+func (e *emitter) Signal(key []byte, s *schemas.Signal) {
+	b, err := schemas.Signals.Encode(s)
+	if err != nil {
+		e.fail(fmt.Errorf("encoding signal: %w", err))
+		return
+	}
+	e.sess.Produce(e.ctx, &kgo.Record{Topic: e.p.resolve, Key: key, Value: b}, e.promise)
+}
+
+func (e *emitter) Link(l *schemas.IdentityLink) {
+	b, err := schemas.IdentityLinks.Encode(l)
+	if err != nil {
+		e.fail(fmt.Errorf("encoding identity link: %w", err))
+		return
+	}
+	e.sess.Produce(e.ctx, &kgo.Record{Topic: e.p.idents, Key: schemas.RoutingKey(l.Tenant, l.ID), Value: b}, e.promise)
+}
+
+func (e *emitter) changelog(part int32, m kv) {
+	r := &kgo.Record{Topic: e.p.clog, Partition: part, Key: m.key}
+	if !m.del {
+		r.Value = m.val
+	}
+	e.sess.Produce(e.ctx, r, func(r *kgo.Record, err error) {
+		if err != nil {
+			e.fail(fmt.Errorf("producing changelog: %w", err))
+			return
+		}
+		e.mu.Lock()
+		if cur, ok := e.clogOffsets[r.Partition]; !ok || r.Offset > cur {
+			e.clogOffsets[r.Partition] = r.Offset
+		}
+		e.mu.Unlock()
+	})
+}
+
+func (e *emitter) deadLetter(r *kgo.Record, reason, tenant string) {
+	if tenant == "" {
+		tenant, _, _ = schemas.SplitKey(r.Key)
+	}
+	d := &schemas.DeadLetter{Tenant: tenant, Stage: "processor", Reason: reason, Topic: r.Topic,
+		Partition: r.Partition, Offset: r.Offset, Key: r.Key, Payload: r.Value, FailedAt: e.p.cfg.Now().UTC()}
+	if d.Key == nil {
+		d.Key = []byte{}
+	}
+	if d.Payload == nil {
+		d.Payload = []byte{}
+	}
+	b, err := schemas.DeadLetters.Encode(d)
+	if err != nil {
+		e.fail(fmt.Errorf("encoding dead letter: %w", err))
+		return
+	}
+	e.deadLetters++
+	e.p.log.Warn("dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
+	e.sess.Produce(e.ctx, &kgo.Record{Topic: e.p.dlq, Key: r.Key, Value: b}, e.promise)
+}

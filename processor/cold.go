@@ -1,0 +1,151 @@
+package processor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// hold puts a cold signal into the visitor's cold storage. The oldest signals fall out (counted) when the visitor
+// holds more than MaxHeldPerVisitor.
+func (c *Core) hold(st State, tenant string, v visitor, key []byte, sig *schemas.Signal, now time.Time) error {
+	ck := counterKey(tenant, v)
+	var cnt heldCounter
+	if b, err := st.Get(ck); err != nil {
+		return err
+	} else if b != nil {
+		if cnt, err = decodeCounter(b); err != nil {
+			return err
+		}
+	}
+	enc, err := schemas.Signals.Encode(sig)
+	if err != nil {
+		return fmt.Errorf("encoding held signal: %w", err)
+	}
+	st.Set(heldKey(tenant, v, cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: sig.Version, Key: key, Signal: enc}.encode())
+	cnt.Next++
+	for cnt.Next-cnt.First > uint64(c.cfg.MaxHeldPerVisitor) {
+		hk := heldKey(tenant, v, cnt.First)
+		if b, err := st.Get(hk); err != nil {
+			return err
+		} else if b != nil {
+			st.Delete(hk)
+			c.Stats.HeldEvicted++
+		}
+		cnt.First++
+	}
+	st.Set(ck, cnt.encode())
+	return nil
+}
+
+// rehydrate emits every held signal of v again, linked to email with a version above any emitted so far, and
+// clears the hold. Signals held longer than MaxHeldAge are dropped and counted instead.
+func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email string, now time.Time) error {
+	ck := counterKey(tenant, v)
+	b, err := st.Get(ck)
+	if err != nil || b == nil {
+		return err
+	}
+	cnt, err := decodeCounter(b)
+	if err != nil {
+		return err
+	}
+	for seq := cnt.First; seq < cnt.Next; seq++ {
+		hk := heldKey(tenant, v, seq)
+		hb, err := st.Get(hk)
+		if err != nil {
+			return err
+		}
+		if hb == nil {
+			continue
+		}
+		h, err := decodeHeld(hb)
+		if err != nil {
+			return err
+		}
+		st.Delete(hk)
+		if now.UnixMilli()-h.HeldAtMs > c.cfg.MaxHeldAge.Milliseconds() {
+			c.Stats.HeldExpired++
+			continue
+		}
+		var sig schemas.Signal
+		if err := schemas.Signals.Decode(h.Signal, &sig); err != nil {
+			return fmt.Errorf("decoding held signal: %w", err)
+		}
+		version := h.Version
+		dk := dedupKey(tenant, sig.SignalID)
+		entry, live, err := c.dedup(st, dk, now)
+		if err != nil {
+			return err
+		}
+		if live && entry.Version > version {
+			version = entry.Version
+		}
+		version++
+		sig.Version, sig.Status, sig.Email, sig.ProcessedAt = version, schemas.StatusLinked, email, now
+		if sig.Mapped == nil {
+			sig.Mapped = map[string]string{}
+		}
+		em.Signal(h.Key, &sig)
+		c.Stats.Rehydrated++
+		if live {
+			entry.Version = version
+			st.Set(dk, entry.encode())
+		}
+	}
+	st.Delete(ck)
+	return nil
+}
+
+// Expire is the sweep the runner calls for committed state keys, a bounded number per batch: it removes dedup
+// entries past the window and held signals past MaxHeldAge (counted), through st so the changelog sees it.
+// Keys of other kinds are ignored.
+func (c *Core) Expire(st State, key, value []byte, now time.Time) error {
+	if len(key) == 0 {
+		return nil
+	}
+	switch key[0] {
+	case prefixDedup:
+		e, err := decodeDedup(value)
+		if err != nil {
+			return err
+		}
+		if now.UnixMilli()-e.FirstSeenMs > c.cfg.DedupWindow.Milliseconds() {
+			st.Delete(key)
+			c.Stats.DedupExpired++
+		}
+	case prefixCounter:
+		cnt, err := decodeCounter(value)
+		if err != nil {
+			return err
+		}
+		first := cnt.First
+		for ; cnt.First < cnt.Next; cnt.First++ {
+			hk := append(append([]byte{prefixHeld}, key[1:]...), 0)
+			hk = appendSeq(hk, cnt.First)
+			hb, err := st.Get(hk)
+			if err != nil {
+				return err
+			}
+			if hb != nil {
+				h, err := decodeHeld(hb)
+				if err != nil {
+					return err
+				}
+				if now.UnixMilli()-h.HeldAtMs <= c.cfg.MaxHeldAge.Milliseconds() {
+					break
+				}
+				st.Delete(hk)
+				c.Stats.HeldExpired++
+			}
+		}
+		switch {
+		case cnt.First == cnt.Next:
+			st.Delete(key)
+		case cnt.First != first:
+			st.Set(key, cnt.encode())
+		}
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// Defaults of the processing semantics.
+const (
+	DefaultDedupWindow       = 48 * time.Hour
+	DefaultMaxHeldPerVisitor = 1000
+	DefaultMaxHeldAge        = 30 * 24 * time.Hour
+)
+
+// TopicChangelog is the base name of the processor's state changelog: compacted, co-partitioned with signals.raw.
+const TopicChangelog = "processor.changelog"
+
+// Config of a processor. Zero values take the documented defaults; New validates once.
+type Config struct {
+	// Brokers to bootstrap from (flag -brokers; default 127.0.0.1:9092).
+	Brokers []string
+	// Topics is the deployment's topic set (flags -topic-prefix, -partitions). Partitions must match signals.raw.
+	Topics schemas.Config
+	// Group is the consumer group (default <prefix>processor). Every instance of one deployment uses the same.
+	Group string
+	// TransactionalID must be unique per live instance and stable across its restarts, so a restarted instance
+	// fences its predecessor at once (flag -transactional-id; default <prefix>processor-<hostname>).
+	TransactionalID string
+	// TransactionTimeout bounds how long a crashed instance's open transaction blocks its partitions (default 20s).
+	TransactionTimeout time.Duration
+	// StateDir holds one Pebble DB per input partition (flag -state-dir; required).
+	StateDir string
+	// DedupWindow is how long a signal id is remembered (flag -dedup-window; default 48h).
+	DedupWindow time.Duration
+	// MaxHeldPerVisitor bounds a visitor's cold storage (flag -max-held; default 1000); the oldest fall out.
+	MaxHeldPerVisitor int
+	// MaxHeldAge bounds how long a cold signal is held (flag -max-held-age; default 720h).
+	MaxHeldAge time.Duration
+	// MaxPollRecords bounds the input records of one transaction (flag -max-poll-records; default 5000).
+	MaxPollRecords int
+	// CacheBytes is the Pebble block cache shared by all partitions (default 32 MiB).
+	CacheBytes int64
+	// MemTableBytes is each partition's Pebble memtable size (default 4 MiB).
+	MemTableBytes uint64
+	// SweepKeys is how many state keys a batch examines per partition for expiry (default 500).
+	SweepKeys int
+	// SweepInterval is the pause between two full expiry passes over a partition (default 1m).
+	SweepInterval time.Duration
+	// AdminAddr serves /metrics and /healthz ("" disables; flag -admin-addr, default 127.0.0.1:9102 in main).
+	AdminAddr string
+	// Mapper applies mapping rules (nil: none).
+	Mapper Mapper
+	// Registry receives the metrics (nil: not registered).
+	Registry prometheus.Registerer
+	// Gatherer serves /metrics on AdminAddr (nil: prometheus.DefaultGatherer).
+	Gatherer prometheus.Gatherer
+	// Logger (nil: slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (nil: time.Now); tests move it.
+	Now func() time.Time
+}
+
+// ErrConfig is wrapped by every configuration error New returns.
+var ErrConfig = errors.New("invalid processor config")
+
+func (c Config) withDefaults() (Config, error) {
+	if len(c.Brokers) == 0 {
+		c.Brokers = []string{"127.0.0.1:9092"}
+	}
+	if c.Topics.Partitions <= 0 {
+		c.Topics.Partitions = 6
+	}
+	if c.Group == "" {
+		c.Group = c.Topics.Prefix + "processor"
+	}
+	if c.TransactionalID == "" {
+		host, _ := os.Hostname()
+		c.TransactionalID = c.Topics.Prefix + "processor-" + host
+	}
+	if c.TransactionTimeout <= 0 {
+		c.TransactionTimeout = 20 * time.Second
+	}
+	if c.MaxPollRecords <= 0 {
+		c.MaxPollRecords = 5000
+	}
+	if c.CacheBytes <= 0 {
+		c.CacheBytes = 32 << 20
+	}
+	if c.MemTableBytes == 0 {
+		c.MemTableBytes = 4 << 20
+	}
+	if c.SweepKeys <= 0 {
+		c.SweepKeys = 500
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = time.Minute
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = DefaultDedupWindow
+	}
+	if c.MaxHeldPerVisitor == 0 {
+		c.MaxHeldPerVisitor = DefaultMaxHeldPerVisitor
+	}
+	if c.MaxHeldAge == 0 {
+		c.MaxHeldAge = DefaultMaxHeldAge
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	switch {
+	case c.StateDir == "":
+		return c, fmt.Errorf("%w: -state-dir is required", ErrConfig)
+	case c.DedupWindow < 0:
+		return c, fmt.Errorf("%w: -dedup-window must be positive", ErrConfig)
+	case c.MaxHeldPerVisitor < 0:
+		return c, fmt.Errorf("%w: -max-held must be positive", ErrConfig)
+	case c.MaxHeldAge < 0:
+		return c, fmt.Errorf("%w: -max-held-age must be positive", ErrConfig)
+	}
+	return c, nil
+}
+
+// changelogSpec is the topic the processor adds to the deployment's table.
+func (c Config) changelogSpec() schemas.TopicSpec {
+	return schemas.TopicSpec{
+		Name:       c.Topics.Name(TopicChangelog),
+		Partitions: c.Topics.Partitions,
+		Configs:    map[string]string{"cleanup.policy": "compact"},
+	}
+}

@@ -1,0 +1,208 @@
+package processor
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// transportFields are the top-level members a retry may change without changing the event; they are left out of
+// the content hash.
+var transportFields = []string{"sentAt", "receivedAt"}
+
+// Event is one raw event as the processor understands it: the parsed payload and what Segment semantics derive
+// from it. The mapping-rule engine reads it through Field.
+type Event struct {
+	Tenant     string
+	Source     string // schemas.SourceSegment or schemas.SourceWebhook
+	Type       string // Segment call type (track, page, identify, ...) or "webhook"
+	Name       string // track: event; page: properties.name, name or the URL path; identify: "identify"
+	MessageID  string
+	ReceivedAt time.Time
+	EventTime  time.Time // timestamp, else originalTimestamp, else ReceivedAt
+	// AnonymousID and UserID are as sent; use Visitor for the id the processor holds signals under.
+	AnonymousID string
+	UserID      string
+	// Email is the lower-cased email the event carries (traits.email, context.traits.email, properties.email),
+	// "" when none is valid.
+	Email      string
+	URL        string
+	PageName   string
+	Properties string // JSON object, canonical
+	Traits     string // JSON object, canonical (traits, else context.traits)
+	// SignalID is the hex SHA-256 of the canonical payload without transport fields.
+	SignalID string
+	Payload  []byte
+
+	root jvalue
+}
+
+// Field returns the value at a dot-separated path of the payload (properties.form_name, context.page.url), as text:
+// strings unescaped, numbers and booleans as written, objects and arrays as canonical JSON. ok is false when the
+// path does not exist or holds null.
+func (e *Event) Field(path string) (string, bool) {
+	v := e.root.path(strings.Split(path, ".")...)
+	if v == nil || v.kind == jNull {
+		return "", false
+	}
+	if v.kind == jObject || v.kind == jArray {
+		return string(appendCanonical(nil, v)), true
+	}
+	return v.text(), true
+}
+
+// illegalIDs never identify a visitor: SDK placeholders and common junk.
+var illegalIDs = map[string]bool{"": true, "null": true, "undefined": true, "0": true, "anonymous": true, "guest": true,
+	"none": true, "nil": true, "unknown": true}
+
+// LegalID reports whether id can identify a visitor.
+func LegalID(id string) bool { return !illegalIDs[strings.ToLower(strings.TrimSpace(id))] }
+
+// NormalizeEmail returns the lower-cased, trimmed email, or "" when s does not look like one.
+func NormalizeEmail(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	at := strings.IndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 || strings.ContainsAny(s, " \t\r\n,;<>\"") || strings.Count(s, "@") != 1 {
+		return ""
+	}
+	return s
+}
+
+// visitorKey is the identity state key suffix of a visitor id: kind prefix + id.
+type visitor struct {
+	kind string // schemas.IDKindAnonymous or schemas.IDKindUser
+	id   string
+}
+
+// Visitor returns the id the processor holds the event's signals under: a legal anonymousId, else a legal userId.
+func (e *Event) visitor() (visitor, bool) {
+	if LegalID(e.AnonymousID) {
+		return visitor{schemas.IDKindAnonymous, e.AnonymousID}, true
+	}
+	if LegalID(e.UserID) {
+		return visitor{schemas.IDKindUser, e.UserID}, true
+	}
+	return visitor{}, false
+}
+
+// ids returns the legal visitor ids of the event.
+func (e *Event) ids() []visitor {
+	var out []visitor
+	if LegalID(e.AnonymousID) {
+		out = append(out, visitor{schemas.IDKindAnonymous, e.AnonymousID})
+	}
+	if LegalID(e.UserID) {
+		out = append(out, visitor{schemas.IDKindUser, e.UserID})
+	}
+	return out
+}
+
+// parseEvent parses a RawEvent's payload and derives the event. scratch is reused for the canonical form and
+// returned (possibly grown) for the next call.
+func parseEvent(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, error) {
+	root, err := parseObject(raw.Payload)
+	if err != nil {
+		return nil, scratch, err
+	}
+	scratch = appendCanonical(scratch[:0], &root, transportFields...)
+	sum := sha256.Sum256(scratch)
+	e := &Event{
+		Tenant:     raw.Tenant,
+		Source:     raw.Source,
+		ReceivedAt: raw.ReceivedAt,
+		SignalID:   hex.EncodeToString(sum[:]),
+		Payload:    raw.Payload,
+		root:       root,
+	}
+	if e.Source != schemas.SourceSegment && e.Source != schemas.SourceWebhook {
+		e.Source = schemas.SourceWebhook
+		if root.get("type") != nil && (root.get("anonymousId") != nil || root.get("userId") != nil || root.get("messageId") != nil) {
+			e.Source = schemas.SourceSegment
+		}
+	}
+	props := root.get("properties")
+	traits := root.get("traits")
+	if traits == nil || traits.kind != jObject {
+		traits = root.path("context", "traits")
+	}
+	e.MessageID = root.get("messageId").text()
+	e.AnonymousID = root.get("anonymousId").text()
+	e.UserID = root.get("userId").text()
+	e.Properties = objectJSON(props)
+	e.Traits = objectJSON(traits)
+	e.URL = firstText(props.get("url"), root.path("context", "page", "url"))
+	e.EventTime = parseTime(root.get("timestamp"), root.get("originalTimestamp"), e.ReceivedAt)
+	for _, v := range []*jvalue{root.path("traits", "email"), root.path("context", "traits", "email"), props.get("email"), root.get("email")} {
+		if em := NormalizeEmail(v.text()); em != "" {
+			e.Email = em
+			break
+		}
+	}
+	if e.Source == schemas.SourceWebhook {
+		e.Type = "webhook"
+		e.Name = firstText(root.get("event"))
+		if e.Name == "" {
+			e.Name = "webhook"
+		}
+		return e, scratch, nil
+	}
+	e.Type = strings.ToLower(root.get("type").text())
+	switch e.Type {
+	case "track":
+		e.Name = root.get("event").text()
+	case "page", "screen":
+		e.PageName = firstText(props.get("name"), root.get("name"))
+		e.Name = e.PageName
+		if e.Name == "" {
+			e.Name = urlPath(e.URL, props.get("path").text())
+		}
+	case "identify":
+		e.Name = "identify"
+	default:
+		e.Name = e.Type
+	}
+	return e, scratch, nil
+}
+
+func firstText(vs ...*jvalue) string {
+	for _, v := range vs {
+		if s := v.text(); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func urlPath(u, path string) string {
+	if path != "" {
+		return path
+	}
+	if pu, err := url.Parse(u); err == nil && pu.Path != "" {
+		return pu.Path
+	}
+	if u != "" {
+		return "/"
+	}
+	return ""
+}
+
+func parseTime(vs ...any) time.Time {
+	var fallback time.Time
+	for _, v := range vs {
+		switch v := v.(type) {
+		case *jvalue:
+			if s := v.text(); s != "" {
+				if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+					return t.UTC()
+				}
+			}
+		case time.Time:
+			fallback = v
+		}
+	}
+	return fallback
+}

@@ -1,0 +1,81 @@
+package processor
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics of one processor, registered on the registry the caller passes. Counters derived from the core's Stats
+// move only when the batch that produced them committed, so they count what downstream sees.
+type metrics struct {
+	records        *prometheus.CounterVec // topic
+	signals        *prometheus.CounterVec // kind: cold, linked, rehydrated
+	duplicates     prometheus.Counter
+	reemitted      prometheus.Counter
+	noVisitor      prometheus.Counter
+	heldDropped    *prometheus.CounterVec // reason: evicted (per-visitor cap), expired (age)
+	dedupExpired   prometheus.Counter
+	links          *prometheus.CounterVec // direction: out, applied, stale
+	deadLetters    prometheus.Counter
+	transactions   *prometheus.CounterVec // result: committed, aborted
+	txnSeconds     prometheus.Histogram
+	batchRecords   prometheus.Histogram
+	restoreRecords prometheus.Counter
+	restoreSeconds prometheus.Histogram
+	partitions     prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	const ns, sub = "signalstage", "processor"
+	m := &metrics{
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "records_total",
+			Help: "Input records processed in committed transactions, by topic (raw, identities)."}, []string{"topic"}),
+		signals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "signals_total",
+			Help: "Signals emitted, by kind: cold, linked (at once) and rehydrated (held, then linked)."}, []string{"kind"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "duplicates_total",
+			Help: "Events dropped as duplicates (same content at another offset within the dedup window)."}),
+		reemitted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "reemitted_total",
+			Help: "Events read again at an offset already processed (replay), emitted again with a higher version."}),
+		noVisitor: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "cold_without_visitor_total",
+			Help: "Cold signals with no legal anonymousId or userId: emitted but never held, so never rehydrated."}),
+		heldDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "held_dropped_total",
+			Help: "Held cold signals that fell out of cold storage: evicted (per-visitor cap) or expired (age)."}, []string{"reason"}),
+		dedupExpired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dedup_expired_total",
+			Help: "Dedup entries removed after the dedup window."}),
+		links: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "identity_links_total",
+			Help: "Identity links: out (emitted), applied (read and applied), stale (read, older than known)."}, []string{"direction"}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
+			Help: "Input records sent to the dead-letter topic."}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "transactions_total",
+			Help: "Kafka transactions ended, by result (committed, aborted)."}, []string{"result"}),
+		txnSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "transaction_end_seconds",
+			Help: "Time to end (flush and commit) one transaction.", Buckets: prometheus.ExponentialBuckets(0.002, 2, 12)}),
+		batchRecords: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_records",
+			Help: "Input records per transaction.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)}),
+		restoreRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "restore_records_total",
+			Help: "Changelog records read while restoring partition state."}),
+		restoreSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "restore_seconds",
+			Help: "Time to restore (catch up) one partition's state from the changelog.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 9)}),
+		partitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "open_partitions",
+			Help: "Partition stores currently open on this instance."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.signals, m.duplicates, m.reemitted, m.noVisitor, m.heldDropped, m.dedupExpired,
+			m.links, m.deadLetters, m.transactions, m.txnSeconds, m.batchRecords, m.restoreRecords, m.restoreSeconds,
+			m.partitions)
+	}
+	return m
+}
+
+// addStats adds a committed batch's core stats.
+func (m *metrics) addStats(s Stats) {
+	m.signals.WithLabelValues("cold").Add(float64(s.Cold))
+	m.signals.WithLabelValues("linked").Add(float64(s.Linked))
+	m.signals.WithLabelValues("rehydrated").Add(float64(s.Rehydrated))
+	m.duplicates.Add(float64(s.Duplicates))
+	m.reemitted.Add(float64(s.Reemitted))
+	m.noVisitor.Add(float64(s.NoVisitor))
+	m.heldDropped.WithLabelValues("evicted").Add(float64(s.HeldEvicted))
+	m.heldDropped.WithLabelValues("expired").Add(float64(s.HeldExpired))
+	m.dedupExpired.Add(float64(s.DedupExpired))
+	m.links.WithLabelValues("out").Add(float64(s.LinksOut))
+	m.links.WithLabelValues("applied").Add(float64(s.LinksApplied))
+	m.links.WithLabelValues("stale").Add(float64(s.LinksStale))
+}

@@ -1,0 +1,274 @@
+// Package processor is signalstage's stateful stream processor: it reads signals.raw and identities, removes
+// duplicate deliveries, resolves visitors to leads, holds and rehydrates cold signals, and writes
+// signals.resolved, identities and signals.dlq, exactly once: outputs, state changelog and input offsets commit
+// in one Kafka transaction per polled batch.
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// Processor runs the processing loop of one instance. Create it with New.
+type Processor struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	core    *Core
+	cache   *pebble.Cache
+	raw     string
+	idents  string
+	resolve string
+	dlq     string
+	clog    string
+
+	// ownMu guards epochs. The group's revoke/lost callbacks run on kgo's goroutine; they only bump the epoch of
+	// what was taken away, and the processing loop (the only user of the stores) notices before its next batch.
+	ownMu  sync.Mutex
+	epochs map[int32]uint64
+
+	stores map[int32]*storeState // processing loop only
+	ready  chan struct{}         // closed once the group session started
+	addr   chan string           // admin address once listening
+}
+
+type storeState struct {
+	*partStore
+	epoch       uint64
+	sweepCursor []byte
+	sweepAfter  time.Time
+}
+
+// New validates cfg and returns a processor.
+func New(cfg Config) (*Processor, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Processor{
+		cfg: cfg,
+		log: cfg.Logger.With("stage", "processor"),
+		m:   newMetrics(cfg.Registry),
+		core: NewCore(CoreConfig{DedupWindow: cfg.DedupWindow, MaxHeldPerVisitor: cfg.MaxHeldPerVisitor,
+			MaxHeldAge: cfg.MaxHeldAge, Mapper: cfg.Mapper, Now: cfg.Now}),
+		raw:     cfg.Topics.Name(schemas.TopicRaw),
+		idents:  cfg.Topics.Name(schemas.TopicIdentities),
+		resolve: cfg.Topics.Name(schemas.TopicResolved),
+		dlq:     cfg.Topics.Name(schemas.TopicDLQ),
+		clog:    cfg.Topics.Name(TopicChangelog),
+		epochs:  make(map[int32]uint64),
+		stores:  make(map[int32]*storeState),
+		ready:   make(chan struct{}),
+		addr:    make(chan string, 1),
+	}, nil
+}
+
+// AdminAddr returns the address the admin listener is bound to, once it is (for tests using port 0).
+func (p *Processor) AdminAddr(ctx context.Context) (string, error) {
+	select {
+	case a := <-p.addr:
+		p.addr <- a
+		return a, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// Run processes until ctx is canceled (nil error) or a non-retryable Kafka or state error occurs.
+func (p *Processor) Run(ctx context.Context) error {
+	adm, admCl, err := p.admin()
+	if err != nil {
+		return err
+	}
+	defer admCl.Close()
+	if err := p.cfg.Topics.Ensure(ctx, adm); err != nil {
+		return fmt.Errorf("ensuring topics: %w", err)
+	}
+	if err := schemas.EnsureTopics(ctx, adm, p.cfg.Topics.ReplicationFactor, p.cfg.changelogSpec()); err != nil {
+		return fmt.Errorf("ensuring changelog topic: %w", err)
+	}
+	if p.cfg.AdminAddr != "" {
+		stop, err := p.serveAdmin()
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	p.cache = pebble.NewCache(p.cfg.CacheBytes)
+	defer p.cache.Unref()
+	defer p.closeStores()
+
+	sess, err := kgo.NewGroupTransactSession(p.clientOpts()...)
+	if err != nil {
+		return fmt.Errorf("creating transactional session: %w", err)
+	}
+	defer func() {
+		start := time.Now()
+		sess.Close() // leaves the group so the partitions move at once
+		p.log.Info("left group", "took", time.Since(start))
+	}()
+	close(p.ready)
+	p.log.Info("processing", "group", p.cfg.Group, "transactional_id", p.cfg.TransactionalID, "input", p.raw)
+
+	for {
+		fetches := sess.PollRecords(ctx, p.cfg.MaxPollRecords)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+		})
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		if err := p.batch(ctx, sess, fetches); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (p *Processor) admin() (*kadm.Client, *kgo.Client, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.cfg.Brokers...))
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating admin client: %w", err)
+	}
+	return kadm.NewClient(cl), cl, nil
+}
+
+func (p *Processor) clientOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(p.cfg.Brokers...),
+		kgo.TransactionalID(p.cfg.TransactionalID),
+		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(p.raw, p.idents),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Range assigns partition n of signals.raw and of identities to the same member (same partition counts,
+		// same subscriptions), which is what co-partitioned state needs. It is eager: a rebalance revokes
+		// everything, which is cheap here because a store that comes back only reads the changelog tail.
+		kgo.Balancers(kgo.RangeBalancer()),
+		// No BlockRebalanceOnPoll: the session aborts the transaction of any batch a rebalance overlapped, so a
+		// rebalance never has to wait for a (possibly slow, restoring) batch, and nothing from an aborted batch
+		// reaches the stores (they are written only after a commit).
+		kgo.OnPartitionsRevoked(p.takeAway),
+		kgo.OnPartitionsLost(p.takeAway),
+		kgo.RecordPartitioner(&partitioner{changelog: p.clog, keyed: kgo.StickyKeyPartitioner(nil)}),
+		kgo.ProducerBatchMaxBytes(1 << 20),
+	}
+}
+
+// takeAway runs on kgo's group goroutine when partitions are revoked or lost: it only invalidates their stores.
+func (p *Processor) takeAway(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.ownMu.Lock()
+	defer p.ownMu.Unlock()
+	for _, parts := range lost {
+		for _, part := range parts {
+			p.epochs[part]++
+		}
+	}
+}
+
+func (p *Processor) epoch(part int32) uint64 {
+	p.ownMu.Lock()
+	defer p.ownMu.Unlock()
+	return p.epochs[part]
+}
+
+// partitioner writes changelog records to the partition the runner chose (that of the input they belong to)
+// and everything else by key with kgo's default, Kafka-compatible hash, so outputs stay co-partitioned.
+type partitioner struct {
+	changelog string
+	keyed     kgo.Partitioner
+}
+
+func (p *partitioner) ForTopic(t string) kgo.TopicPartitioner {
+	if t == p.changelog {
+		return kgo.ManualPartitioner().ForTopic(t)
+	}
+	return p.keyed.ForTopic(t)
+}
+
+func (p *Processor) serveAdmin() (func(), error) {
+	ln, err := net.Listen("tcp", p.cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on -admin-addr %s: %w", p.cfg.AdminAddr, err)
+	}
+	p.addr <- ln.Addr().String()
+	g := p.cfg.Gatherer
+	if g == nil {
+		g = prometheus.DefaultGatherer
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("admin listener", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// store returns the state of an input partition this instance owns, opening and catching it up with the
+// changelog when it is new here or was taken away since it was last used.
+func (p *Processor) store(ctx context.Context, part int32) (*storeState, error) {
+	ep := p.epoch(part)
+	if s, ok := p.stores[part]; ok {
+		if s.epoch == ep {
+			return s, nil
+		}
+		// Another instance may have owned the partition meanwhile: catch up below from our checkpoint.
+		s.epoch = ep
+		if err := p.restore(ctx, s.partStore, part); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	dir := filepath.Join(p.cfg.StateDir, strconv.Itoa(int(part)))
+	ps, err := openPartStore(dir, p.clog+"/"+strconv.Itoa(int(part)), p.cache, p.cfg.MemTableBytes)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.restore(ctx, ps, part); err != nil {
+		ps.close()
+		return nil, err
+	}
+	s := &storeState{partStore: ps, epoch: ep}
+	p.stores[part] = s
+	p.m.partitions.Set(float64(len(p.stores)))
+	return s, nil
+}
+
+func (p *Processor) closeStores() {
+	for part, s := range p.stores {
+		if err := s.close(); err != nil {
+			p.log.Warn("closing state", "partition", part, "err", err)
+		}
+		delete(p.stores, part)
+	}
+}

@@ -1,0 +1,82 @@
+package processor
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/testenv"
+)
+
+// TestPassThroughAndDeadLetter: events come out as signals with their content-hash id and derived fields, and a
+// poison record goes to the DLQ without stopping its partition.
+func TestPassThroughAndDeadLetter(t *testing.T) {
+	k := testenv.NewKafka(t, 3)
+	page := `{"type":"page","anonymousId":"a1","messageId":"p1","properties":{"url":"https://x.io/pricing?q=1","title":"P"},"sentAt":"2024-01-01T00:00:00Z","timestamp":"2024-01-01T00:00:01Z"}`
+	produce(t, k,
+		rawIn{"t1", `{"type":"track","anonymousId":"a1","event":"Signed Up","messageId":"m1","properties":{"plan":"pro","n":1.50}}`},
+		rawIn{"t1", page},
+		rawIn{"t1", `{"type":"identify","anonymousId":"a2","messageId":"i1","traits":{"name":"Ann"}}`},
+		rawIn{"t1", `{"order":42,"status":"paid"}`},
+		rawIn{"t1", `not json`},
+	)
+	// A record that is not even a RawEvent.
+	cl := k.Client()
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: k.Topic(schemas.TopicRaw), Key: []byte("t1|a1"),
+		Value: []byte("garbage")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, k, rawIn{"t1", `{"type":"track","anonymousId":"a1","event":"After Poison","messageId":"m9"}`})
+
+	r := startProcessor(t, k, t.TempDir(), "p1", nil)
+	got := settle(t, k, 5, 3*time.Second)
+	if len(got) != 5 {
+		t.Fatalf("got %d signals, want 5: %+v", len(got), got)
+	}
+	byEvent := map[string]schemas.Signal{}
+	for _, s := range got {
+		byEvent[s.Event] = s
+		if len(s.SignalID) != 64 || s.Version != 1 || s.Status != schemas.StatusCold || s.Tenant != "t1" {
+			t.Errorf("signal %+v: want 64-hex id, version 1, cold, tenant t1", s)
+		}
+	}
+	for _, tc := range []struct{ event, typ, source, anon, url string }{
+		{"Signed Up", "track", schemas.SourceSegment, "a1", ""},
+		{"/pricing", "page", schemas.SourceSegment, "a1", "https://x.io/pricing?q=1"},
+		{"identify", "identify", schemas.SourceSegment, "a2", ""},
+		{"webhook", "webhook", schemas.SourceWebhook, "", ""},
+		{"After Poison", "track", schemas.SourceSegment, "a1", ""},
+	} {
+		s, ok := byEvent[tc.event]
+		if !ok {
+			t.Errorf("no signal with event %q", tc.event)
+			continue
+		}
+		if s.Type != tc.typ || s.Source != tc.source || s.AnonymousID != tc.anon || s.URL != tc.url {
+			t.Errorf("signal %q = type %q source %q anon %q url %q; want %+v", tc.event, s.Type, s.Source, s.AnonymousID, s.URL, tc)
+		}
+	}
+	if s := byEvent["Signed Up"]; s.Properties != `{"n":1.50,"plan":"pro"}` {
+		t.Errorf("properties = %s, want canonical with the number as written", s.Properties)
+	}
+	if s := byEvent["/pricing"]; !s.EventTime.Equal(time.Date(2024, 1, 1, 0, 0, 1, 0, time.UTC)) {
+		t.Errorf("event time = %v", s.EventTime)
+	}
+
+	dlq := k.ReadAll(k.Topic(schemas.TopicDLQ), 2, 10*time.Second)
+	if len(dlq) != 2 {
+		t.Fatalf("got %d dead letters, want 2", len(dlq))
+	}
+	for _, rec := range dlq {
+		var d schemas.DeadLetter
+		if err := schemas.DeadLetters.Decode(rec.Value, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Stage != "processor" || d.Topic != k.Topic(schemas.TopicRaw) || d.Offset < 0 || d.Reason == "" {
+			t.Errorf("dead letter %+v", d)
+		}
+	}
+	r.stop(t)
+}

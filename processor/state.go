@@ -1,0 +1,211 @@
+package processor
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// The state of one input partition is a set of keys; every key and value below is also a changelog record (the
+// changelog key is the state key, a delete is a tombstone), so restoring is replaying the changelog into Pebble.
+//
+//	d tenant 0 signalID             dedup entry: first seen, input offset, latest version
+//	i tenant 0 kind : id            identity: lead email, linked at, traits
+//	c tenant 0 kind : id            cold-storage counter of a visitor: first and next sequence
+//	h tenant 0 kind : id 0 seq(8)   one held (cold) signal of a visitor
+//
+// Values start with a format byte so the encoding can evolve.
+
+// State is the state of one input partition as one batch sees it: reads see the batch's own writes. The core only
+// ever mutates state through it, so the runner can buffer the writes, produce them to the changelog inside the
+// batch's transaction, and apply them to disk only once that transaction committed.
+type State interface {
+	// Get returns the value of key, nil when absent. The returned slice must not be modified or kept after the
+	// next mutation.
+	Get(key []byte) ([]byte, error)
+	// Set stores a copy of value under key.
+	Set(key, value []byte)
+	// Delete removes key.
+	Delete(key []byte)
+}
+
+const (
+	prefixDedup    = 'd'
+	prefixIdentity = 'i'
+	prefixCounter  = 'c'
+	prefixHeld     = 'h'
+	valueFormat    = 1
+)
+
+// errBadValue means a state value could not be decoded (a bug or a foreign changelog).
+var errBadValue = errors.New("corrupt state value")
+
+func stateKey(prefix byte, tenant string, parts ...string) []byte {
+	n := 2 + len(tenant)
+	for _, p := range parts {
+		n += len(p)
+	}
+	k := make([]byte, 0, n+16)
+	k = append(k, prefix)
+	k = append(k, tenant...)
+	k = append(k, 0)
+	for _, p := range parts {
+		k = append(k, p...)
+	}
+	return k
+}
+
+func dedupKey(tenant, signalID string) []byte { return stateKey(prefixDedup, tenant, signalID) }
+
+func identityKey(tenant string, v visitor) []byte {
+	return stateKey(prefixIdentity, tenant, v.kind, ":", v.id)
+}
+
+func counterKey(tenant string, v visitor) []byte {
+	return stateKey(prefixCounter, tenant, v.kind, ":", v.id)
+}
+
+func heldKey(tenant string, v visitor, seq uint64) []byte {
+	return appendSeq(stateKey(prefixHeld, tenant, v.kind, ":", v.id, "\x00"), seq)
+}
+
+// appendSeq appends a held sequence number big-endian, so held keys of a visitor sort in hold order.
+func appendSeq(b []byte, seq uint64) []byte { return binary.BigEndian.AppendUint64(b, seq) }
+
+// dedupEntry remembers a signal id for the dedup window.
+type dedupEntry struct {
+	FirstSeenMs int64 // when it was first processed (processor clock)
+	Offset      int64 // input offset of the first delivery: the same offset again is a replay, not a duplicate
+	Version     int64 // latest version emitted
+}
+
+// identity is what the processor knows about one visitor id.
+type identity struct {
+	LinkedAtMs int64
+	Email      string // lower-cased lead email; "" when only traits are known
+	Traits     string // JSON object
+}
+
+// heldCounter bounds the cold storage of one visitor: entries first..next-1 may exist.
+type heldCounter struct {
+	First, Next uint64
+}
+
+// heldSignal is one cold signal waiting for its visitor to be linked.
+type heldSignal struct {
+	HeldAtMs int64
+	Version  int64
+	Key      []byte // record key of the original input
+	Signal   []byte // schemas.Signals encoding of the cold signal
+}
+
+func (e dedupEntry) encode() []byte {
+	b := []byte{valueFormat}
+	b = binary.AppendVarint(b, e.FirstSeenMs)
+	b = binary.AppendVarint(b, e.Offset)
+	return binary.AppendVarint(b, e.Version)
+}
+
+func (id identity) encode() []byte {
+	b := []byte{valueFormat}
+	b = binary.AppendVarint(b, id.LinkedAtMs)
+	b = appendBytes(b, []byte(id.Email))
+	return appendBytes(b, []byte(id.Traits))
+}
+
+func (c heldCounter) encode() []byte {
+	b := []byte{valueFormat}
+	b = binary.AppendUvarint(b, c.First)
+	return binary.AppendUvarint(b, c.Next)
+}
+
+func (h heldSignal) encode() []byte {
+	b := make([]byte, 0, 24+len(h.Key)+len(h.Signal))
+	b = append(b, valueFormat)
+	b = binary.AppendVarint(b, h.HeldAtMs)
+	b = binary.AppendVarint(b, h.Version)
+	b = appendBytes(b, h.Key)
+	return appendBytes(b, h.Signal)
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// valueReader decodes the fields of one value in order; the first error sticks.
+type valueReader struct {
+	b   []byte
+	err error
+}
+
+func newValueReader(b []byte) *valueReader {
+	if len(b) == 0 || b[0] != valueFormat {
+		return &valueReader{err: fmt.Errorf("%w: format byte", errBadValue)}
+	}
+	return &valueReader{b: b[1:]}
+}
+
+func (r *valueReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = fmt.Errorf("%w: varint", errBadValue)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *valueReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = fmt.Errorf("%w: uvarint", errBadValue)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *valueReader) bytes() []byte {
+	n := r.uvarint()
+	if r.err != nil {
+		return nil
+	}
+	if uint64(len(r.b)) < n {
+		r.err = fmt.Errorf("%w: length", errBadValue)
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func decodeDedup(b []byte) (dedupEntry, error) {
+	r := newValueReader(b)
+	e := dedupEntry{FirstSeenMs: r.varint(), Offset: r.varint(), Version: r.varint()}
+	return e, r.err
+}
+
+func decodeIdentity(b []byte) (identity, error) {
+	r := newValueReader(b)
+	id := identity{LinkedAtMs: r.varint(), Email: string(r.bytes()), Traits: string(r.bytes())}
+	return id, r.err
+}
+
+func decodeCounter(b []byte) (heldCounter, error) {
+	r := newValueReader(b)
+	c := heldCounter{First: r.uvarint(), Next: r.uvarint()}
+	return c, r.err
+}
+
+func decodeHeld(b []byte) (heldSignal, error) {
+	r := newValueReader(b)
+	h := heldSignal{HeldAtMs: r.varint(), Version: r.varint(), Key: r.bytes(), Signal: r.bytes()}
+	return h, r.err
+}

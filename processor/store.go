@@ -1,0 +1,190 @@
+package processor
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// metaKey holds the local bookkeeping of a partition store: which changelog partition it mirrors and the last
+// changelog offset applied. It starts with a byte no state key uses and is never written to the changelog.
+var metaKey = []byte("\x00meta")
+
+// partStore is the on-disk state of one input partition: a Pebble DB that mirrors one changelog partition up to
+// checkpoint. Pebble keeps memory bounded (memtables plus a block cache shared by all partitions); everything
+// else is on disk.
+type partStore struct {
+	db         *pebble.DB
+	dir        string
+	source     string // changelog topic/partition this store mirrors
+	checkpoint int64  // last changelog offset applied, -1 when none
+	cache      *pebble.Cache
+	memtable   uint64
+}
+
+func pebbleOptions(cache *pebble.Cache, memtable uint64) *pebble.Options {
+	return &pebble.Options{
+		Cache:        cache,
+		MemTableSize: memtable,
+		MaxOpenFiles: 256,
+		Logger:       quietLogger{},
+	}
+}
+
+// openPartStore opens (creating) the store in dir for the changelog partition named source. A store that
+// mirrors something else is wiped.
+func openPartStore(dir, source string, cache *pebble.Cache, memtable uint64) (*partStore, error) {
+	s := &partStore{dir: dir, source: source, checkpoint: -1, cache: cache, memtable: memtable}
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	v, closer, err := s.db.Get(metaKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		return s, nil
+	case err != nil:
+		s.db.Close()
+		return nil, fmt.Errorf("reading state meta in %s: %w", dir, err)
+	}
+	src, cp, ok := decodeMeta(v)
+	closer.Close()
+	if !ok || src != source {
+		if err := s.wipe(); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	s.checkpoint = cp
+	return s, nil
+}
+
+func (s *partStore) open() error {
+	db, err := pebble.Open(s.dir, pebbleOptions(s.cache, s.memtable))
+	if err != nil {
+		return fmt.Errorf("opening state in %s: %w", s.dir, err)
+	}
+	s.db = db
+	return nil
+}
+
+// wipe deletes everything local, so the next restore replays the changelog from its start.
+func (s *partStore) wipe() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("closing state in %s: %w", s.dir, err)
+	}
+	if err := os.RemoveAll(s.dir); err != nil {
+		return fmt.Errorf("wiping state in %s: %w", s.dir, err)
+	}
+	s.checkpoint = -1
+	return s.open()
+}
+
+func (s *partStore) close() error { return s.db.Close() }
+
+func encodeMeta(source string, checkpoint int64) []byte {
+	b := appendBytes([]byte{valueFormat}, []byte(source))
+	return binary.AppendVarint(b, checkpoint)
+}
+
+func decodeMeta(b []byte) (string, int64, bool) {
+	r := newValueReader(b)
+	src := string(r.bytes())
+	cp := r.varint()
+	return src, cp, r.err == nil
+}
+
+// get reads committed state.
+func (s *partStore) get(key []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading state: %w", err)
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, nil
+}
+
+// applyRecords writes changelog records (nil value = delete) and the new checkpoint atomically.
+func (s *partStore) applyRecords(kvs []kv, checkpoint int64) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, r := range kvs {
+		var err error
+		if r.del {
+			err = b.Delete(r.key, nil)
+		} else {
+			err = b.Set(r.key, r.val, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("batching state: %w", err)
+		}
+	}
+	if err := b.Set(metaKey, encodeMeta(s.source, checkpoint), nil); err != nil {
+		return fmt.Errorf("batching state meta: %w", err)
+	}
+	// NoSync: the changelog is the durable copy. A crash that loses the WAL tail loses data and checkpoint
+	// together, and the next restore reads that part of the changelog again.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("committing state: %w", err)
+	}
+	s.checkpoint = checkpoint
+	return nil
+}
+
+type kv struct {
+	key, val []byte
+	del      bool
+}
+
+// overlay is a State for one batch: writes are buffered in memory, reads see them first and fall back to the
+// committed store. The buffer is bounded by the batch (one poll), not by the state.
+type overlay struct {
+	store *partStore
+	muts  map[string]kv
+}
+
+func newOverlay(s *partStore) *overlay { return &overlay{store: s, muts: make(map[string]kv)} }
+
+func (o *overlay) Get(key []byte) ([]byte, error) {
+	if m, ok := o.muts[string(key)]; ok {
+		if m.del {
+			return nil, nil
+		}
+		return m.val, nil
+	}
+	return o.store.get(key)
+}
+
+func (o *overlay) Set(key, value []byte) {
+	k := string(key)
+	o.muts[k] = kv{key: []byte(k), val: append([]byte(nil), value...)}
+}
+
+func (o *overlay) Delete(key []byte) {
+	k := string(key)
+	o.muts[k] = kv{key: []byte(k), del: true}
+}
+
+// mutations returns the buffered writes, one per key (the last one wins, as compaction would keep).
+func (o *overlay) mutations() []kv {
+	out := make([]kv, 0, len(o.muts))
+	for _, m := range o.muts {
+		out = append(out, m)
+	}
+	return out
+}
+
+// quietLogger drops Pebble's informational logs; errors surface as returned errors.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
