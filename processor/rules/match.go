@@ -5,8 +5,22 @@ import (
 	"unicode/utf8"
 )
 
+// FieldReader is an event the caller has already parsed into its own tree. processor.Event satisfies it with
+// its Field method: text of the value at a dot path (strings unescaped, numbers as written, booleans
+// true/false), ok false when the path is missing or null.
+type FieldReader interface {
+	Field(path string) (string, bool)
+}
+
+// SegmentReader is an optional, faster form of FieldReader: the path comes already split at the dots (and
+// must not be kept or modified), so the reader needs no allocation to split it. Match uses it when
+// Event.Fields implements it.
+type SegmentReader interface {
+	FieldSegments(segs []string) (string, bool)
+}
+
 // Event is what a rule matches against. The processor fills it from what it has already decoded: nothing here
-// re-parses the event.
+// re-parses the event. Give either Payload or Fields.
 type Event struct {
 	// Source is schemas.SourceSegment or schemas.SourceWebhook.
 	Source string
@@ -15,11 +29,14 @@ type Event struct {
 	// Name is the event name as the signal queue groups it: track event, page name or URL path, identify.
 	Name string
 	// URL is the page URL if the event has one (Signal.URL). When empty, match.url patterns look at
-	// properties.url, then context.page.url, then properties.path, then context.page.path of Payload.
+	// properties.url, then context.page.url, then properties.path, then context.page.path of the payload.
 	URL string
 	// Payload is the event JSON decoded into map[string]any (objects), []any (arrays), string, float64 or
 	// json.Number, bool and nil, as encoding/json, goccy/go-json and sonic produce with an `any` target.
 	Payload map[string]any
+	// Fields is used when Payload is nil: the caller's own parsed event. Each distinct dot path of the tenant's
+	// rules is asked for at most once per Match.
+	Fields FieldReader
 }
 
 // Result is what the winning rule mapped.
@@ -39,22 +56,38 @@ type Result struct {
 // maxFieldLen caps a mapped value: mapped fields end up in processor state and in every signal row.
 const maxFieldLen = 1024
 
-// pathCache remembers the values of the first dot paths of a tenant for one event; it lives on the stack.
-const pathCache = 32
+// How many distinct paths and conditions of a tenant are remembered per event (on the stack, zeroed on every
+// Match, so not more than real rule sets use); later ones are evaluated each time they are used, which is
+// correct, only slower.
+const (
+	pathCacheSize = 32
+	condCacheSize = 64
+)
+
+// fval is a looked-up value: text (str) or another decoded JSON value (v).
+type fval struct {
+	v     any
+	s     string
+	isStr bool
+	ok    bool
+}
 
 type evaluation struct {
-	ev      *Event
-	t       *tenantRules
-	known   uint32
-	vals    [pathCache]any
-	present uint32
-	url     string
-	urlDone bool
+	ev          *Event
+	t           *tenantRules
+	segs        SegmentReader
+	pathKnown   uint64
+	condKnown   uint64
+	condResult  uint64
+	vals        [pathCacheSize]fval
+	url         string
+	urlComputed bool
 }
 
 // Match returns what the highest-priority enabled rule of tenant that matches ev maps, and false when no rule
-// matches (the event stays an unmapped signal). It does not allocate unless the winning rule maps fields. A nil
-// Set matches nothing.
+// matches (the event stays an unmapped signal). Identical conditions shared by several rules are evaluated once
+// per event. It does not allocate unless the winning rule maps fields (or the FieldReader allocates). A nil Set
+// matches nothing.
 func (s *Set) Match(tenant string, ev *Event) (Result, bool) {
 	if s == nil {
 		return Result{}, false
@@ -64,6 +97,9 @@ func (s *Set) Match(tenant string, ev *Event) (Result, bool) {
 		return Result{}, false
 	}
 	e := evaluation{ev: ev, t: t}
+	if ev.Payload == nil {
+		e.segs, _ = ev.Fields.(SegmentReader)
+	}
 	// Two sorted candidate lists, merged on the fly so that the first match in the merge is the winner.
 	a, b := t.byEvent[ev.Name], t.other
 	for len(a) > 0 || len(b) > 0 {
@@ -90,42 +126,75 @@ func (e *evaluation) matches(c *compiled) bool {
 	if !c.anyURL && !c.url.match(e.pagePath()) {
 		return false
 	}
-	for i := range c.conds {
-		if !e.holds(&c.conds[i]) {
+	for _, i := range c.conds {
+		if !e.holds(i) {
 			return false
 		}
 	}
 	return true
 }
 
-func (e *evaluation) value(i int) (any, bool) {
-	if i >= pathCache {
-		return e.t.paths[i].lookup(e.ev.Payload)
+// holds evaluates the tenant's condition i, once per event.
+func (e *evaluation) holds(i int32) bool {
+	if i >= condCacheSize {
+		return e.eval(&e.t.conds[i])
 	}
-	bit := uint32(1) << i
-	if e.known&bit == 0 {
-		v, ok := e.t.paths[i].lookup(e.ev.Payload)
-		e.known |= bit
-		if ok {
-			e.vals[i] = v
-			e.present |= bit
+	bit := uint64(1) << i
+	if e.condKnown&bit == 0 {
+		e.condKnown |= bit
+		if e.eval(&e.t.conds[i]) {
+			e.condResult |= bit
 		}
 	}
-	return e.vals[i], e.present&bit != 0
+	return e.condResult&bit != 0
 }
 
-func (e *evaluation) holds(k *cond) bool {
-	v, ok := e.value(k.path)
+func (e *evaluation) lookup(p *path) fval {
+	if e.ev.Payload == nil {
+		var s string
+		var ok bool
+		switch {
+		case e.segs != nil:
+			s, ok = e.segs.FieldSegments(p.segs)
+		case e.ev.Fields != nil:
+			s, ok = e.ev.Fields.Field(p.text)
+		default:
+			return fval{}
+		}
+		return fval{s: s, isStr: true, ok: ok}
+	}
+	v, ok := p.lookup(e.ev.Payload)
+	if !ok || v == nil {
+		return fval{}
+	}
+	s, isStr := v.(string)
+	return fval{v: v, s: s, isStr: isStr, ok: true}
+}
+
+func (e *evaluation) value(i int) fval {
+	if i >= pathCacheSize {
+		return e.lookup(&e.t.paths[i])
+	}
+	bit := uint64(1) << i
+	if e.pathKnown&bit == 0 {
+		e.pathKnown |= bit
+		e.vals[i] = e.lookup(&e.t.paths[i])
+	}
+	return e.vals[i]
+}
+
+func (e *evaluation) eval(k *cond) bool {
+	v := e.value(k.path)
 	switch k.op {
 	case opExists:
-		return (ok && v != nil) != k.not
+		return v.ok != k.not
 	case opEq:
-		return ok && equal(k, v)
+		return v.ok && equal(k, &v)
 	case opNe:
-		return !ok || !equal(k, v)
+		return !v.ok || !equal(k, &v)
 	case opGt, opGte, opLt, opLte:
-		f, isNum := number(v)
-		if !ok || !isNum {
+		f, isNum := v.number()
+		if !isNum {
 			return false
 		}
 		switch k.op {
@@ -138,14 +207,9 @@ func (e *evaluation) holds(k *cond) bool {
 		}
 		return f <= k.num
 	}
+	s, ok := v.text()
 	if !ok {
 		return false
-	}
-	s, isText := v.(string)
-	if !isText {
-		if s, isText = text(v); !isText {
-			return false
-		}
 	}
 	switch k.op {
 	case opPrefix:
@@ -158,28 +222,47 @@ func (e *evaluation) holds(k *cond) bool {
 	return false
 }
 
-func equal(k *cond, v any) bool {
-	if s, ok := v.(string); ok {
-		return s == k.str
+func (v *fval) text() (string, bool) {
+	if v.isStr {
+		return v.s, v.ok
 	}
-	if k.isNum && isNumber(v) {
-		f, _ := number(v)
-		return f == k.num
+	if !v.ok {
+		return "", false
 	}
-	s, ok := text(v)
-	return ok && s == k.str
+	return text(v.v)
+}
+
+func (v *fval) number() (float64, bool) {
+	if !v.ok {
+		return 0, false
+	}
+	if v.isStr {
+		return number(v.s)
+	}
+	return number(v.v)
+}
+
+// equal: the same text, or both numbers (numeric text counts) with the same value, so 12 eq "12.0".
+func equal(k *cond, v *fval) bool {
+	if s, ok := v.text(); ok && s == k.str {
+		return true
+	}
+	if k.isNum {
+		f, ok := v.number()
+		return ok && f == k.num
+	}
+	return false
 }
 
 // pagePath is the path of the event's page URL, computed once per event and only if a rule asks.
 func (e *evaluation) pagePath() string {
-	if !e.urlDone {
-		e.urlDone = true
+	if !e.urlComputed {
+		e.urlComputed = true
 		u := e.ev.URL
-		if u == "" {
-			u = firstString(e.ev.Payload, "properties", "url", "context", "page", "url")
-		}
-		if u == "" {
-			u = firstString(e.ev.Payload, "properties", "path", "context", "page", "path")
+		for i := 0; u == "" && i < len(pageURLPaths); i++ {
+			if v := e.lookup(&pageURLPaths[i]); v.isStr {
+				u = v.s
+			}
 		}
 		if u != "" {
 			e.url = urlPath(u)
@@ -188,22 +271,14 @@ func (e *evaluation) pagePath() string {
 	return e.url
 }
 
-// firstString returns payload[a][b] if it is a non-empty string, else payload[c][d][f].
-func firstString(p map[string]any, a, b, c, d, f string) string {
-	if m, ok := p[a].(map[string]any); ok {
-		if s, ok := m[b].(string); ok && s != "" {
-			return s
-		}
+var pageURLPaths = func() []path {
+	var ps []path
+	for _, s := range []string{"properties.url", "context.page.url", "properties.path", "context.page.path"} {
+		p, _ := parsePath(s)
+		ps = append(ps, p)
 	}
-	if m, ok := p[c].(map[string]any); ok {
-		if m, ok := m[d].(map[string]any); ok {
-			if s, ok := m[f].(string); ok {
-				return s
-			}
-		}
-	}
-	return ""
-}
+	return ps
+}()
 
 func (e *evaluation) apply(c *compiled) Result {
 	r := Result{RuleID: c.id, Signal: c.signal}
@@ -212,11 +287,8 @@ func (e *evaluation) apply(c *compiled) Result {
 	}
 	for i := range c.targets {
 		tg := &c.targets[i]
-		v, ok := tg.path.lookup(e.ev.Payload)
-		if !ok {
-			continue
-		}
-		s, ok := text(v)
+		v := e.lookup(&tg.path)
+		s, ok := v.text()
 		if s = strings.TrimSpace(s); !ok || s == "" {
 			continue
 		}
@@ -244,7 +316,7 @@ func (e *evaluation) apply(c *compiled) Result {
 func normalizeEmail(s string) string {
 	s = strings.ToLower(strings.TrimSpace(s))
 	at := strings.IndexByte(s, '@')
-	if at <= 0 || at == len(s)-1 || len(s) > 320 || strings.ContainsAny(s, " \t\r\n<>,;") || strings.Count(s, "@") != 1 {
+	if at <= 0 || at == len(s)-1 || len(s) > 320 || strings.ContainsAny(s, " \t\r\n<>,;\"") || strings.Count(s, "@") != 1 {
 		return ""
 	}
 	return s

@@ -3,6 +3,7 @@ package rules
 import (
 	"encoding/json"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -59,7 +60,7 @@ func TestMatchConditions(t *testing.T) {
 		{"glob", Match{Conditions: []Condition{{"context.page.url", OpGlob, "*example.com/docs/*"}}}, true},
 		{"regex", Match{Conditions: []Condition{{"properties.plan", OpRegex, "^(pro|enterprise)$"}}}, true},
 		{"regex on number", Match{Conditions: []Condition{{"properties.seats", OpRegex, `^\d+$`}}}, true},
-		{"regex on object", Match{Conditions: []Condition{{"properties.products", OpRegex, ".*"}}}, false},
+		{"regex on object", Match{Conditions: []Condition{{"properties.products", OpRegex, "^SKU"}}}, false},
 		{"gt numeric string", Match{Conditions: []Condition{{"properties.revenue", OpGt, "100"}}}, true},
 		{"gte", Match{Conditions: []Condition{{"properties.seats", OpGte, "12"}}}, true},
 		{"lt", Match{Conditions: []Condition{{"properties.seats", OpLt, "12"}}}, false},
@@ -75,8 +76,66 @@ func TestMatchConditions(t *testing.T) {
 			if _, got := s.Match("acme", ev); got != tc.want {
 				t.Fatalf("Match = %v, want %v", got, tc.want)
 			}
+			viaFields := &Event{Source: ev.Source, Type: ev.Type, Name: ev.Name, Fields: textFields{p}}
+			if _, got := s.Match("acme", viaFields); got != tc.want {
+				t.Fatalf("Match through a FieldReader = %v, want %v", got, tc.want)
+			}
+			viaFields.Fields = segFields{p}
+			if _, got := s.Match("acme", viaFields); got != tc.want {
+				t.Fatalf("Match through a SegmentReader = %v, want %v", got, tc.want)
+			}
 		})
 	}
+}
+
+// textFields is a FieldReader like processor.Event: text of scalars, ok false for missing or null, canonical
+// JSON for objects and arrays.
+type textFields struct{ m map[string]any }
+
+func (f textFields) Field(dot string) (string, bool) {
+	p, err := parsePath(dot)
+	if err != nil {
+		return "", false
+	}
+	v, ok := p.lookup(f.m)
+	if !ok || v == nil {
+		return "", false
+	}
+	if s, ok := text(v); ok {
+		return s, true
+	}
+	b, _ := json.Marshal(v)
+	return string(b), true
+}
+
+// segFields is a SegmentReader over the same map, walking pre-split segments like a parsed tree would.
+type segFields struct{ m map[string]any }
+
+func (f segFields) Field(dot string) (string, bool) { panic("Match must use FieldSegments") }
+
+func (f segFields) FieldSegments(segs []string) (string, bool) {
+	var v any = f.m
+	for _, s := range segs {
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[s]
+		case []any:
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 || n >= len(x) {
+				return "", false
+			}
+			v = x[n]
+		default:
+			return "", false
+		}
+	}
+	if v == nil {
+		return "", false
+	}
+	if s, ok := text(v); ok {
+		return s, true
+	}
+	return "{}", true
 }
 
 func TestMatchMapsFields(t *testing.T) {
@@ -95,6 +154,10 @@ func TestMatchMapsFields(t *testing.T) {
 		"name": "Jane", "title": "CTO", "company": "Example Inc", "plan": "pro", "seats": "12"}}
 	if !ok || !reflect.DeepEqual(got, want) {
 		t.Fatalf("Match = %+v, %v\nwant %+v", got, ok, want)
+	}
+	got, ok = s.Match("acme", &Event{Source: "segment", Type: "track", Name: "Form Submitted", Fields: textFields{ev.Payload}})
+	if !ok || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Match through a FieldReader = %+v, %v\nwant %+v", got, ok, want)
 	}
 	if _, ok := s.Match("other", ev); ok {
 		t.Fatal("a rule of acme matched another tenant's event")

@@ -23,6 +23,17 @@ type tenantRules struct {
 	byEvent map[string][]int32
 	other   []int32 // rules whose event is empty or a glob
 	paths   []path  // distinct dot paths of the tenant's conditions, indexed by cond.path
+	conds   []cond  // distinct conditions of the tenant, indexed by compiled.conds
+
+	// Interning tables, used while building only.
+	pathIdx map[string]int
+	condIdx map[condKey]int32
+}
+
+type condKey struct {
+	path int
+	op   opcode
+	str  string
 }
 
 type compiled struct {
@@ -33,7 +44,7 @@ type compiled struct {
 	anyEvent   bool
 	url        glob
 	anyURL     bool
-	conds      []cond
+	conds      []int32 // indexes into tenantRules.conds
 	targets    []target
 }
 
@@ -125,6 +136,9 @@ func Build(rs []Rule) (*Set, []error) {
 			t.byEvent[c.event.pieces[0]] = append(t.byEvent[c.event.pieces[0]], n)
 		}
 	}
+	for _, t := range s.tenants {
+		t.pathIdx, t.condIdx = nil, nil
+	}
 	return s, errs
 }
 
@@ -156,7 +170,7 @@ func (t *tenantRules) compile(r *Rule) (*compiled, error) {
 		case OpExists:
 			k.not = k.str == "false"
 		}
-		c.conds = append(c.conds, k)
+		c.conds = append(c.conds, t.condIndex(k))
 	}
 	for _, name := range sortedKeys(r.Map) {
 		p, err := parsePath(r.Map[name])
@@ -168,15 +182,32 @@ func (t *tenantRules) compile(r *Rule) (*compiled, error) {
 	return c, nil
 }
 
+// condIndex interns a condition: rules sharing one (the same URL prefix, the same form) evaluate it once per
+// event.
+func (t *tenantRules) condIndex(k cond) int32 {
+	key := condKey{k.path, k.op, k.str}
+	if i, ok := t.condIdx[key]; ok {
+		return i
+	}
+	if t.condIdx == nil {
+		t.condIdx = map[condKey]int32{}
+	}
+	t.conds = append(t.conds, k)
+	t.condIdx[key] = int32(len(t.conds) - 1)
+	return int32(len(t.conds) - 1)
+}
+
 // pathIndex interns p so that rules sharing a path (context.page.url in every page rule) look it up once per
 // event.
 func (t *tenantRules) pathIndex(p path) int {
-	for i := range t.paths {
-		if t.paths[i].text == p.text {
-			return i
-		}
+	if i, ok := t.pathIdx[p.text]; ok {
+		return i
+	}
+	if t.pathIdx == nil {
+		t.pathIdx = map[string]int{}
 	}
 	t.paths = append(t.paths, p)
+	t.pathIdx[p.text] = len(t.paths) - 1
 	return len(t.paths) - 1
 }
 
