@@ -278,3 +278,32 @@ func TestBuildSkipsInvalid(t *testing.T) {
 		t.Fatalf("Build: %d rules, errors %v", s.Len(), errs)
 	}
 }
+
+// procEvent stands in for processor.Event: the adapter must work with any event type.
+type procEvent struct {
+	source, typ, name string
+	m                 map[string]any
+}
+
+func (p *procEvent) Field(path string) (string, bool) { return textFields{p.m}.Field(path) }
+
+func TestMapperAdapter(t *testing.T) {
+	s, err := NewSet([]Rule{validRule()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Mapper[*procEvent]{Rules: func() *Set { return s }, Event: func(p *procEvent) Event {
+		return Event{Source: p.source, Type: p.typ, Name: p.name, Fields: p}
+	}}
+	var seam interface {
+		Map(string, *procEvent) (string, string, map[string]string)
+	} = m
+	id, name, fields := seam.Map("acme", &procEvent{"segment", "track", "Form Submitted", payload(t, trackDemo)})
+	want := map[string]string{"email": "jane@example.com", "company": "Example Inc", "plan": "pro"}
+	if id != "demo" || name != "Demo Requested" || !reflect.DeepEqual(fields, want) {
+		t.Fatalf("Map = %q %q %v", id, name, fields)
+	}
+	if id, _, _ := m.Map("acme", &procEvent{"segment", "track", "Other", payload(t, trackDemo)}); id != "" {
+		t.Fatalf("unmatched event mapped by %q", id)
+	}
+}
