@@ -2,9 +2,11 @@ package rules
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -12,9 +14,13 @@ import (
 )
 
 // startWatcher runs a Watcher on the test's rules topic until the test ends and waits until it is ready.
-func startWatcher(t *testing.T, k *testenv.Kafka) *Watcher {
+func startWatcher(t *testing.T, k *testenv.Kafka, reg ...prometheus.Registerer) *Watcher {
 	t.Helper()
-	w, err := NewWatcher(WatcherConfig{Brokers: k.Brokers, Topic: k.Topic(schemas.TopicRules)})
+	cfg := WatcherConfig{Brokers: k.Brokers, Topic: k.Topic(schemas.TopicRules)}
+	if len(reg) > 0 {
+		cfg.Registerer = reg[0]
+	}
+	w, err := NewWatcher(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +147,24 @@ func TestWatcherSkipsBadRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := startWatcher(t, k)
+	reg := prometheus.NewRegistry()
+	w := startWatcher(t, k, reg)
 	s := w.Set()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+	}
+	want := map[string]float64{"signalstage_processor_rules_loaded": 1, "signalstage_processor_rules_swaps_total": 1,
+		// the garbage record, the invalid rule, the record under the wrong key
+		"signalstage_processor_rules_invalid_total": 3}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("metrics %v, want %v", got, want)
+	}
 	if s.Len() != 1 {
 		t.Fatalf("set has %d rules, want only the good one", s.Len())
 	}
