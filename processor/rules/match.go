@@ -2,6 +2,7 @@ package rules
 
 import (
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -53,6 +54,23 @@ type Result struct {
 	Fields map[string]string
 }
 
+// Regex cost bounds (see compileRegex). A regex condition sees at most the first maxRegexInput bytes of a value,
+// and one Match spends at most regexBudget (input bytes × program instructions, an upper bound of the NFA's
+// work, about 7 ns a unit here at worst) on regexes: about 7 ms worst case for a deliberately hostile rule set,
+// while a realistic one (a 100-byte URL against a 50-instruction pattern is 5,000 units) never reaches it.
+// Once the budget is spent, further regex conditions of that Match do not hold, and RegexBudgetExhausted counts it.
+const (
+	maxRegexInput = 4096
+	regexBudget   = 1 << 20
+)
+
+var regexBudgetExhausted atomic.Int64
+
+// RegexBudgetExhausted returns how many regex conditions were not evaluated (and did not hold) because their
+// Match had spent its regex budget, since the process started. Non-zero means a tenant's regexes are too
+// expensive: the Watcher exports it as signalstage_processor_rules_regex_budget_exhausted_total.
+func RegexBudgetExhausted() int64 { return regexBudgetExhausted.Load() }
+
 // maxFieldLen caps a mapped value: mapped fields end up in processor state and in every signal row.
 const maxFieldLen = 1024
 
@@ -82,6 +100,7 @@ type evaluation struct {
 	vals        [pathCacheSize]fval
 	url         string
 	urlComputed bool
+	regexSpent  int
 }
 
 // Match returns what the highest-priority enabled rule of tenant that matches ev maps, and false when no rule
@@ -217,6 +236,15 @@ func (e *evaluation) eval(k *cond) bool {
 	case opGlob:
 		return k.glob.match(s)
 	case opRegex:
+		if len(s) > maxRegexInput {
+			s = s[:maxRegexInput]
+		}
+		cost := (len(s) + 1) * k.reInsts
+		if e.regexSpent+cost > regexBudget {
+			regexBudgetExhausted.Add(1)
+			return false
+		}
+		e.regexSpent += cost
 		return k.re.MatchString(s)
 	}
 	return false

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -305,5 +306,48 @@ func TestMapperAdapter(t *testing.T) {
 	}
 	if id, _, _ := m.Map("acme", &procEvent{"segment", "track", "Other", payload(t, trackDemo)}); id != "" {
 		t.Fatalf("unmatched event mapped by %q", id)
+	}
+}
+
+// A rule set built to be as expensive as the limits allow (large counted repetitions on long values, in every
+// rule) is cut off by the per-Match regex budget instead of taking seconds per event, and rules that need no
+// regex still match.
+func TestRegexBudget(t *testing.T) {
+	var rs []Rule
+	for i := range 100 {
+		rs = append(rs, Rule{Tenant: "acme", ID: fmt.Sprintf("evil-%03d", i), Priority: 10, Enabled: true,
+			Match: Match{Conditions: []Condition{{"properties.v", OpRegex, Value(fmt.Sprintf("[a-z]{0,240}%d", i))}}}})
+	}
+	rs = append(rs, Rule{Tenant: "acme", ID: "plain", Priority: 1, Enabled: true,
+		Match: Match{Conditions: []Condition{{"properties.v", OpPrefix, "aaa"}}}})
+	s, err := NewSet(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &Event{Payload: map[string]any{"properties": map[string]any{"v": strings.Repeat("a", 32<<10)}}}
+	before := RegexBudgetExhausted()
+	got, ok := s.Match("acme", ev)
+	if !ok || got.RuleID != "plain" {
+		t.Fatalf("Match = %+v %v, want the plain rule", got, ok)
+	}
+	// Each regex costs 4097 bytes × ~480 instructions ≈ 2M units, over the 1M budget: none may run.
+	if n := RegexBudgetExhausted() - before; n != 100 {
+		t.Fatalf("%d regex conditions over budget, want 100", n)
+	}
+}
+
+func TestConditionsCheapestFirst(t *testing.T) {
+	s, err := NewSet([]Rule{{Tenant: "acme", ID: "r", Enabled: true, Match: Match{Conditions: []Condition{
+		{"a", OpRegex, "x"}, {"b", OpGlob, "x*"}, {"c", OpEq, "x"}, {"d", OpExists, ""}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := s.tenants["acme"]
+	var ops []opcode
+	for _, i := range tr.rules[0].conds {
+		ops = append(ops, tr.conds[i].op)
+	}
+	if !reflect.DeepEqual(ops, []opcode{opExists, opEq, opGlob, opRegex}) {
+		t.Fatalf("evaluation order %v", ops)
 	}
 }

@@ -56,6 +56,8 @@ type cond struct {
 	isNum bool // str parses as a number: eq/ne compare numerically against JSON numbers
 	glob  glob
 	re    *regexp.Regexp
+	// reInsts is the program size of re: the per-byte worst-case cost charged to the Match's regex budget.
+	reInsts int
 	not   bool // exists false
 }
 
@@ -74,6 +76,9 @@ const (
 	opLt
 	opLte
 )
+
+// opCost orders a rule's conditions for evaluation, cheapest first.
+var opCost = map[opcode]int{opExists: 0, opEq: 1, opNe: 1, opPrefix: 2, opGt: 3, opGte: 3, opLt: 3, opLte: 3, opGlob: 4, opRegex: 5}
 
 var opcodes = map[string]opcode{OpEq: opEq, OpNe: opNe, OpExists: opExists, OpPrefix: opPrefix, OpGlob: opGlob,
 	OpRegex: opRegex, OpGt: opGt, OpGte: opGte, OpLt: opLt, OpLte: opLte}
@@ -164,7 +169,7 @@ func (t *tenantRules) compile(r *Rule) (*compiled, error) {
 		case OpGlob:
 			k.glob = compileGlob(k.str)
 		case OpRegex:
-			if k.re, err = compileRegex(k.str); err != nil {
+			if k.re, k.reInsts, err = compileRegex(k.str); err != nil {
 				return nil, err
 			}
 		case OpExists:
@@ -172,6 +177,9 @@ func (t *tenantRules) compile(r *Rule) (*compiled, error) {
 		}
 		c.conds = append(c.conds, t.condIndex(k))
 	}
+	// Cheap conditions first: a rule fails on its first false condition, so a regex is only run when the
+	// rest already hold.
+	sort.SliceStable(c.conds, func(i, j int) bool { return opCost[t.conds[c.conds[i]].op] < opCost[t.conds[c.conds[j]].op] })
 	for _, name := range sortedKeys(r.Map) {
 		p, err := parsePath(r.Map[name])
 		if err != nil {

@@ -27,7 +27,8 @@ type WatcherConfig struct {
 	// Logger gets rule errors and swaps (default slog.Default()).
 	Logger *slog.Logger
 	// Registerer, when set, gets the watcher's metrics: signalstage_processor_rules_loaded,
-	// signalstage_processor_rules_invalid_total, signalstage_processor_rules_swaps_total.
+	// signalstage_processor_rules_invalid_total, signalstage_processor_rules_swaps_total,
+	// signalstage_processor_rules_regex_budget_exhausted_total.
 	Registerer prometheus.Registerer
 	// OnSwap, when set, is called (on the watcher's goroutine) after each new Set is in effect.
 	OnSwap func(*Set)
@@ -69,7 +70,10 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 		w.log = slog.Default()
 	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{w.loaded, w.invalid, w.swaps} {
+		budget := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "signalstage_processor_rules_regex_budget_exhausted_total",
+			Help: "Regex conditions not evaluated (so not holding) because their event had spent its regex budget."},
+			func() float64 { return float64(RegexBudgetExhausted()) })
+		for _, c := range []prometheus.Collector{w.loaded, w.invalid, w.swaps, budget} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("rules watcher: registering metrics: %w", err)
 			}
