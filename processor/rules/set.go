@@ -58,7 +58,7 @@ type cond struct {
 	re    *regexp.Regexp
 	// reInsts is the program size of re: the per-byte worst-case cost charged to the Match's regex budget.
 	reInsts int
-	not   bool // exists false
+	not     bool // exists false
 }
 
 // opcode is an operator resolved at compile time: matching switches on a byte, not on operator names.
