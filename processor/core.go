@@ -68,6 +68,7 @@ func (s *Stats) Add(o Stats) {
 type Core struct {
 	cfg     CoreConfig
 	scratch []byte
+	parser  jparser
 	// Stats accumulates until the caller resets it.
 	Stats Stats
 }
@@ -93,7 +94,7 @@ func NewCore(cfg CoreConfig) *Core {
 // ErrPoison for a record that can never be processed; st is untouched then.
 func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64, key []byte, raw *schemas.RawEvent) error {
 	now := c.cfg.Now().UTC().Truncate(time.Millisecond)
-	ev, scratch, err := parseEvent(raw, c.scratch)
+	ev, scratch, err := c.parser.event(raw, c.scratch)
 	c.scratch = scratch
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPoison, err)

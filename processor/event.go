@@ -104,7 +104,13 @@ func (e *Event) ids() []visitor {
 // parseEvent parses a RawEvent's payload and derives the event. scratch is reused for the canonical form and
 // returned (possibly grown) for the next call.
 func parseEvent(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, error) {
-	root, err := parseObject(raw.Payload)
+	var p jparser
+	return p.event(raw, scratch)
+}
+
+// event is parseEvent with the parser's arena reused; the Event's tree is valid until the parser's next parse.
+func (p *jparser) event(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, error) {
+	root, err := p.parseObject(raw.Payload)
 	if err != nil {
 		return nil, scratch, err
 	}

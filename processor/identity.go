@@ -20,7 +20,7 @@ func (c *Core) link(st State, em Emitter, ev *Event, ids []visitor, email string
 			continue // nothing new: do not churn state or the identities topic
 		}
 		t := traits
-		if t == "{}" && ok && cur.Email == email {
+		if t == "{}" && ok && cur.Traits != "" {
 			t = cur.Traits
 		}
 		// Links of one id are ordered by LinkedAt; keep it strictly increasing per id so an echo of an older

@@ -31,28 +31,28 @@ const (
 	jArray
 )
 
-// jvalue is one parsed JSON value. raw is the exact bytes of a scalar (strings with their quotes).
+// jvalue is one parsed JSON value. raw is the exact bytes of a scalar (strings with their quotes); key is the raw
+// key (with quotes) when the value is a member of an object; kids are the members or elements, in document order.
 type jvalue struct {
-	kind  jkind
-	raw   []byte
-	keys  []jmember // objects, in document order
-	elems []jvalue  // arrays
+	kind jkind
+	key  []byte
+	raw  []byte
+	kids []jvalue
 }
 
-// jmember is one member of an object; key is the raw key including quotes.
-type jmember struct {
-	key []byte
-	val jvalue
-}
-
+// jparser parses into an arena it reuses across documents: children are collected on a stack and copied to the
+// arena when their parent closes, so a parse allocates nothing once the arena has grown. A tree is valid until the
+// parser parses the next document (kids of closed values are never modified, only appended after).
 type jparser struct {
-	b   []byte
-	pos int
+	b     []byte
+	pos   int
+	nodes []jvalue
+	stack []jvalue
 }
 
 // parseObject parses b, which must hold exactly one JSON object (surrounding whitespace allowed).
-func parseObject(b []byte) (jvalue, error) {
-	p := jparser{b: b}
+func (p *jparser) parseObject(b []byte) (jvalue, error) {
+	p.b, p.pos, p.nodes, p.stack = b, 0, p.nodes[:0], p.stack[:0]
 	p.ws()
 	if p.pos >= len(b) || b[p.pos] != '{' {
 		return jvalue{}, ErrNotJSONObject
@@ -163,7 +163,20 @@ func (p *jparser) str() ([]byte, error) {
 			p.pos++
 			return p.b[start:p.pos], nil
 		case c == '\\':
-			p.pos += 2
+			if p.pos+1 >= len(p.b) {
+				return nil, p.errf("unterminated string")
+			}
+			switch p.b[p.pos+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				p.pos += 2
+			case 'u':
+				if p.pos+6 > len(p.b) || !isHex4(p.b[p.pos+2:p.pos+6]) {
+					return nil, p.errf("invalid unicode escape")
+				}
+				p.pos += 6
+			default:
+				return nil, p.errf("invalid escape")
+			}
 		case c < 0x20:
 			return nil, p.errf("control character in string")
 		default:
@@ -176,6 +189,7 @@ func (p *jparser) str() ([]byte, error) {
 func (p *jparser) object(depth int) (jvalue, error) {
 	p.pos++ // {
 	v := jvalue{kind: jObject}
+	mark := len(p.stack)
 	p.ws()
 	if p.pos < len(p.b) && p.b[p.pos] == '}' {
 		p.pos++
@@ -199,7 +213,8 @@ func (p *jparser) object(depth int) (jvalue, error) {
 		if err != nil {
 			return v, err
 		}
-		v.keys = append(v.keys, jmember{key: key, val: val})
+		val.key = key
+		p.stack = append(p.stack, val)
 		p.ws()
 		if p.pos >= len(p.b) {
 			return v, p.errf("unterminated object")
@@ -210,6 +225,7 @@ func (p *jparser) object(depth int) (jvalue, error) {
 		}
 		if p.b[p.pos] == '}' {
 			p.pos++
+			v.kids = p.close(mark)
 			return v, nil
 		}
 		return v, p.errf("expected comma or closing brace")
@@ -219,6 +235,7 @@ func (p *jparser) object(depth int) (jvalue, error) {
 func (p *jparser) array(depth int) (jvalue, error) {
 	p.pos++ // [
 	v := jvalue{kind: jArray}
+	mark := len(p.stack)
 	p.ws()
 	if p.pos < len(p.b) && p.b[p.pos] == ']' {
 		p.pos++
@@ -229,7 +246,7 @@ func (p *jparser) array(depth int) (jvalue, error) {
 		if err != nil {
 			return v, err
 		}
-		v.elems = append(v.elems, val)
+		p.stack = append(p.stack, val)
 		p.ws()
 		if p.pos >= len(p.b) {
 			return v, p.errf("unterminated array")
@@ -240,10 +257,19 @@ func (p *jparser) array(depth int) (jvalue, error) {
 		}
 		if p.b[p.pos] == ']' {
 			p.pos++
+			v.kids = p.close(mark)
 			return v, nil
 		}
 		return v, p.errf("expected comma or closing bracket")
 	}
+}
+
+// close moves the children collected since mark from the stack to the arena and returns them.
+func (p *jparser) close(mark int) []jvalue {
+	start := len(p.nodes)
+	p.nodes = append(p.nodes, p.stack[mark:]...)
+	p.stack = p.stack[:mark]
+	return p.nodes[start:len(p.nodes):len(p.nodes)]
 }
 
 // get returns the member named name of an object (the last one if the key repeats, as encoding/json does).
@@ -252,12 +278,12 @@ func (v *jvalue) get(name string) *jvalue {
 		return nil
 	}
 	var found *jvalue
-	for i := range v.keys {
-		k := v.keys[i].key
+	for i := range v.kids {
+		k := v.kids[i].key
 		if len(k) == len(name)+2 && string(k[1:len(k)-1]) == name {
-			found = &v.keys[i].val
+			found = &v.kids[i]
 		} else if bytes.IndexByte(k, '\\') >= 0 && unquote(k) == name {
-			found = &v.keys[i].val
+			found = &v.kids[i]
 		}
 	}
 	return found
@@ -301,36 +327,38 @@ func unquote(raw []byte) string {
 	return s
 }
 
-// appendCanonical writes v with object keys sorted (by their raw bytes) recursively and no whitespace. skipTop
-// names top-level members to leave out (transport fields).
-func appendCanonical(dst []byte, v *jvalue, skipTop ...string) []byte {
+// appendCanonical writes v with object keys sorted (by their raw bytes) recursively and no whitespace. skip names
+// top-level members to leave out (transport fields).
+func appendCanonical(dst []byte, v *jvalue, skip ...string) []byte {
 	switch v.kind {
 	case jObject:
-		idx := make([]int, 0, len(v.keys))
-		for i := range v.keys {
-			if len(skipTop) > 0 && slices.Contains(skipTop, unquote(v.keys[i].key)) {
+		var idx [32]int32
+		order := idx[:0]
+		for i := range v.kids {
+			if len(skip) > 0 && skipped(v.kids[i].key, skip) {
 				continue
 			}
-			idx = append(idx, i)
+			order = append(order, int32(i))
 		}
-		slices.SortStableFunc(idx, func(a, b int) int { return bytes.Compare(v.keys[a].key, v.keys[b].key) })
+		kids := v.kids
+		slices.SortStableFunc(order, func(a, b int32) int { return bytes.Compare(kids[a].key, kids[b].key) })
 		dst = append(dst, '{')
-		for n, i := range idx {
+		for n, i := range order {
 			if n > 0 {
 				dst = append(dst, ',')
 			}
-			dst = append(dst, v.keys[i].key...)
+			dst = append(dst, kids[i].key...)
 			dst = append(dst, ':')
-			dst = appendCanonical(dst, &v.keys[i].val)
+			dst = appendCanonical(dst, &kids[i])
 		}
 		return append(dst, '}')
 	case jArray:
 		dst = append(dst, '[')
-		for i := range v.elems {
+		for i := range v.kids {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendCanonical(dst, &v.elems[i])
+			dst = appendCanonical(dst, &v.kids[i])
 		}
 		return append(dst, ']')
 	default:
@@ -338,10 +366,31 @@ func appendCanonical(dst []byte, v *jvalue, skipTop ...string) []byte {
 	}
 }
 
-// rawJSON returns the compact canonical bytes of v as a string, "{}" when v is absent or not an object.
+func skipped(rawKey []byte, skip []string) bool {
+	for _, s := range skip {
+		if len(rawKey) == len(s)+2 && string(rawKey[1:len(rawKey)-1]) == s {
+			return true
+		}
+	}
+	if bytes.IndexByte(rawKey, '\\') >= 0 {
+		return slices.Contains(skip, unquote(rawKey))
+	}
+	return false
+}
+
+// objectJSON returns the compact canonical bytes of v as a string, "{}" when v is absent or not an object.
 func objectJSON(v *jvalue) string {
 	if v == nil || v.kind != jObject {
 		return "{}"
 	}
 	return string(appendCanonical(nil, v))
+}
+
+func isHex4(b []byte) bool {
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 )
 
 // metaKey holds the local bookkeeping of a partition store: which changelog partition it mirrors and the last
@@ -26,12 +27,20 @@ type partStore struct {
 }
 
 func pebbleOptions(cache *pebble.Cache, memtable uint64) *pebble.Options {
-	return &pebble.Options{
+	o := &pebble.Options{
 		Cache:        cache,
 		MemTableSize: memtable,
 		MaxOpenFiles: 256,
 		Logger:       quietLogger{},
 	}
+	// Most dedup and identity lookups miss (new content, unknown visitors): bloom filters answer those without
+	// reading data blocks.
+	o.Levels = make([]pebble.LevelOptions, 7)
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		o.Levels[i].FilterType = pebble.TableFilter
+	}
+	return o
 }
 
 // openPartStore opens (creating) the store in dir for the changelog partition named source. A store that
