@@ -9,10 +9,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	gojson "github.com/goccy/go-json"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/testenv"
 )
 
 // instantAck acknowledges every record at once, so a benchmark measures the handler's own CPU.
@@ -135,4 +139,63 @@ func benchDecoder(b *testing.B, unmarshal func([]byte, any) error) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/event")
+}
+
+// BenchmarkHandlerBatch100Kafka runs the same requests through the real producer to the real broker, from
+// parallel goroutines, and reports the edge process's CPU time per event (user+system, from getrusage): the
+// handler plus the Kafka client's encoding, compression and network work, without the broker's share when the
+// broker is another process.
+func BenchmarkHandlerBatch100Kafka(b *testing.B) {
+	k := testenv.NewKafka(b, 6)
+	keys := filepath.Join(b.TempDir(), "keys.json")
+	if err := os.WriteFile(keys, []byte(`{"keys":{"dev-key":{"id":"dev","tenant":"dev","endpoint_type":"signal-staging"}}}`), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	s, err := New(Config{KeysFile: keys, Brokers: k.Brokers, TopicPrefix: k.Prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.cl.Close)
+	body := batchBody(100)
+	h := s.Handler()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	// Warm up: fresh topics need metadata and partition leaders before the numbers mean anything.
+	for range 20 {
+		w := &discardWriter{h: http.Header{}}
+		req, _ := http.NewRequest(http.MethodPost, "/api/signal-staging/webhook/dev-key", bytes.NewReader(body))
+		h.ServeHTTP(w, req)
+		if w.code != http.StatusOK {
+			b.Fatalf("warm-up status %d", w.code)
+		}
+	}
+	b.SetParallelism(8) // requests in flight per core, as concurrent Segment connections would be
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	b.RunParallel(func(pb *testing.PB) {
+		rd := bytes.NewReader(body)
+		req, _ := http.NewRequest(http.MethodPost, "/api/signal-staging/webhook/dev-key", io.NopCloser(rd))
+		w := &discardWriter{h: http.Header{}}
+		for pb.Next() {
+			rd.Reset(body)
+			req.ContentLength = int64(len(body))
+			clear(w.h)
+			h.ServeHTTP(w, req)
+			if w.code != http.StatusOK {
+				b.Errorf("status %d", w.code)
+				return
+			}
+		}
+	})
+	events := float64(b.N * 100)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/events, "ns/event")
+	b.ReportMetric(float64((cpuTime() - cpu0).Nanoseconds())/events, "cpu-ns/event")
+	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
