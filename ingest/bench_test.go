@@ -189,7 +189,7 @@ func BenchmarkHandlerBatch100Kafka(b *testing.B) {
 	})
 	events := float64(b.N * 100)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/events, "ns/event")
-	b.ReportMetric(float64((cpuTime() - cpu0).Nanoseconds())/events, "cpu-ns/event")
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/events, "cpu-ns/event")
 	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
 }
 
