@@ -19,7 +19,8 @@ import (
 type pending struct {
 	n      atomic.Int64
 	failed atomic.Bool
-	done   chan struct{}
+	done   chan struct{} // closed when every record has its answer
+	fail   chan struct{} // closed at the first error: the request answers 503 without waiting for the rest
 	mu     sync.Mutex
 	err    error
 }
@@ -29,11 +30,28 @@ func (p *pending) finish(_ *kgo.Record, err error) {
 		p.mu.Lock()
 		if p.err == nil {
 			p.err = err
+			close(p.fail)
 		}
 		p.mu.Unlock()
 		p.failed.Store(true)
 	}
 	p.sub(1)
+}
+
+func (p *pending) firstErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// finished reports whether every record has its answer, so the request's memory may be reused.
+func (p *pending) finished() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *pending) sub(n int64) {
@@ -88,7 +106,7 @@ func (s *Server) produce(_ context.Context, st *reqState, k *Key, received time.
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout)
 	defer cancel()
-	pend := &pending{done: make(chan struct{})}
+	pend := &pending{done: make(chan struct{}), fail: make(chan struct{})}
 	pend.n.Store(int64(len(recs)))
 	start := time.Now()
 	sent := 0
@@ -103,21 +121,24 @@ func (s *Server) produce(_ context.Context, st *reqState, k *Key, received time.
 	pend.sub(int64(len(recs) - sent))
 	select {
 	case <-pend.done:
+	case <-pend.fail:
 	case <-ctx.Done():
 		s.log.Warn("produce timed out", "key_id", k.ID, "records", len(recs), "timeout", s.cfg.ProduceTimeout)
 		return 0, s.unavailable("timed out waiting for Kafka to acknowledge the events")
 	}
-	s.m.produce.Observe(time.Since(start).Seconds())
-	if pend.err != nil {
-		if errors.Is(pend.err, kgo.ErrMaxBuffered) {
-			s.log.Debug("producer buffer full", "key_id", k.ID)
+	if err := pend.firstErr(); err != nil {
+		// Records of this request still in the producer keep st's memory: only a finished request is pooled.
+		if pend.finished() {
 			st.release()
+		}
+		if errors.Is(err, kgo.ErrMaxBuffered) {
+			s.log.Debug("producer buffer full", "key_id", k.ID)
 			return 0, s.unavailable("overloaded, retry later")
 		}
-		s.log.Warn("produce failed", "key_id", k.ID, "err", pend.err)
-		st.release()
+		s.log.Warn("produce failed", "key_id", k.ID, "err", err)
 		return 0, s.unavailable("could not store the events, retry later")
 	}
+	s.m.produce.Observe(time.Since(start).Seconds())
 	return accepted, nil
 }
 
