@@ -123,3 +123,20 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBuild measures compiling a whole rule set, what the Watcher does for a change.
+func BenchmarkBuild(b *testing.B) {
+	for _, tenants := range []int{1, 100} {
+		var all []Rule
+		for i := range tenants {
+			all = append(all, benchRules(fmt.Sprint("tenant-", i))...)
+		}
+		b.Run(fmt.Sprintf("%d-rules", len(all)), func(b *testing.B) {
+			for b.Loop() {
+				if _, errs := Build(all); len(errs) > 0 {
+					b.Fatal(errs)
+				}
+			}
+		})
+	}
+}

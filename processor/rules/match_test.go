@@ -351,3 +351,28 @@ func TestConditionsCheapestFirst(t *testing.T) {
 		t.Fatalf("evaluation order %v", ops)
 	}
 }
+
+func TestSetUpdateRebuildsOnlyChangedTenants(t *testing.T) {
+	a, b := validRule(), validRule()
+	b.Tenant = "beta"
+	s, err := NewSet([]Rule{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2 := a
+	a2.ID = "second"
+	n, errs := s.update(map[string][]Rule{"acme": {a, a2}})
+	if len(errs) > 0 || n.Len() != 3 || len(n.Rules("acme")) != 2 {
+		t.Fatalf("update: %d rules, %v", n.Len(), errs)
+	}
+	if n.tenants["beta"] != s.tenants["beta"] {
+		t.Fatal("an unchanged tenant was rebuilt")
+	}
+	if s.Len() != 2 {
+		t.Fatal("update changed the old Set")
+	}
+	n, _ = n.update(map[string][]Rule{"beta": {}})
+	if n.Tenants() == nil || len(n.Tenants()) != 1 || n.Len() != 2 {
+		t.Fatalf("removing a tenant: %v, %d", n.Tenants(), n.Len())
+	}
+}

@@ -147,6 +147,29 @@ func Build(rs []Rule) (*Set, []error) {
 	return s, errs
 }
 
+// update returns a new Set equal to s except for the tenants in changed, whose rules are replaced (an empty
+// list removes the tenant). Only those tenants are compiled again, so a change costs what its tenant's rules
+// cost, not what the whole set does. Every rule listed under a tenant must belong to it.
+func (s *Set) update(changed map[string][]Rule) (*Set, []error) {
+	n := &Set{tenants: make(map[string]*tenantRules, len(s.tenants)+len(changed))}
+	for name, t := range s.tenants {
+		if _, ok := changed[name]; !ok {
+			n.tenants[name] = t
+			n.size += len(t.all)
+		}
+	}
+	var errs []error
+	for name, rs := range changed {
+		b, e := Build(rs)
+		errs = append(errs, e...)
+		if t := b.tenants[name]; t != nil {
+			n.tenants[name] = t
+			n.size += len(t.all)
+		}
+	}
+	return n, errs
+}
+
 func (t *tenantRules) compile(r *Rule) (*compiled, error) {
 	c := &compiled{id: r.ID, signal: r.Signal, typ: r.Match.Type}
 	if r.Match.Source != "any" {

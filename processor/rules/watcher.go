@@ -109,9 +109,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	state := map[string]Rule{}
+	state := map[string]map[string]Rule{} // tenant → key → rule
+	dirty := map[string]bool{}             // tenants changed since the last swap
 	pos := map[int32]int64{}
-	dirty := false
 	idle := 0
 	for {
 		pollCtx, cancel := context.WithTimeout(ctx, time.Second)
@@ -134,8 +134,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 		fs.EachRecord(func(r *kgo.Record) {
 			n++
 			pos[r.Partition] = r.Offset + 1
-			if w.applyRecord(state, r) {
-				dirty = true
+			if tenant, changed := w.applyRecord(state, r); changed {
+				dirty[tenant] = true
 			}
 		})
 		if n == 0 {
@@ -143,11 +143,31 @@ func (w *Watcher) Run(ctx context.Context) error {
 		} else {
 			idle = 0
 		}
-		caughtUp := w.isReady() || reached(pos, ends, idle)
-		if caughtUp && (dirty || !w.isReady()) {
-			w.swap(state)
-			dirty = false
+		ready := w.isReady()
+		if !ready && reached(pos, ends, idle) {
+			// The first Set is built whole, once the topic's content at start is read; later ones per tenant.
+			var all []Rule
+			for _, rs := range state {
+				for _, r := range rs {
+					all = append(all, r)
+				}
+			}
+			s, errs := Build(all)
+			w.swap(s, errs)
+			clear(dirty)
 			w.once.Do(func() { close(w.ready) })
+		} else if ready && len(dirty) > 0 {
+			changed := make(map[string][]Rule, len(dirty))
+			for tenant := range dirty {
+				rs := []Rule{}
+				for _, r := range state[tenant] {
+					rs = append(rs, r)
+				}
+				changed[tenant] = rs
+			}
+			s, errs := w.Set().update(changed)
+			w.swap(s, errs)
+			clear(dirty)
 		}
 	}
 }
@@ -202,35 +222,37 @@ func reached(pos, ends map[int32]int64, idle int) bool {
 	return true
 }
 
-// applyRecord updates state with one record and reports whether it changed anything.
-func (w *Watcher) applyRecord(state map[string]Rule, r *kgo.Record) bool {
+// applyRecord updates state with one record and reports the tenant and whether it changed anything.
+func (w *Watcher) applyRecord(state map[string]map[string]Rule, r *kgo.Record) (string, bool) {
 	key := string(r.Key)
 	if r.Value == nil {
-		_, had := state[key]
-		delete(state, key)
-		return had
+		tenant, _, _ := schemas.SplitKey(r.Key) // tenants never contain the separator (Validate)
+		_, had := state[tenant][key]
+		delete(state[tenant], key)
+		if len(state[tenant]) == 0 {
+			delete(state, tenant)
+		}
+		return tenant, had
 	}
 	var rec schemas.MappingRule
 	if err := schemas.MappingRules.Decode(r.Value, &rec); err != nil {
 		w.invalid.Inc()
 		w.log.Warn("skipping undecodable rule record", "key", key, "offset", r.Offset, "err", err)
-		return false
+		return "", false
 	}
 	if string(schemas.RoutingKey(rec.Tenant, rec.ID)) != key {
 		w.invalid.Inc()
 		w.log.Warn("skipping rule record whose key is not tenant|id", "key", key, "tenant", rec.Tenant, "id", rec.ID)
-		return false
+		return "", false
 	}
-	state[key] = FromRecord(&rec)
-	return true
+	if state[rec.Tenant] == nil {
+		state[rec.Tenant] = map[string]Rule{}
+	}
+	state[rec.Tenant][key] = FromRecord(&rec)
+	return rec.Tenant, true
 }
 
-func (w *Watcher) swap(state map[string]Rule) {
-	rs := make([]Rule, 0, len(state))
-	for _, r := range state {
-		rs = append(rs, r)
-	}
-	s, errs := Build(rs)
+func (w *Watcher) swap(s *Set, errs []error) {
 	for _, err := range errs {
 		w.invalid.Inc()
 		w.log.Warn("skipping invalid rule", "err", err)
