@@ -110,7 +110,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return err
 	}
 	state := map[string]map[string]Rule{} // tenant → key → rule
-	dirty := map[string]bool{}             // tenants changed since the last swap
+	dirty := map[string]bool{}            // tenants changed since the last swap
 	pos := map[int32]int64{}
 	idle := 0
 	for {
