@@ -10,9 +10,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// flushDue flushes every table whose batch reached FlushRows, FlushBytes or FlushInterval, then commits.
+// job is one batch handed to the flusher.
+type job struct {
+	b      buffer
+	reason string
+	err    error // set by the flusher: nil once ClickHouse acknowledged the batch
+}
+
+// flushDue hands every table whose batch reached FlushRows, FlushBytes or FlushInterval to the flusher, then
+// commits what acknowledged batches made safe.
 func (s *Sink) flushDue(ctx context.Context, now time.Time) error {
-	flushed := false
 	for _, b := range s.tables {
 		reason := ""
 		switch {
@@ -27,24 +34,73 @@ func (s *Sink) flushDue(ctx context.Context, now time.Time) error {
 		if reason == "" {
 			continue
 		}
-		if err := s.flush(ctx, b, reason); err != nil {
+		if err := s.handOver(ctx, &job{b: b.take(), reason: reason}); err != nil {
 			return err
 		}
-		flushed = true
 	}
 	for _, b := range s.tables {
 		s.m.bufferedRows.WithLabelValues(b.table()).Set(float64(b.len()))
 	}
-	if flushed || s.hasUncommitted() {
+	if s.hasUncommitted() {
 		s.commit(ctx)
 	}
 	return nil
 }
 
-// flush inserts b, retrying with capped exponential backoff until ClickHouse takes it or ctx ends. While it
-// retries, fetching is paused: kgo stops buffering records, so memory stays bounded by the batches, and nothing
-// is lost because no offset moves past a row that is not in ClickHouse.
-func (s *Sink) flush(ctx context.Context, b buffer, reason string) error {
+// handOver queues j for the flusher, taking acknowledgements meanwhile so the two goroutines never wait on each
+// other. It blocks while the flusher is busy with a batch and another waits: that is the backpressure that stops
+// polling.
+func (s *Sink) handOver(ctx context.Context, j *job) error {
+	s.inflight[j] = struct{}{}
+	for {
+		select {
+		case s.jobs <- j:
+			return nil
+		case r := <-s.results:
+			s.complete(r)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// drainResults takes the acknowledgements that arrived without waiting.
+func (s *Sink) drainResults() {
+	for {
+		select {
+		case r := <-s.results:
+			s.complete(r)
+		default:
+			return
+		}
+	}
+}
+
+func (s *Sink) complete(j *job) {
+	if j.err != nil {
+		// Only when the flusher was stopped: the rows are not in ClickHouse, so the batch keeps holding its
+		// partitions' offsets back until the process ends and they are read again.
+		return
+	}
+	delete(s.inflight, j)
+}
+
+// flusher inserts the batches of jobs in order until jobs is closed or ctx ends.
+func (s *Sink) flusher(ctx context.Context) {
+	for j := range s.jobs {
+		if ctx.Err() != nil {
+			j.err = ctx.Err()
+		} else {
+			j.err = s.insert(ctx, j.b, j.reason)
+		}
+		s.results <- j
+	}
+}
+
+// insert inserts b, retrying with capped exponential backoff until ClickHouse takes it or ctx ends. While it
+// retries, fetching is paused, so kgo stops buffering records and memory stays bounded by the batches; nothing is
+// lost because no offset moves past a row that is not in ClickHouse.
+func (s *Sink) insert(ctx context.Context, b buffer, reason string) error {
 	wait := s.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -55,7 +111,6 @@ func (s *Sink) flush(ctx context.Context, b buffer, reason string) error {
 			s.m.flushSeconds.WithLabelValues(b.table()).Observe(time.Since(start).Seconds())
 			s.m.rowsInserted.WithLabelValues(b.table()).Add(float64(b.len()))
 			s.m.flushes.WithLabelValues(b.table(), reason).Inc()
-			b.reset()
 			if s.paused {
 				s.client.ResumeFetchTopics(s.topicNames()...)
 				s.paused = false
@@ -93,17 +148,25 @@ func (s *Sink) topicNames() []string {
 }
 
 // committable returns, per partition, the highest offset that is safe to commit: below the first row still
-// batched for any table (a poison record of signals.resolved waits in the dead_letters batch, for instance), else
-// just past the last record consumed.
+// batched or in flight for any table (a poison record of signals.resolved waits in the dead_letters batch, for
+// instance), else just past the last record consumed.
 func (s *Sink) committable() map[tp]kgo.EpochOffset {
 	out := make(map[tp]kgo.EpochOffset, len(s.next))
-	for p, next := range s.next {
-		for _, b := range s.tables {
-			if first, ok := b.pending()[p]; ok && first < next.Offset {
-				next = kgo.EpochOffset{Epoch: -1, Offset: first}
+	hold := func(b buffer) {
+		for p, first := range b.pending() {
+			if o, ok := out[p]; ok && first < o.Offset {
+				out[p] = kgo.EpochOffset{Epoch: -1, Offset: first}
 			}
 		}
+	}
+	for p, next := range s.next {
 		out[p] = next
+	}
+	for _, b := range s.tables {
+		hold(b)
+	}
+	for j := range s.inflight {
+		hold(j.b)
 	}
 	return out
 }
@@ -159,20 +222,40 @@ func (s *Sink) commit(ctx context.Context) {
 	s.m.commits.Inc()
 }
 
-// shutdown flushes what is batched and commits it, bounded by InsertTimeout. Failing here loses nothing: the
-// offsets stay where they were and the records are read again after the restart.
-func (s *Sink) shutdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.InsertTimeout)
-	defer cancel()
+// shutdown hands what is batched to the flusher, waits for it (its context gives it InsertTimeout after Run's
+// context ended) and commits what it acknowledged. Failing here loses nothing: the offsets stay where they were
+// and the records are read again after the restart.
+func (s *Sink) shutdown(flusherDone <-chan struct{}) {
 	for _, b := range s.tables {
-		if b.len() == 0 {
-			continue
-		}
-		if err := s.flush(ctx, b, "shutdown"); err != nil {
-			s.log.Warn("final flush failed; the records will be read again", "table", b.table(), "err", err)
-			return nil
+		if b.len() > 0 {
+			j := &job{b: b.take(), reason: "shutdown"}
+			s.inflight[j] = struct{}{}
+			// Never blocks for long: the flusher takes jobs until its context ends, then fails them fast.
+			for sent := false; !sent; {
+				select {
+				case s.jobs <- j:
+					sent = true
+				case r := <-s.results:
+					s.complete(r)
+				}
+			}
 		}
 	}
+	close(s.jobs)
+	for {
+		select {
+		case r := <-s.results:
+			s.complete(r)
+			continue
+		case <-flusherDone:
+		}
+		break
+	}
+	s.drainResults()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	s.commit(ctx)
-	return nil
+	if len(s.inflight) > 0 {
+		s.log.Warn("stopped with batches not in ClickHouse; their records will be read again", "batches", len(s.inflight))
+	}
 }

@@ -112,14 +112,15 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migratio
 			return nil, fmt.Errorf("preparing migrations table: %w", err)
 		}
 	}
-	applied := map[uint32]string{}
-	rows, err := conn.Query(ctx, "SELECT version, any(checksum) FROM "+database+".schema_migrations GROUP BY version")
+	// Every checksum ever recorded for a version, so an edit is caught whether or not the rows were merged.
+	applied := map[uint32][]string{}
+	rows, err := conn.Query(ctx, "SELECT version, groupUniqArray(checksum) FROM "+database+".schema_migrations GROUP BY version")
 	if err != nil {
 		return nil, fmt.Errorf("reading applied migrations: %w", err)
 	}
 	for rows.Next() {
 		var v uint32
-		var sum string
+		var sum []string
 		if err := rows.Scan(&v, &sum); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("reading applied migrations: %w", err)
@@ -132,9 +133,11 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migratio
 	}
 	var done []Migration
 	for _, m := range all {
-		if sum, ok := applied[m.Version]; ok {
-			if sum != m.Checksum {
-				return done, fmt.Errorf("%w: %s", ErrMigrationChanged, m.Name)
+		if sums, ok := applied[m.Version]; ok {
+			for _, sum := range sums {
+				if sum != m.Checksum {
+					return done, fmt.Errorf("%w: %s", ErrMigrationChanged, m.Name)
+				}
 			}
 			continue
 		}

@@ -55,7 +55,7 @@ type signalRow struct {
 	ProcessedAt    time.Time `ch:"processed_at"`
 	RawPartition   int32     `ch:"raw_partition"`
 	RawOffset      int64     `ch:"raw_offset"`
-	Payload        string    `ch:"payload"`
+	Payload        []byte    `ch:"payload"` // []byte: the decoded bytes go to the column without a copy
 	KafkaTopic     string    `ch:"kafka_topic"`
 	KafkaPartition int32     `ch:"kafka_partition"`
 	KafkaOffset    int64     `ch:"kafka_offset"`
@@ -77,14 +77,17 @@ func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
 		}
 	}
 	// Sorted so that the same map always yields the same arrays (Go map order is random).
-	keys := make([]string, 0, len(s.Mapped))
-	for k := range s.Mapped {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	values := make([]string, len(keys))
-	for i, k := range keys {
-		values[i] = s.Mapped[k]
+	var keys, values []string
+	if len(s.Mapped) > 0 {
+		keys = make([]string, 0, len(s.Mapped))
+		for k := range s.Mapped {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		values = make([]string, len(keys))
+		for i, k := range keys {
+			values[i] = s.Mapped[k]
+		}
 	}
 	return signalRow{
 		Tenant: s.Tenant, SignalID: s.SignalID, Version: uint64(s.Version), Status: s.Status,
@@ -94,7 +97,7 @@ func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
 		MappedKeys: keys, MappedValues: values,
 		EventTime: s.EventTime.UTC(), EventTimeMs: s.EventTime.UnixMilli(),
 		ReceivedAt: s.ReceivedAt.UTC(), ProcessedAt: s.ProcessedAt.UTC(),
-		RawPartition: s.RawPartition, RawOffset: s.RawOffset, Payload: string(s.Payload),
+		RawPartition: s.RawPartition, RawOffset: s.RawOffset, Payload: s.Payload,
 		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
 	}, nil
 }

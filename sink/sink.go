@@ -10,6 +10,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -25,6 +26,8 @@ type Sink struct {
 	conn   driver.Conn
 	client *kgo.Client
 	topics map[string]string // full topic name -> base name
+	// consumed caches the records_total counter per full topic name (no label lookup per record).
+	consumed map[string]prometheus.Counter
 
 	signals    *table[signalRow]
 	identities *table[identityRow]
@@ -34,7 +37,15 @@ type Sink struct {
 	// next is, per partition consumed, the offset after the last record added to a batch.
 	next      map[tp]kgo.EpochOffset
 	committed map[tp]int64
-	paused    bool
+
+	// Inserts run on the flusher goroutine, so fetching and decoding go on while ClickHouse works. jobs holds at
+	// most one batch waiting behind the one being inserted: when both are taken, the loop blocks, stops polling,
+	// and memory stays bounded. inflight (loop-owned) holds batches handed over but not yet acknowledged; their
+	// offsets stay uncommitted. paused is flusher-owned.
+	jobs     chan *job
+	results  chan *job
+	inflight map[*job]struct{}
+	paused   bool
 
 	// revoked collects partitions the group took away (kgo calls back from its own goroutine); the loop forgets
 	// their offsets so it never commits them again. Rows of theirs already batched are still inserted: a
@@ -60,13 +71,18 @@ func New(cfg Config) (*Sink, error) {
 		dead:       newTable[deadLetterRow](cfg.Database, "dead_letters"),
 		next:       map[tp]kgo.EpochOffset{},
 		committed:  map[tp]int64{},
+		jobs:       make(chan *job, 1),
+		results:    make(chan *job, 16),
+		inflight:   map[*job]struct{}{},
 		topics:     map[string]string{},
+		consumed:   map[string]prometheus.Counter{},
 	}
 	s.tables = []buffer{s.signals, s.identities, s.dead}
 	var names []string
 	for _, base := range []string{schemas.TopicResolved, schemas.TopicIdentities, schemas.TopicDLQ} {
 		full := cfg.Topics.Name(base)
 		s.topics[full] = base
+		s.consumed[full] = m.records.WithLabelValues(base)
 		names = append(names, full)
 	}
 	s.conn, err = OpenClickHouse(cfg)
@@ -125,7 +141,7 @@ func (s *Sink) drainRevoked() {
 }
 
 // Run ensures the topics, applies the migrations and loads until ctx is done. On cancellation it flushes and
-// commits what it holds (bounded by InsertTimeout) and returns nil; it returns an error only when it cannot start
+// commits what it holds (the final inserts get InsertTimeout after ctx ends) and returns nil; it returns an error only when it cannot start
 // or the Kafka client fails for good. Run closes the Sink's clients when it returns.
 func (s *Sink) Run(ctx context.Context) error {
 	defer s.conn.Close()
@@ -142,14 +158,27 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.log.Info("applied migration", "name", m.Name)
 	}
 	s.log.Info("sink running", "group", Group(s.cfg.Topics.Prefix), "database", s.cfg.Database)
-	for {
-		if err := s.step(ctx); err != nil {
-			if ctx.Err() == nil {
-				return err
-			}
-			return s.shutdown()
-		}
+	// The flusher keeps inserting after ctx ends, until shutdown closes jobs; its own context bounds the final
+	// flush by InsertTimeout from the moment ctx ends.
+	fctx, fcancel := context.WithCancel(context.Background())
+	defer fcancel()
+	stop := context.AfterFunc(ctx, func() {
+		time.AfterFunc(s.cfg.InsertTimeout, fcancel)
+	})
+	defer stop()
+	flusherDone := make(chan struct{})
+	go func() {
+		defer close(flusherDone)
+		s.flusher(fctx)
+	}()
+	for err == nil {
+		err = s.step(ctx)
 	}
+	s.shutdown(flusherDone)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // step polls once (waiting at most until the oldest batch is due), batches what it got, flushes what is due and
@@ -175,6 +204,7 @@ func (s *Sink) step(ctx context.Context) error {
 		return fmt.Errorf("polling: %w", fatal)
 	}
 	s.drainRevoked()
+	s.drainResults()
 	now := time.Now()
 	fetches.EachRecord(func(r *kgo.Record) { s.add(r, now) })
 	return s.flushDue(ctx, time.Now())
@@ -197,7 +227,9 @@ func (s *Sink) untilDue(now time.Time) time.Duration {
 // add decodes r and appends it to its table's batch; what cannot be decoded or converted goes to dead_letters.
 func (s *Sink) add(r *kgo.Record, now time.Time) {
 	base := s.topics[r.Topic]
-	s.m.records.WithLabelValues(base).Inc()
+	if c, ok := s.consumed[r.Topic]; ok {
+		c.Inc()
+	}
 	p := tp{r.Topic, r.Partition}
 	s.next[p] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
 	size := len(r.Value) + len(r.Key) + 64

@@ -28,6 +28,8 @@ type buffer interface {
 	pending() map[tp]int64
 	// insert sends the whole batch as one INSERT with the table's explicit column list.
 	insert(ctx context.Context, conn driver.Conn) error
+	// take moves the rows into a new buffer for the flusher and leaves this one empty, ready for more rows.
+	take() buffer
 	reset()
 }
 
@@ -98,6 +100,15 @@ func (t *table[T]) insert(ctx context.Context, conn driver.Conn) (err error) {
 		return fmt.Errorf("inserting %d rows into %s: %w", len(t.rows), t.name, err)
 	}
 	return nil
+}
+
+func (t *table[T]) take() buffer {
+	out := &table[T]{name: t.name, query: t.query, rows: t.rows, bytes: t.bytes, since: t.since, firstAt: t.firstAt}
+	t.rows = make([]T, 0, cap(t.rows))
+	t.bytes = 0
+	t.since = time.Time{}
+	t.firstAt = map[tp]int64{}
+	return out
 }
 
 func (t *table[T]) reset() {

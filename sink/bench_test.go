@@ -1,0 +1,217 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/testenv"
+)
+
+// BenchmarkSinkVsRaw measures rows/s through the whole sink (Kafka fetch, Avro decode, batching, insert, offset
+// commit) against a raw clickhouse-go insert of the same rows (already decoded, in memory, PrepareBatch +
+// AppendStruct + Send in batches of FlushRows) into an identical fresh database, in the same run. The sink's
+// clock starts when it has fetched its first record (so the consumer-group join is not counted) and stops when
+// count() reaches the row count. Rows: BENCH_SINK_ROWS (default 200,000).
+//
+//	go test -run '^$' -bench SinkVsRaw -benchtime 1x ./sink/
+func BenchmarkSinkVsRaw(b *testing.B) {
+	n := 200_000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_SINK_ROWS")); err == nil && v > 0 {
+		n = v
+	}
+	k := testenv.NewKafka(b, 6)
+	ch := testenv.NewClickHouse(b)
+	ctx := context.Background()
+
+	// Produce once; the raw side inserts exactly the rows the sink makes of these records.
+	recs := make([]*kgo.Record, n)
+	rows := make([]signalRow, n)
+	for i := range n {
+		s := benchSignal(i)
+		v, err := schemas.Signals.Encode(&s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[i] = &kgo.Record{Topic: k.Topic(schemas.TopicResolved), Key: schemas.RoutingKey(s.Tenant, s.AnonymousID), Value: v}
+	}
+	if err := k.Client(kgo.ProducerLinger(5*time.Millisecond)).ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	for i, r := range recs {
+		var s schemas.Signal
+		if err := schemas.Signals.Decode(r.Value, &s); err != nil {
+			b.Fatal(err)
+		}
+		row, err := newSignalRow(&s, r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows[i] = row
+	}
+	cfg := Config{Brokers: k.Brokers, Topics: k.Topics, ClickHouseAddr: ch.Addr,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if v, err := strconv.Atoi(os.Getenv("BENCH_SINK_FLUSH_BYTES")); err == nil {
+		cfg.FlushBytes = v
+	}
+	cfg = cfg.withDefaults()
+
+	b.ResetTimer()
+	var rawTotal, sinkTotal time.Duration
+	for i := range b.N {
+		rawDB := fmt.Sprintf("%s_raw%d", ch.Database, i)
+		cfg.Database = fmt.Sprintf("%s_sink%d", ch.Database, i)
+		cfg.Registry = prometheus.NewRegistry()
+		if err := Replay(ctx, cfg, time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+		// Alternate which side goes first: the second one shares the server with the first one's merges.
+		runRaw := func() {
+			took := benchRaw(b, ch.Conn, rawDB, rows, cfg.FlushRows)
+			rawTotal += took
+			b.Logf("raw: %.2fs", took.Seconds())
+		}
+		if i%2 == 1 {
+			runRaw()
+		}
+		sinkTotal += benchSink(b, ch.Conn, cfg, n)
+		if i%2 == 0 {
+			runRaw()
+		}
+		for _, db := range []string{rawDB, cfg.Database} {
+			_ = ch.Conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+		}
+	}
+	raw := float64(n*b.N) / rawTotal.Seconds()
+	snk := float64(n*b.N) / sinkTotal.Seconds()
+	b.ReportMetric(raw, "raw_rows/s")
+	b.ReportMetric(snk, "sink_rows/s")
+	b.ReportMetric(100*snk/raw, "sink_%_of_raw")
+}
+
+func benchRaw(b *testing.B, conn driver.Conn, db string, rows []signalRow, batch int) time.Duration {
+	ctx := context.Background()
+	if _, err := Migrate(ctx, conn, db); err != nil {
+		b.Fatal(err)
+	}
+	t := newTable[signalRow](db, "signals")
+	start := time.Now()
+	for from := 0; from < len(rows); from += batch {
+		t.rows = rows[from:min(from+batch, len(rows))]
+		if err := t.insert(ctx, conn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start)
+}
+
+func benchSink(b *testing.B, conn driver.Conn, cfg Config, n int) time.Duration {
+	ctx, cancel := context.WithCancel(context.Background())
+	mconn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{cfg.ClickHouseAddr}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mconn.Close()
+	if _, err := Migrate(ctx, mconn, cfg.Database); err != nil { // so Run's own Migrate is a no-op
+		b.Fatal(err)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+	reg := cfg.Registry.(*prometheus.Registry)
+	var start time.Time
+	deadline := time.Now().Add(5 * time.Minute)
+	for start.IsZero() {
+		if gatherSum(reg, "signalstage_sink_records_total") > 0 {
+			start = time.Now()
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("sink fetched nothing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for {
+		var c uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM "+cfg.Database+".signals").Scan(&c); err != nil {
+			b.Fatal(err)
+		}
+		if c >= uint64(n) {
+			took := time.Since(start)
+			mfs, _ := reg.Gather()
+			for _, mf := range mfs {
+				switch mf.GetName() {
+				case "signalstage_sink_flushes_total":
+					for _, m := range mf.GetMetric() {
+						b.Logf("flushes %v: %v", m.GetLabel(), m.GetCounter().GetValue())
+					}
+				case "signalstage_sink_insert_seconds":
+					for _, m := range mf.GetMetric() {
+						b.Logf("inserts: %d taking %.2fs of %.2fs", m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(), took.Seconds())
+					}
+				}
+			}
+			return took
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("sink loaded %d of %d rows", c, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func gatherSum(reg *prometheus.Registry, name string) float64 {
+	mfs, _ := reg.Gather()
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// benchSignal is a realistic resolved Segment track or page signal of about 1 KB with its payload.
+func benchSignal(i int) schemas.Signal {
+	at := time.Date(2026, 11, 30, 5, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+	anon := fmt.Sprintf("anon-%08d", i%20000)
+	events := []string{"Product Viewed", "Pricing Viewed", "Signed Up", "Form Submitted", "Docs Searched"}
+	s := schemas.Signal{
+		Tenant: fmt.Sprintf("tenant-%d", i%5), SignalID: fmt.Sprintf("%064x", i), Version: 1, Status: schemas.StatusCold,
+		Source: schemas.SourceSegment, Type: "track", Event: events[i%len(events)], MessageID: fmt.Sprintf("ajs-%d", i),
+		AnonymousID: anon, URL: fmt.Sprintf("https://example.test/products/%d", i%300), PageName: "Product",
+		Properties: fmt.Sprintf(`{"product_id":"p-%d","price":%d.99,"currency":"USD","category":"tools"}`, i%300, i%100),
+		Traits:     "{}", EventTime: at, ReceivedAt: at.Add(40 * time.Millisecond), ProcessedAt: at.Add(90 * time.Millisecond),
+		RawPartition: int32(i % 6), RawOffset: int64(i / 6),
+	}
+	if i%4 == 0 {
+		s.Status, s.Email, s.UserID = schemas.StatusLinked, fmt.Sprintf("user%d@example.test", i%20000), fmt.Sprintf("u-%d", i%20000)
+		s.RuleID, s.MappedName, s.Mapped = "r-1", "Engaged", map[string]string{"company": "Example", "title": "Engineer"}
+	}
+	s.Payload = fmt.Appendf(nil, `{"type":"track","event":%q,"anonymousId":%q,"messageId":"ajs-%d","timestamp":%q,`+
+		`"properties":%s,"context":{"library":{"name":"analytics.js","version":"4.1.0"},"page":{"url":%q,"path":"/products",`+
+		`"referrer":"https://www.google.com/"},"userAgent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)",`+
+		`"ip":"203.0.113.7","locale":"en-US"},"sentAt":%q}`,
+		s.Event, anon, i, at.Format(time.RFC3339Nano), s.Properties, s.URL, at.Format(time.RFC3339Nano))
+	return s
+}
