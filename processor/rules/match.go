@@ -101,6 +101,7 @@ type evaluation struct {
 	url         string
 	urlComputed bool
 	regexSpent  int
+	spill       fval // value of a path beyond the cache
 }
 
 // Match returns what the highest-priority enabled rule of tenant that matches ev maps, and false when no rule
@@ -190,16 +191,17 @@ func (e *evaluation) lookup(p *path) fval {
 	return fval{v: v, s: s, isStr: isStr, ok: true}
 }
 
-func (e *evaluation) value(i int) fval {
+func (e *evaluation) value(i int) *fval {
 	if i >= pathCacheSize {
-		return e.lookup(&e.t.paths[i])
+		e.spill = e.lookup(&e.t.paths[i])
+		return &e.spill
 	}
 	bit := uint64(1) << i
 	if e.pathKnown&bit == 0 {
 		e.pathKnown |= bit
 		e.vals[i] = e.lookup(&e.t.paths[i])
 	}
-	return e.vals[i]
+	return &e.vals[i]
 }
 
 func (e *evaluation) eval(k *cond) bool {
@@ -208,9 +210,9 @@ func (e *evaluation) eval(k *cond) bool {
 	case opExists:
 		return v.ok != k.not
 	case opEq:
-		return v.ok && equal(k, &v)
+		return v.ok && equal(k, v)
 	case opNe:
-		return !v.ok || !equal(k, &v)
+		return !v.ok || !equal(k, v)
 	case opGt, opGte, opLt, opLte:
 		f, isNum := v.number()
 		if !isNum {

@@ -28,7 +28,8 @@ type PathSample struct {
 var sampleKeys = []string{"sample_payload", "payload", "sample"}
 
 // Suggest drafts a rule from a sample: a Segment or webhook event JSON, or a row of the signal queue query
-// (an object with source, event and a sample payload under sample_payload, payload or sample). tenant fills the
+// (sink/queries/signal_queue.sql as JSON: source, type, event and the sample under sample_payload, payload or
+// sample, as an object or JSON text; the row's source, type and event win over the payload's). tenant fills the
 // draft's tenant when the sample does not carry one.
 //
 // The draft matches the sample's source, type and event name (a page call matches its URL path instead), has an
@@ -68,9 +69,13 @@ func Suggest(sample []byte, tenant string) (*Suggestion, error) {
 	if source == "segment" {
 		typ = str(ev, "type")
 	}
+	if isRow && str(row, "type") != "" {
+		typ = str(row, "type")
+	}
 	name, url := eventName(ev, typ)
-	if name == "" && isRow {
-		name = firstNonEmpty(str(row, "event"), str(row, "event_name"))
+	if isRow {
+		// The queue grouped the signals by this name: the rule must match it as the processor derives it.
+		name = firstNonEmpty(str(row, "event"), str(row, "event_name"), name)
 	}
 
 	r := Rule{Tenant: tenant, Priority: 10, Enabled: true, Map: map[string]string{},
@@ -108,6 +113,17 @@ func Suggest(sample []byte, tenant string) (*Suggestion, error) {
 		for _, prefix := range sources[target] {
 			if v, ok := present[prefix+target]; ok && v != "" {
 				r.Map[target] = prefix + target
+				break
+			}
+		}
+	}
+	if _, ok := r.Map[TargetEmail]; !ok {
+		// Webhooks put the email anywhere (user.email, data.customer_email): take the first path named like one
+		// that holds one.
+		for _, p := range paths {
+			last := strings.ToLower(p.Path[strings.LastIndexByte(p.Path, '.')+1:])
+			if strings.HasSuffix(last, "email") && normalizeEmail(p.Value) != "" {
+				r.Map[TargetEmail] = p.Path
 				break
 			}
 		}

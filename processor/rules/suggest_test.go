@@ -33,9 +33,16 @@ func TestSuggest(t *testing.T) {
 				Match: Match{Source: "segment", Type: "track", Event: "Demo Requested",
 					Conditions: []Condition{{Path: "properties.plan", Op: OpEq, Value: "pro"}}},
 				Signal: "Demo Requested", Map: map[string]string{"email": "properties.email"}}},
+		{"signal queue row as ClickHouse JSONEachRow gives it", `{"source":"webhook","type":"webhook","event":"signup","signals_24h":"3",
+			"signals_7d":"10","first_seen":"2026-11-29 10:00:00","last_seen":"2026-11-30 05:00:00","latest_rule_id":"","latest_mapped_name":"",
+			"mapped":0,"sample_payload":"{\"event\":\"signup\",\"plan\":\"trial\",\"user\":{\"email\":\"a@b.io\"}}"}`, "acme",
+			Rule{Tenant: "acme", ID: "signup", Name: "signup", Priority: 10, Enabled: true,
+				Match: Match{Source: "webhook", Type: "webhook", Event: "signup"}, Signal: "signup",
+				Map: map[string]string{"email": "user.email"}}},
 		{"generic webhook", `{"event":"invoice.paid","data":{"customer_email":"x@y.io"}}`, "acme",
 			Rule{Tenant: "acme", ID: "invoice-paid", Name: "invoice.paid", Priority: 10, Enabled: true,
-				Match: Match{Source: "webhook", Type: "webhook", Event: "invoice.paid"}, Signal: "invoice.paid"}},
+				Match: Match{Source: "webhook", Type: "webhook", Event: "invoice.paid"}, Signal: "invoice.paid",
+				Map: map[string]string{"email": "data.customer_email"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sg, err := Suggest([]byte(tc.sample), tc.tenant)
