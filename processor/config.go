@@ -35,6 +35,9 @@ type Config struct {
 	TransactionalID string
 	// TransactionTimeout bounds how long a crashed instance's open transaction blocks its partitions (default 20s).
 	TransactionTimeout time.Duration
+	// SessionTimeout is how long the group waits for a silent (crashed) instance before moving its partitions
+	// (flag -session-timeout; default 10s; Kafka's default of 45s would stall a crashed instance's partitions).
+	SessionTimeout time.Duration
 	// StateDir holds one Pebble DB per input partition (flag -state-dir; required).
 	StateDir string
 	// DedupWindow is how long a signal id is remembered (flag -dedup-window; default 48h).
@@ -86,6 +89,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.TransactionTimeout <= 0 {
 		c.TransactionTimeout = 20 * time.Second
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 10 * time.Second
 	}
 	if c.MaxPollRecords <= 0 {
 		c.MaxPollRecords = 5000

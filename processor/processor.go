@@ -161,6 +161,8 @@ func (p *Processor) clientOpts() []kgo.Opt {
 		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.SessionTimeout(p.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, p.cfg.SessionTimeout/5)),
 		kgo.ConsumeTopics(p.raw, p.idents),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Range assigns partition n of signals.raw and of identities to the same member (same partition counts,

@@ -91,6 +91,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.MaxHeldPerVisitor, "max-held", processor.DefaultMaxHeldPerVisitor, "cold signals held per visitor")
 	fs.DurationVar(&cfg.MaxHeldAge, "max-held-age", processor.DefaultMaxHeldAge, "how long a cold signal is held")
 	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", 5000, "input records per transaction")
+	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 10*time.Second, "how long the group waits for a crashed instance")
 	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", 20*time.Second, "Kafka transaction timeout")
 	_ = fs.Parse(args)
 	log, err := c.logger()

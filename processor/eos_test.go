@@ -1,0 +1,166 @@
+package processor
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/testenv"
+)
+
+// stream is a deterministic input with duplicates and identifies, and the outputs the pure core gives for it.
+type stream struct {
+	ins  []rawIn
+	want map[string]bool // "id/version"
+}
+
+// newStream builds n events over visitors anonymous visitors: pages, every 7th a redelivery of an earlier event
+// of the same visitor with another sentAt, and an identify with email for every 3rd visitor after its 20th event,
+// so held signals are rehydrated mid-stream. Each visitor's events share a key, so their order is the model's.
+func newStream(t *testing.T, n, visitors int) stream {
+	t.Helper()
+	s := stream{want: map[string]bool{}}
+	seq := make([]int, visitors)
+	for i := range n {
+		v := i % visitors
+		seq[v]++
+		var p string
+		switch {
+		case seq[v] == 21 && v%3 == 0:
+			p = fmt.Sprintf(`{"type":"identify","anonymousId":"v%d","messageId":"id%d","traits":{"email":"v%d@x.io"}}`, v, v, v)
+		case seq[v]%7 == 0:
+			p = fmt.Sprintf(`{"type":"page","anonymousId":"v%d","messageId":"m%d-%d","properties":{"name":"P"},"sentAt":"%d"}`, v, v, seq[v]-3, i)
+		default:
+			p = fmt.Sprintf(`{"type":"page","anonymousId":"v%d","messageId":"m%d-%d","properties":{"name":"P"},"sentAt":"0"}`, v, v, seq[v])
+		}
+		s.ins = append(s.ins, rawIn{"t", p})
+	}
+	c := NewCore(CoreConfig{})
+	st, em := memState{}, &recorder{}
+	for i, in := range s.ins {
+		raw := &schemas.RawEvent{Tenant: in.tenant, Payload: []byte(in.payload), ReceivedAt: time.Now()}
+		if err := c.ProcessEvent(st, em, 0, int64(i), nil, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sig := range em.signals {
+		s.want[fmt.Sprintf("%s/%d", sig.SignalID, sig.Version)] = true
+	}
+	return s
+}
+
+// checkExactlyOnce reads signals.resolved read committed and compares it with the model: each (id, version)
+// exactly once, and exactly the model's set.
+func checkExactlyOnce(t *testing.T, k *testenv.Kafka, s stream) {
+	t.Helper()
+	got := settle(t, k, len(s.want), 5*time.Second)
+	seen := map[string]int{}
+	for _, sig := range got {
+		seen[fmt.Sprintf("%s/%d", sig.SignalID, sig.Version)]++
+	}
+	var dup, missing, extra []string
+	for k, n := range seen {
+		if n > 1 {
+			dup = append(dup, fmt.Sprintf("%s x%d", k, n))
+		}
+		if !s.want[k] {
+			extra = append(extra, k)
+		}
+	}
+	for k := range s.want {
+		if seen[k] == 0 {
+			missing = append(missing, k)
+		}
+	}
+	sort.Strings(dup)
+	if len(dup)+len(missing)+len(extra) > 0 {
+		t.Fatalf("read %d signals for %d expected: %d duplicated %v, %d missing %v, %d unexpected %v", len(got),
+			len(s.want), len(dup), head(dup), len(missing), head(missing), len(extra), head(extra))
+	}
+	t.Logf("%d signals, each (id, version) exactly once", len(got))
+}
+
+func head(s []string) []string { return s[:min(len(s), 5)] }
+
+// buildProcessor compiles the processor binary into the test's temp dir.
+func buildProcessor(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "processor")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/signalstage/signalstage/processor/cmd/processor").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startBinary(t *testing.T, bin string, k *testenv.Kafka, stateDir, name string) *exec.Cmd {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-brokers", k.Brokers[0], "-topic-prefix", k.Prefix, "-partitions",
+		fmt.Sprint(k.Topics.Partitions), "-state-dir", stateDir, "-admin-addr", "127.0.0.1:0",
+		"-transactional-id", k.Prefix+"kill", "-max-poll-records", "300")
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("%s log:\n%s", name, b[max(0, len(b)-4000):])
+		}
+	})
+	return cmd
+}
+
+// TestKillMidStream: a processor subprocess is SIGKILLed twice while the input streams in, restarted once on its
+// disk and once on an empty one; signals.resolved, read committed, holds each (id, version) exactly once and
+// exactly what the model gives, which also needs the held (cold) state to survive both restarts.
+func TestKillMidStream(t *testing.T) {
+	k := testenv.NewKafka(t, 6)
+	bin := buildProcessor(t)
+	s := newStream(t, 12_000, 300)
+	dir := t.TempDir()
+
+	produce(t, k, s.ins[:4000]...)
+	cmd := startBinary(t, bin, k, dir, "run1")
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 4000; i < len(s.ins); i += 1000 {
+			produce(t, k, s.ins[i:i+1000]...)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	if got := k.ReadAll(k.Topic(schemas.TopicResolved), 2000, 60*time.Second); len(got) < 2000 {
+		t.Fatalf("only %d signals before the first kill", len(got))
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = cmd.Process.Wait()
+
+	cmd = startBinary(t, bin, k, dir, "run2") // same disk: catches up from its checkpoint
+	if got := k.ReadAll(k.Topic(schemas.TopicResolved), 6000, 60*time.Second); len(got) < 6000 {
+		t.Fatalf("only %d signals before the second kill", len(got))
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = cmd.Process.Wait()
+
+	startBinary(t, bin, k, t.TempDir(), "run3") // empty disk: restores from the changelog
+	<-produced
+	checkExactlyOnce(t, k, s)
+}
