@@ -202,3 +202,24 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkHandlerSingle is the handler path for one event per request (Kafka replaced by an immediate ack):
+// the fixed per-request cost that single-event keep-alive traffic pays.
+func BenchmarkHandlerSingle(b *testing.B) {
+	s := benchServer(b)
+	body := trackEvent("anon-00000001", 1)
+	h := s.Handler()
+	rd := bytes.NewReader(body)
+	req, _ := http.NewRequest(http.MethodPost, "/api/signal-staging/webhook/dev-key", io.NopCloser(rd))
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		rd.Reset(body)
+		req.ContentLength = int64(len(body))
+		clear(w.h)
+		h.ServeHTTP(w, req)
+		if w.code != http.StatusOK {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+}
