@@ -99,7 +99,7 @@ func TestBatchRejectsToDLQ(t *testing.T) {
 			t.Errorf("rejected[%d] = %q, want it to say %q", rej.Index, rej.Reason, wantRej[rej.Index])
 		}
 	}
-	recs, evs := e.readRaw(t, 4, 4*time.Second)
+	recs, evs := e.readRaw(t)
 	if len(recs) != 3 {
 		t.Fatalf("signals.raw has %d records, want 3", len(recs))
 	}
@@ -121,7 +121,7 @@ func TestBatchRejectsToDLQ(t *testing.T) {
 	if webhooks != 1 {
 		t.Errorf("want one webhook-source event, got %v", sources)
 	}
-	dlq := e.kafka.ReadAll(e.kafka.Topic(schemas.TopicDLQ), 5, 4*time.Second)
+	dlq := e.readExact(t, schemas.TopicDLQ)
 	if len(dlq) != 4 {
 		t.Fatalf("signals.dlq has %d records, want 4", len(dlq))
 	}

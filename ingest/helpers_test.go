@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -151,11 +152,11 @@ func post(t *testing.T, url string, body []byte, hdr map[string]string) (*http.R
 
 func (e *edge) webhook(key string) string { return e.url + "/api/signal-staging/webhook/" + key }
 
-// readRaw reads RawEvents from the edge's signals.raw until it has want (waiting at most wait) and decodes them.
-// Asking for one more than expected, with a short wait, checks that nothing else arrived.
-func (e *edge) readRaw(t *testing.T, want int, wait time.Duration) ([]*kgo.Record, []schemas.RawEvent) {
+// readRaw reads exactly the records of the edge's signals.raw, decoded. It first asks the broker how many the
+// topic holds (end offsets: exact, no waiting for "nothing more arrives"), then reads that many.
+func (e *edge) readRaw(t *testing.T) ([]*kgo.Record, []schemas.RawEvent) {
 	t.Helper()
-	recs := e.kafka.ReadAll(e.kafka.Topic(schemas.TopicRaw), want, wait)
+	recs := e.readExact(t, schemas.TopicRaw)
 	evs := make([]schemas.RawEvent, len(recs))
 	for i, r := range recs {
 		if err := schemas.RawEvents.Decode(r.Value, &evs[i]); err != nil {
@@ -163,6 +164,36 @@ func (e *edge) readRaw(t *testing.T, want int, wait time.Duration) ([]*kgo.Recor
 		}
 	}
 	return recs, evs
+}
+
+// readExact reads every record of topic base: as many as the sum of its end offsets (the topics are fresh and
+// written without transactions, so offsets count records).
+func (e *edge) readExact(t *testing.T, base string) []*kgo.Record {
+	t.Helper()
+	topic := e.kafka.Topic(base)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A fresh client: kadm answers from kgo's cached metadata, and the shared admin client may still hold
+	// "unknown topic" from the check NewKafka made before creating it.
+	ends, err := kadm.NewClient(e.kafka.Client()).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			t.Fatalf("end offset of %s/%d: %v", o.Topic, o.Partition, o.Err)
+		}
+		n += o.Offset
+	})
+	if len(ends[topic]) == 0 {
+		t.Fatalf("no end offsets for %s: %v", topic, ends.Error())
+	}
+	recs := e.kafka.ReadAll(topic, int(n), 30*time.Second)
+	if int64(len(recs)) != n {
+		t.Fatalf("read %d records of %s, its end offsets say %d", len(recs), topic, n)
+	}
+	return recs
 }
 
 // trackEvent is a Segment track call of about 400 bytes.

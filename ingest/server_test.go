@@ -67,7 +67,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if a.code != 200 || a.r.Accepted != 1 {
 		t.Fatalf("in-flight request got %d %+v, want 200", a.code, a.r)
 	}
-	if recs, _ := e.readRaw(t, 1, 10*time.Second); len(recs) != 1 {
+	if recs, _ := e.readRaw(t); len(recs) != 1 {
 		t.Fatalf("signals.raw has %d records, want 1", len(recs))
 	}
 	if _, err := http.Get(e.url + "/healthz"); err == nil {
