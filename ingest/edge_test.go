@@ -6,10 +6,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -255,4 +256,15 @@ func waitStatus(t *testing.T, url string, body []byte, code int) {
 	}
 }
 
-var _ = json.Marshal
+// TestKeyReloadOnSIGHUP checks that SIGHUP reloads the registry (polling is effectively off here).
+func TestKeyReloadOnSIGHUP(t *testing.T) {
+	e := startEdge(t, func(c *Config) { c.KeysPollInterval = time.Hour })
+	writeKeys(t, e.keys, `{"keys":{"hup-key":{"id":"h","tenant":"t3","endpoint_type":"signal-staging"}}}`)
+	if resp, _ := post(t, e.webhook("hup-key"), trackEvent("a", 1), nil); resp.StatusCode != 401 {
+		t.Fatalf("before SIGHUP: %d, want 401 (no polling)", resp.StatusCode)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, e.webhook("hup-key"), trackEvent("a", 1), 200)
+}

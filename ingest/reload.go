@@ -8,11 +8,17 @@ import (
 	"time"
 )
 
-// watchKeys reloads the key registry on SIGHUP and whenever the file's content changes (checked every
-// KeysPollInterval), until ctx ends. A file that fails to load leaves the previous keys in place.
-func (s *Server) watchKeys(ctx context.Context) {
+// notifyHUP subscribes to SIGHUP. Run calls it before serving, so that a SIGHUP sent once the edge is ready is
+// never the default action (which would end the process).
+func notifyHUP() chan os.Signal {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	return hup
+}
+
+// watchKeys reloads the key registry on a signal from hup and whenever the file's content changes (checked
+// every KeysPollInterval), until ctx ends. A file that fails to load leaves the previous keys in place.
+func (s *Server) watchKeys(ctx context.Context, hup chan os.Signal) {
 	defer signal.Stop(hup)
 	var tick <-chan time.Time
 	if s.cfg.KeysPollInterval > 0 {

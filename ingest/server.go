@@ -155,7 +155,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	go s.watchKeys(bg)
+	go s.watchKeys(bg, notifyHUP())
 
 	ln := s.cfg.Listener
 	if ln == nil {
