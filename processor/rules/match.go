@@ -93,6 +93,7 @@ type fval struct {
 type evaluation struct {
 	ev          *Event
 	t           *tenantRules
+	source, typ int32 // interned ev.Source and ev.Type, -1 when no rule names them
 	segs        SegmentReader
 	pathKnown   uint64
 	condKnown   uint64
@@ -116,7 +117,13 @@ func (s *Set) Match(tenant string, ev *Event) (Result, bool) {
 	if t == nil || len(t.rules) == 0 {
 		return Result{}, false
 	}
-	e := evaluation{ev: ev, t: t}
+	e := evaluation{ev: ev, t: t, source: -1, typ: -1}
+	if id, ok := t.names[ev.Source]; ok {
+		e.source = id
+	}
+	if id, ok := t.names[ev.Type]; ok {
+		e.typ = id
+	}
 	if ev.Payload == nil {
 		e.segs, _ = ev.Fields.(SegmentReader)
 	}
@@ -137,7 +144,7 @@ func (s *Set) Match(tenant string, ev *Event) (Result, bool) {
 }
 
 func (e *evaluation) matches(c *compiled) bool {
-	if (c.source != "" && c.source != e.ev.Source) || (c.typ != "" && c.typ != e.ev.Type) {
+	if (c.source != 0 && c.source != e.source) || (c.typ != 0 && c.typ != e.typ) {
 		return false
 	}
 	if !c.anyEvent && !c.event.match(e.ev.Name) {

@@ -21,9 +21,10 @@ type tenantRules struct {
 	all     []Rule      // every rule, disabled ones too, in matching order (for listing)
 	rules   []*compiled // enabled rules in matching order
 	byEvent map[string][]int32
-	other   []int32 // rules whose event is empty or a glob
-	paths   []path  // distinct dot paths of the tenant's conditions, indexed by cond.path
-	conds   []cond  // distinct conditions of the tenant, indexed by compiled.conds
+	other   []int32          // rules whose event is empty or a glob
+	paths   []path           // distinct dot paths of the tenant's conditions, indexed by cond.path
+	conds   []cond           // distinct conditions of the tenant, indexed by compiled.conds
+	names   map[string]int32 // interned sources and types of the rules
 
 	// Interning tables, used while building only.
 	pathIdx map[string]int
@@ -38,14 +39,14 @@ type condKey struct {
 
 type compiled struct {
 	id, signal string
-	source     string // "" for any
-	typ        string
-	event      glob
-	anyEvent   bool
-	url        glob
-	anyURL     bool
-	conds      []int32 // indexes into tenantRules.conds
-	targets    []target
+	// source and typ are interned (tenantRules.names); 0 matches any.
+	source, typ int32
+	event       glob
+	anyEvent    bool
+	url         glob
+	anyURL      bool
+	conds       []int32 // indexes into tenantRules.conds
+	targets     []target
 }
 
 type cond struct {
@@ -171,9 +172,9 @@ func (s *Set) update(changed map[string][]Rule) (*Set, []error) {
 }
 
 func (t *tenantRules) compile(r *Rule) (*compiled, error) {
-	c := &compiled{id: r.ID, signal: r.Signal, typ: r.Match.Type}
+	c := &compiled{id: r.ID, signal: r.Signal, typ: t.name(r.Match.Type)}
 	if r.Match.Source != "any" {
-		c.source = r.Match.Source
+		c.source = t.name(r.Match.Source)
 	}
 	c.anyEvent = r.Match.Event == "" || r.Match.Event == "*"
 	c.event = compileGlob(r.Match.Event)
@@ -211,6 +212,21 @@ func (t *tenantRules) compile(r *Rule) (*compiled, error) {
 		c.targets = append(c.targets, target{field: strings.TrimPrefix(name, TargetFieldPrefix), path: p})
 	}
 	return c, nil
+}
+
+// name interns a source or type so matching compares integers; "" is 0, any.
+func (t *tenantRules) name(s string) int32 {
+	if s == "" {
+		return 0
+	}
+	if id, ok := t.names[s]; ok {
+		return id
+	}
+	if t.names == nil {
+		t.names = map[string]int32{}
+	}
+	t.names[s] = int32(len(t.names) + 1)
+	return t.names[s]
 }
 
 // condIndex interns a condition: rules sharing one (the same URL prefix, the same form) evaluate it once per
