@@ -49,6 +49,10 @@ type Config struct {
 	// 100000; -max-buffered-bytes, default 128 MiB). When either is reached requests get 503 at once.
 	MaxBufferedRecords int
 	MaxBufferedBytes   int
+	// MaxInFlight bounds the requests being served at once (-max-in-flight, default 1024); beyond it requests get
+	// 503 at once. With the producer bounds it caps memory: about MaxInFlight × 2 × MaxRequestBytes for bodies and
+	// encoded records, plus MaxBufferedBytes.
+	MaxInFlight int
 	// Linger is the producer's linger (-linger, default 0: batching comes from concurrent requests).
 	Linger time.Duration
 
@@ -119,9 +123,15 @@ func (c Config) withDefaults() Config {
 	if c.MaxBufferedBytes == 0 {
 		c.MaxBufferedBytes = 128 << 20
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 1024
+	}
 	if c.ReplicaID == "" {
 		c.ReplicaID, _ = os.Hostname()
-		if c.ReplicaID == "" {
+		if c.MaxInFlight == 0 {
+		c.MaxInFlight = 1024
+	}
+	if c.ReplicaID == "" {
 			c.ReplicaID = "ingest"
 		}
 	}
@@ -174,6 +184,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxBufferedBytes < c.MaxRequestBytes {
 		bad("max-buffered-bytes", "must be at least -max-request-bytes (%d), got %d", c.MaxRequestBytes, c.MaxBufferedBytes)
+	}
+	if c.MaxInFlight < 1 {
+		bad("max-in-flight", "must be at least 1, got %d", c.MaxInFlight)
 	}
 	if c.UsageInterval < 10*time.Millisecond {
 		bad("usage-interval", "must be at least 10ms, got %s", c.UsageInterval)

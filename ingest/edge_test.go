@@ -7,6 +7,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -158,9 +159,19 @@ func TestUnavailable(t *testing.T) {
 		{name: "buffer full", mod: func(c *Config) { c.MaxBufferedRecords = 10 }},
 		{name: "kafka refuses", mod: func(c *Config) { c.KafkaOpts = []kgo.Opt{kgo.ProducerBatchMaxBytes(512)} }},
 		{name: "timeout", mod: func(c *Config) { c.ProduceTimeout, c.Linger = 20*time.Millisecond, 5*time.Second }},
+		{name: "too many in flight", mod: func(c *Config) { c.MaxInFlight, c.Linger = 1, 500*time.Millisecond }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startEdge(t, func(c *Config) { tc.mod(c); c.RetryAfter = 7 * time.Second; c.ShutdownTimeout = time.Second })
+			if tc.name == "too many in flight" {
+				// One request holds the only slot while its record lingers.
+				go func() {
+					if resp, err := http.Post(e.webhook("dev-key"), "application/json", bytes.NewReader(trackEvent("slot", 1))); err == nil {
+						resp.Body.Close()
+					}
+				}()
+				time.Sleep(100 * time.Millisecond)
+			}
 			resp, r := post(t, e.webhook("dev-key"), many, nil)
 			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "7" {
 				t.Fatalf("got %d Retry-After %q %+v, want 503 with Retry-After 7", resp.StatusCode, resp.Header.Get("Retry-After"), r)

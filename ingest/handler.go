@@ -73,9 +73,16 @@ var errAuth = &httpError{code: http.StatusUnauthorized, msg: "invalid API key, s
 
 func (s *Server) handler(rt *route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s.m.inFlight.Inc()
-		defer s.m.inFlight.Dec()
-		code := s.serveEvents(w, r, rt)
+		var code int
+		if s.inFlight.Add(1) > int64(s.cfg.MaxInFlight) {
+			// Refusing before reading the body keeps memory bounded however many clients connect.
+			code = writeError(w, s.unavailable("too many requests in flight, retry later"))
+		} else {
+			s.m.inFlight.Inc()
+			code = s.serveEvents(w, r, rt)
+			s.m.inFlight.Dec()
+		}
+		s.inFlight.Add(-1)
 		s.m.requests.WithLabelValues(rt.name, codeLabel(code)).Inc()
 	}
 }

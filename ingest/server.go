@@ -43,6 +43,7 @@ type Server struct {
 	dlqTopic string
 	idPrefix string
 	reqSeq   atomic.Uint64
+	inFlight atomic.Int64
 	draining atomic.Bool
 	// lastReloadErr is only touched by watchKeys' goroutine (and ReloadKeys callers, serialised by it).
 	lastReloadErr string

@@ -57,6 +57,7 @@ func run() int {
 	fs.DurationVar(&cfg.RetryAfter, "retry-after", 5*time.Second, "Retry-After of 503 answers")
 	fs.IntVar(&cfg.MaxBufferedRecords, "max-buffered-records", 100_000, "producer buffer bound in records (503 beyond)")
 	fs.IntVar(&cfg.MaxBufferedBytes, "max-buffered-bytes", 128<<20, "producer buffer bound in bytes (503 beyond)")
+	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 1024, "requests served at once (503 beyond)")
 	fs.DurationVar(&cfg.Linger, "linger", 0, "producer linger")
 	fs.StringVar(&cfg.ReplicaID, "replica-id", env("SIGNALSTAGE_REPLICA_ID", ""), "stable name of this replica in the usage topic (default host name)")
 	fs.DurationVar(&cfg.UsageInterval, "usage-interval", time.Second, "how often monthly counts are published")
