@@ -128,9 +128,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReplicaID == "" {
 		c.ReplicaID, _ = os.Hostname()
-		if c.MaxInFlight == 0 {
-			c.MaxInFlight = 1024
-		}
 		if c.ReplicaID == "" {
 			c.ReplicaID = "ingest"
 		}
