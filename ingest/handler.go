@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -19,6 +20,10 @@ type route struct {
 	impliedType string // Segment type set by the /v1/<type> path
 	segmentOnly bool   // every event is a Segment call (the /v1 API)
 	basicAuth   bool   // key from HTTP Basic (the /v1 API) instead of the path
+
+	// Metric children resolved once, so that the common answer costs no label lookup.
+	ok    prometheus.Counter
+	bytes prometheus.Observer
 }
 
 // rejection is one entry of the response's "rejected" list.
@@ -72,6 +77,8 @@ func fail(code int, format string, args ...any) *httpError {
 var errAuth = &httpError{code: http.StatusUnauthorized, msg: "invalid API key, secret or signature"}
 
 func (s *Server) handler(rt *route) http.HandlerFunc {
+	rt.ok = s.m.requests.WithLabelValues(rt.name, codeLabel(http.StatusOK))
+	rt.bytes = s.m.requestBytes.WithLabelValues(rt.name)
 	return func(w http.ResponseWriter, r *http.Request) {
 		var code int
 		if s.inFlight.Add(1) > int64(s.cfg.MaxInFlight) {
@@ -83,7 +90,11 @@ func (s *Server) handler(rt *route) http.HandlerFunc {
 			s.m.inFlight.Dec()
 		}
 		s.inFlight.Add(-1)
-		s.m.requests.WithLabelValues(rt.name, codeLabel(code)).Inc()
+		if code == http.StatusOK {
+			rt.ok.Inc()
+		} else {
+			s.m.requests.WithLabelValues(rt.name, codeLabel(code)).Inc()
+		}
 	}
 }
 
@@ -105,7 +116,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, rt *route) 
 		st.release()
 		return writeError(w, asHTTPError(err))
 	}
-	s.m.requestBytes.WithLabelValues(rt.name).Observe(float64(len(st.body)))
+	rt.bytes.Observe(float64(len(st.body)))
 	if !k.checkSignature(st.body, r.Header.Get("X-Signature")) {
 		st.release()
 		return writeError(w, errAuth)
