@@ -56,12 +56,13 @@ type Result struct {
 
 // Regex cost bounds (see compileRegex). A regex condition sees at most the first maxRegexInput bytes of a value,
 // and one Match spends at most regexBudget (input bytes × program instructions, an upper bound of the NFA's
-// work, about 7 ns a unit here at worst) on regexes: about 7 ms worst case for a deliberately hostile rule set,
-// while a realistic one (a 100-byte URL against a 50-instruction pattern is 5,000 units) never reaches it.
+// work, 7-10 ns a unit here at worst) on regexes: about 2-3 ms for a deliberately hostile rule set
+// (BenchmarkHostileRegex). A realistic regex (a 100-byte URL against a 50-instruction pattern) is 5,000 units,
+// so about 50 of them fit in one event.
 // Once the budget is spent, further regex conditions of that Match do not hold, and RegexBudgetExhausted counts it.
 const (
 	maxRegexInput = 4096
-	regexBudget   = 1 << 20
+	regexBudget   = 1 << 18
 )
 
 var regexBudgetExhausted atomic.Int64

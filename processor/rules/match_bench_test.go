@@ -3,6 +3,7 @@ package rules
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	gojson "github.com/goccy/go-json"
@@ -138,5 +139,24 @@ func BenchmarkBuild(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkHostileRegex is the most a tenant's regexes can cost one event: 100 rules whose patterns are as
+// expensive as validation allows, on a value sized so that the regex budget is spent in full.
+func BenchmarkHostileRegex(b *testing.B) {
+	var rs []Rule
+	for i := range 100 {
+		rs = append(rs, Rule{Tenant: "t", ID: fmt.Sprintf("evil-%03d", i), Enabled: true,
+			Match: Match{Conditions: []Condition{{Path: "properties.v", Op: OpRegex, Value: Value(fmt.Sprintf("[a-z]{0,240}%d", i))}}}})
+	}
+	s, err := NewSet(rs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	insts := s.tenants["t"].conds[0].reInsts
+	ev := &Event{Payload: map[string]any{"properties": map[string]any{"v": strings.Repeat("a", regexBudget/insts-1)}}}
+	for b.Loop() {
+		s.Match("t", ev)
 	}
 }

@@ -330,7 +330,7 @@ func TestRegexBudget(t *testing.T) {
 	if !ok || got.RuleID != "plain" {
 		t.Fatalf("Match = %+v %v, want the plain rule", got, ok)
 	}
-	// Each regex costs 4097 bytes × ~480 instructions ≈ 2M units, over the 1M budget: none may run.
+	// Each regex costs 4097 bytes × ~480 instructions ≈ 2M units, over the 256K budget: none may run.
 	if n := RegexBudgetExhausted() - before; n != 100 {
 		t.Fatalf("%d regex conditions over budget, want 100", n)
 	}
