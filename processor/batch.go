@@ -216,13 +216,8 @@ func (e *emitter) promise(r *kgo.Record, err error) {
 	}
 }
 
-func (e *emitter) Signal(key []byte, s *schemas.Signal) {
-	b, err := schemas.Signals.Encode(s)
-	if err != nil {
-		e.fail(fmt.Errorf("encoding signal: %w", err))
-		return
-	}
-	e.sess.Produce(e.ctx, &kgo.Record{Topic: e.p.resolve, Key: key, Value: b}, e.promise)
+func (e *emitter) Signal(key []byte, _ *schemas.Signal, enc []byte) {
+	e.sess.Produce(e.ctx, &kgo.Record{Topic: e.p.resolve, Key: key, Value: enc}, e.promise)
 }
 
 func (e *emitter) Link(l *schemas.IdentityLink) {

@@ -9,7 +9,7 @@ import (
 
 // hold puts a cold signal into the visitor's cold storage. The oldest signals fall out (counted) when the visitor
 // holds more than MaxHeldPerVisitor.
-func (c *Core) hold(st State, tenant string, v visitor, key []byte, sig *schemas.Signal, now time.Time) error {
+func (c *Core) hold(st State, tenant string, v visitor, key []byte, version int64, enc []byte, now time.Time) error {
 	ck := counterKey(tenant, v)
 	var cnt heldCounter
 	if b, err := st.Get(ck); err != nil {
@@ -19,11 +19,7 @@ func (c *Core) hold(st State, tenant string, v visitor, key []byte, sig *schemas
 			return err
 		}
 	}
-	enc, err := schemas.Signals.Encode(sig)
-	if err != nil {
-		return fmt.Errorf("encoding held signal: %w", err)
-	}
-	st.Set(heldKey(tenant, v, cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: sig.Version, Key: key, Signal: enc}.encode())
+	st.Set(heldKey(tenant, v, cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: version, Key: key, Signal: enc}.encode())
 	cnt.Next++
 	for cnt.Next-cnt.First > uint64(c.cfg.MaxHeldPerVisitor) {
 		hk := heldKey(tenant, v, cnt.First)
@@ -87,7 +83,11 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 		if sig.Mapped == nil {
 			sig.Mapped = map[string]string{}
 		}
-		em.Signal(h.Key, &sig)
+		enc, err := schemas.Signals.Encode(&sig)
+		if err != nil {
+			return fmt.Errorf("encoding rehydrated signal: %w", err)
+		}
+		em.Signal(h.Key, &sig, enc)
 		c.Stats.Rehydrated++
 		if live {
 			entry.Version = version

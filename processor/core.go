@@ -14,8 +14,9 @@ var ErrPoison = errors.New("poison record")
 
 // Emitter receives the core's outputs for one batch.
 type Emitter interface {
-	// Signal emits a resolved signal under the record key of its input.
-	Signal(key []byte, s *schemas.Signal)
+	// Signal emits a resolved signal under the record key of its input; enc is its schemas.Signals encoding
+	// (the core encodes once, for the output and for cold storage).
+	Signal(key []byte, s *schemas.Signal, enc []byte)
 	// Link emits an identity link to the identities topic (keyed tenant|id).
 	Link(l *schemas.IdentityLink)
 }
@@ -159,6 +160,10 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 			return err
 		}
 	}
+	enc, err := schemas.Signals.Encode(sig)
+	if err != nil {
+		return fmt.Errorf("encoding signal: %w", err)
+	}
 	if sig.Status == schemas.StatusCold {
 		c.Stats.Cold++
 		v, ok := ev.visitor()
@@ -166,14 +171,14 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 		case !ok:
 			c.Stats.NoVisitor++
 		case !seen:
-			if err := c.hold(st, ev.Tenant, v, key, sig, now); err != nil {
+			if err := c.hold(st, ev.Tenant, v, key, sig.Version, enc, now); err != nil {
 				return err
 			}
 		}
 	} else {
 		c.Stats.Linked++
 	}
-	em.Signal(key, sig)
+	em.Signal(key, sig, enc)
 	entry.Version = version
 	st.Set(dk, entry.encode())
 	return nil

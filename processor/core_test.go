@@ -24,7 +24,7 @@ type recorder struct {
 	links   []schemas.IdentityLink
 }
 
-func (r *recorder) Signal(key []byte, s *schemas.Signal) {
+func (r *recorder) Signal(key []byte, s *schemas.Signal, _ []byte) {
 	r.signals = append(r.signals, *s)
 	r.keys = append(r.keys, string(key))
 }

@@ -15,7 +15,8 @@ import (
 var transportFields = []string{"sentAt", "receivedAt"}
 
 // Event is one raw event as the processor understands it: the parsed payload and what Segment semantics derive
-// from it. The mapping-rule engine reads it through Field.
+// from it. The mapping-rule engine reads it through Field. An Event is only valid during the call it is passed
+// to (its tree lives in an arena the next event reuses).
 type Event struct {
 	Tenant     string
 	Source     string // schemas.SourceSegment or schemas.SourceWebhook
@@ -45,7 +46,13 @@ type Event struct {
 // strings unescaped, numbers and booleans as written, objects and arrays as canonical JSON. ok is false when the
 // path does not exist or holds null.
 func (e *Event) Field(path string) (string, bool) {
-	v := e.root.path(strings.Split(path, ".")...)
+	return e.FieldSegments(strings.Split(path, "."))
+}
+
+// FieldSegments is Field with the path already split at the dots (the rules engine's allocation-free form);
+// segs is neither kept nor modified.
+func (e *Event) FieldSegments(segs []string) (string, bool) {
+	v := e.root.path(segs...)
 	if v == nil || v.kind == jNull {
 		return "", false
 	}
