@@ -19,8 +19,9 @@ import (
 )
 
 // BenchmarkSinkVsRaw measures rows/s through the whole sink (Kafka fetch, Avro decode, batching, insert, offset
-// commit) against a raw clickhouse-go insert of the same rows (already decoded, in memory, PrepareBatch +
-// AppendStruct + Send in batches of FlushRows) into an identical fresh database, in the same run. The sink's
+// commit) against a raw clickhouse-go insert of the same rows (already decoded, in memory, PrepareBatch + column
+// appends + Send in batches of FlushRows, the way the sink appends) into an identical fresh database, in the same
+// run; raw_appendstruct is the same with AppendStruct per row, for reference. The sink's
 // clock starts when it has fetched its first record (so the consumer-group join is not counted) and stops when
 // count() reaches the row count. Rows: BENCH_SINK_ROWS (default 200,000).
 //
@@ -66,45 +67,58 @@ func BenchmarkSinkVsRaw(b *testing.B) {
 	}
 	cfg = cfg.withDefaults()
 
+	benchLog = func(table string, n int, app, send time.Duration) {
+		b.Logf("insert %d: append %.2fs send %.2fs", n, app.Seconds(), send.Seconds())
+	}
 	b.ResetTimer()
-	var rawTotal, sinkTotal time.Duration
+	var rawTotal, structTotal, sinkTotal time.Duration
 	for i := range b.N {
-		rawDB := fmt.Sprintf("%s_raw%d", ch.Database, i)
 		cfg.Database = fmt.Sprintf("%s_sink%d", ch.Database, i)
 		cfg.Registry = prometheus.NewRegistry()
 		if err := Replay(ctx, cfg, time.Time{}); err != nil {
 			b.Fatal(err)
 		}
-		// Alternate which side goes first: the second one shares the server with the first one's merges.
-		runRaw := func() {
-			took := benchRaw(b, ch.Conn, rawDB, rows, cfg.FlushRows)
-			rawTotal += took
-			b.Logf("raw: %.2fs", took.Seconds())
+		rawDB, structDB := fmt.Sprintf("%s_raw%d", ch.Database, i), fmt.Sprintf("%s_struct%d", ch.Database, i)
+		runs := []func(){
+			func() { sinkTotal += benchSink(b, ch.Conn, cfg, n) },
+			func() {
+				took := benchRaw(b, ch.Conn, rawDB, rows, cfg.FlushRows, true)
+				rawTotal += took
+				b.Logf("raw columnar: %.2fs", took.Seconds())
+			},
+			func() {
+				took := benchRaw(b, ch.Conn, structDB, rows, cfg.FlushRows, false)
+				structTotal += took
+				b.Logf("raw AppendStruct: %.2fs", took.Seconds())
+			},
 		}
-		if i%2 == 1 {
-			runRaw()
+		// Rotate the order: whoever runs later shares the server with the earlier runs' background merges.
+		for k := range runs {
+			runs[(i+k)%len(runs)]()
 		}
-		sinkTotal += benchSink(b, ch.Conn, cfg, n)
-		if i%2 == 0 {
-			runRaw()
-		}
-		for _, db := range []string{rawDB, cfg.Database} {
+		for _, db := range []string{rawDB, structDB, cfg.Database} {
 			_ = ch.Conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
 		}
 	}
-	raw := float64(n*b.N) / rawTotal.Seconds()
-	snk := float64(n*b.N) / sinkTotal.Seconds()
+	rows64 := float64(n * b.N)
+	raw, strct, snk := rows64/rawTotal.Seconds(), rows64/structTotal.Seconds(), rows64/sinkTotal.Seconds()
 	b.ReportMetric(raw, "raw_rows/s")
+	b.ReportMetric(strct, "raw_appendstruct_rows/s")
 	b.ReportMetric(snk, "sink_rows/s")
 	b.ReportMetric(100*snk/raw, "sink_%_of_raw")
 }
 
-func benchRaw(b *testing.B, conn driver.Conn, db string, rows []signalRow, batch int) time.Duration {
+// benchRaw inserts rows in batches of batch rows into a fresh database db with the sink's migrations, column by
+// column like the sink (columnar) or with AppendStruct per row.
+func benchRaw(b *testing.B, conn driver.Conn, db string, rows []signalRow, batch int, columnar bool) time.Duration {
 	ctx := context.Background()
 	if _, err := Migrate(ctx, conn, db); err != nil {
 		b.Fatal(err)
 	}
 	t := newTable[signalRow](db, "signals")
+	if columnar {
+		t.columnar = appendSignalColumns
+	}
 	start := time.Now()
 	for from := 0; from < len(rows); from += batch {
 		t.rows = rows[from:min(from+batch, len(rows))]

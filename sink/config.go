@@ -43,6 +43,10 @@ type Config struct {
 	// RetryMin and RetryMax bound the capped exponential backoff between insert attempts while ClickHouse is down
 	// or failing (defaults 100 ms and 10 s). Fetching is paused meanwhile; nothing is dropped.
 	RetryMin, RetryMax time.Duration
+	// InsertConcurrency is how many batches are inserted at once (default 2; flag -insert-concurrency). Two
+	// overlap one batch's client-side encoding with another's server-side work. Order between batches does not
+	// matter: every table is a ReplacingMergeTree keyed on the record's identity.
+	InsertConcurrency int
 	// InsertTimeout bounds one insert attempt (default 60 s).
 	InsertTimeout time.Duration
 	// MaxPollRecords caps the records taken from the client per poll (default 10,000).
@@ -74,6 +78,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryMax == 0 {
 		c.RetryMax = 10 * time.Second
+	}
+	if c.InsertConcurrency == 0 {
+		c.InsertConcurrency = 2
 	}
 	if c.InsertTimeout == 0 {
 		c.InsertTimeout = time.Minute
@@ -112,6 +119,8 @@ func (c Config) validate() error {
 		return bad("flush-interval", "%s is less than 1ms", c.FlushInterval)
 	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
 		return bad("retry-max", "backoff bounds %s..%s are not increasing", c.RetryMin, c.RetryMax)
+	case c.InsertConcurrency < 1:
+		return bad("insert-concurrency", "%d is less than 1", c.InsertConcurrency)
 	case c.Topics.Partitions < 0:
 		return bad("partitions", "%d is negative", c.Topics.Partitions)
 	}

@@ -102,6 +102,12 @@ func (s *Sink) flusher(ctx context.Context) {
 // lost because no offset moves past a row that is not in ClickHouse.
 func (s *Sink) insert(ctx context.Context, b buffer, reason string) error {
 	wait := s.cfg.RetryMin
+	failing := false
+	defer func() {
+		if failing {
+			s.setFailing(false)
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		ictx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
@@ -111,11 +117,8 @@ func (s *Sink) insert(ctx context.Context, b buffer, reason string) error {
 			s.m.flushSeconds.WithLabelValues(b.table()).Observe(time.Since(start).Seconds())
 			s.m.rowsInserted.WithLabelValues(b.table()).Add(float64(b.len()))
 			s.m.flushes.WithLabelValues(b.table(), reason).Inc()
-			if s.paused {
-				s.client.ResumeFetchTopics(s.topicNames()...)
-				s.paused = false
-				s.m.paused.Set(0)
-				s.log.Info("clickhouse is back, fetching resumed", "table", b.table(), "attempts", attempt)
+			if failing {
+				s.log.Info("insert succeeded after retries", "table", b.table(), "attempts", attempt)
 			}
 			return nil
 		}
@@ -123,10 +126,9 @@ func (s *Sink) insert(ctx context.Context, b buffer, reason string) error {
 			return ctx.Err()
 		}
 		s.m.insertErrors.WithLabelValues(b.table()).Inc()
-		if !s.paused {
-			s.client.PauseFetchTopics(s.topicNames()...)
-			s.paused = true
-			s.m.paused.Set(1)
+		if !failing {
+			failing = true
+			s.setFailing(true)
 		}
 		s.log.Warn("insert failed, retrying", "table", b.table(), "rows", b.len(), "attempt", attempt,
 			"backoff", wait, "err", err)
@@ -136,6 +138,26 @@ func (s *Sink) insert(ctx context.Context, b buffer, reason string) error {
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, s.cfg.RetryMax)
+	}
+}
+
+// setFailing counts a flusher into or out of its retry loop and pauses fetching while any flusher is in one.
+func (s *Sink) setFailing(on bool) {
+	s.pauseMu.Lock()
+	defer s.pauseMu.Unlock()
+	if on {
+		s.failing++
+		if s.failing == 1 {
+			s.client.PauseFetchTopics(s.topicNames()...)
+			s.m.paused.Set(1)
+		}
+		return
+	}
+	s.failing--
+	if s.failing == 0 {
+		s.client.ResumeFetchTopics(s.topicNames()...)
+		s.m.paused.Set(0)
+		s.log.Info("inserts succeed again, fetching resumed")
 	}
 }
 

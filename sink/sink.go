@@ -38,14 +38,16 @@ type Sink struct {
 	next      map[tp]kgo.EpochOffset
 	committed map[tp]int64
 
-	// Inserts run on the flusher goroutine, so fetching and decoding go on while ClickHouse works. jobs holds at
-	// most one batch waiting behind the one being inserted: when both are taken, the loop blocks, stops polling,
-	// and memory stays bounded. inflight (loop-owned) holds batches handed over but not yet acknowledged; their
-	// offsets stay uncommitted. paused is flusher-owned.
+	// Inserts run on InsertConcurrency flusher goroutines, so fetching and decoding go on while ClickHouse
+	// works. jobs holds at most one batch waiting behind the ones being inserted: when all are taken, the loop
+	// blocks, stops polling, and memory stays bounded. inflight (loop-owned) holds batches handed over but not
+	// yet acknowledged; their offsets stay uncommitted. failing counts flushers in a retry loop (under pauseMu):
+	// fetching is paused while it is above zero.
 	jobs     chan *job
 	results  chan *job
 	inflight map[*job]struct{}
-	paused   bool
+	pauseMu  sync.Mutex
+	failing  int
 
 	// revoked collects partitions the group took away (kgo calls back from its own goroutine); the loop forgets
 	// their offsets so it never commits them again. Rows of theirs already batched are still inserted: a
@@ -77,6 +79,7 @@ func New(cfg Config) (*Sink, error) {
 		topics:     map[string]string{},
 		consumed:   map[string]prometheus.Counter{},
 	}
+	s.signals.columnar = appendSignalColumns
 	s.tables = []buffer{s.signals, s.identities, s.dead}
 	var names []string
 	for _, base := range []string{schemas.TopicResolved, schemas.TopicIdentities, schemas.TopicDLQ} {
@@ -166,10 +169,14 @@ func (s *Sink) Run(ctx context.Context) error {
 		time.AfterFunc(s.cfg.InsertTimeout, fcancel)
 	})
 	defer stop()
+	var flushers sync.WaitGroup
+	for range s.cfg.InsertConcurrency {
+		flushers.Go(func() { s.flusher(fctx) })
+	}
 	flusherDone := make(chan struct{})
 	go func() {
-		defer close(flusherDone)
-		s.flusher(fctx)
+		flushers.Wait()
+		close(flusherDone)
 	}()
 	for err == nil {
 		err = s.step(ctx)

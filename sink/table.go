@@ -41,6 +41,8 @@ type table[T any] struct {
 	bytes   int
 	since   time.Time
 	firstAt map[tp]int64
+	// columnar, when set, appends the rows column by column instead of with AppendStruct.
+	columnar func(driver.Batch, []T) error
 }
 
 func newTable[T any](database, name string) *table[T] {
@@ -91,11 +93,20 @@ func (t *table[T]) insert(ctx context.Context, conn driver.Conn) (err error) {
 			_ = batch.Abort()
 		}
 	}()
-	for i := range t.rows {
-		if err := batch.AppendStruct(&t.rows[i]); err != nil {
-			return fmt.Errorf("appending row to %s: %w", t.name, err)
+	start := time.Now()
+	if t.columnar != nil {
+		if err := t.columnar(batch, t.rows); err != nil {
+			return fmt.Errorf("appending rows to %s: %w", t.name, err)
+		}
+	} else {
+		for i := range t.rows {
+			if err := batch.AppendStruct(&t.rows[i]); err != nil {
+				return fmt.Errorf("appending row to %s: %w", t.name, err)
+			}
 		}
 	}
+	appended := time.Now()
+	defer func() { benchLog(t.name, len(t.rows), appended.Sub(start), time.Since(appended)) }()
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("inserting %d rows into %s: %w", len(t.rows), t.name, err)
 	}
@@ -103,7 +114,8 @@ func (t *table[T]) insert(ctx context.Context, conn driver.Conn) (err error) {
 }
 
 func (t *table[T]) take() buffer {
-	out := &table[T]{name: t.name, query: t.query, rows: t.rows, bytes: t.bytes, since: t.since, firstAt: t.firstAt}
+	out := &table[T]{name: t.name, query: t.query, rows: t.rows, bytes: t.bytes, since: t.since, firstAt: t.firstAt,
+		columnar: t.columnar}
 	t.rows = make([]T, 0, cap(t.rows))
 	t.bytes = 0
 	t.since = time.Time{}
@@ -118,3 +130,5 @@ func (t *table[T]) reset() {
 	t.since = time.Time{}
 	clear(t.firstAt)
 }
+
+var benchLog = func(string, int, time.Duration, time.Duration) {}

@@ -77,6 +77,7 @@ func run(args []string) int {
 	flushRows := fs.Int("flush-rows", envInt("SIGNALSTAGE_SINK_FLUSH_ROWS", 50_000), "flush a table's batch at this many rows (env SIGNALSTAGE_SINK_FLUSH_ROWS)")
 	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
 	flushInterval := fs.Duration("flush-interval", envDuration("SIGNALSTAGE_SINK_FLUSH_INTERVAL", time.Second), "flush a table's batch when its oldest row is this old (env SIGNALSTAGE_SINK_FLUSH_INTERVAL)")
+	insertConcurrency := fs.Int("insert-concurrency", envInt("SIGNALSTAGE_SINK_INSERT_CONCURRENCY", 2), "batches inserted at once (env SIGNALSTAGE_SINK_INSERT_CONCURRENCY)")
 	retryMax := fs.Duration("retry-max", envDuration("SIGNALSTAGE_SINK_RETRY_MAX", 10*time.Second), "longest wait between insert retries (env SIGNALSTAGE_SINK_RETRY_MAX)")
 	var params paramFlag
 	fs.Var(&params, "param", "query: a parameter name=value (repeatable)")
@@ -102,6 +103,7 @@ func run(args []string) int {
 		FlushBytes:         *flushBytes,
 		FlushInterval:      *flushInterval,
 		RetryMax:           *retryMax,
+		InsertConcurrency:  *insertConcurrency,
 		Logger:             log,
 	}
 
