@@ -28,6 +28,9 @@ type HandlerConfig struct {
 	// Settle bounds how long PUT and DELETE wait for the change to be in effect on this instance before
 	// answering, so a GET right after sees it (default 5s; the change is durable either way).
 	Settle time.Duration
+	// MaxRulesPerTenant refuses a PUT that would create a tenant's rule beyond this count (default 1000): the
+	// cost of matching grows with the rules an event must be checked against.
+	MaxRulesPerTenant int
 	// Logger gets failures (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -37,7 +40,8 @@ type HandlerConfig struct {
 //	GET    /api/signal-staging/rules[?tenant=T]        {"rules": [...]}
 //	GET    /api/signal-staging/rules/{tenant}          {"rules": [...]}
 //	GET    /api/signal-staging/rules/{tenant}/{id}     the rule, 404 if none
-//	PUT    /api/signal-staging/rules/{tenant}/{id}     body: rule (JSON or YAML); 200 with the rule, 422 if invalid
+//	PUT    /api/signal-staging/rules/{tenant}/{id}     body: rule (JSON or YAML); 200 with the rule, 422 if invalid,
+//	                                                   409 if the tenant has MaxRulesPerTenant rules already
 //	DELETE /api/signal-staging/rules/{tenant}/{id}     204 (idempotent)
 //	POST   /api/signal-staging/rules/suggest[?tenant=T] body: sample payload or queue row; 200 {"rule", "paths"}
 //
@@ -56,6 +60,9 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxRulesPerTenant <= 0 {
+		cfg.MaxRulesPerTenant = 1000
 	}
 	h := &handler{cfg: cfg, token: sha256.Sum256([]byte(cfg.Token))}
 	mux := http.NewServeMux()
@@ -139,6 +146,11 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := Validate(&rule); err != nil {
 		writeError(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	cur := h.cfg.Rules()
+	if _, exists := cur.Rule(tenant, id); !exists && len(cur.Rules(tenant)) >= h.cfg.MaxRulesPerTenant {
+		writeError(w, http.StatusConflict, fmt.Errorf("tenant %s already has %d rules, the most allowed", tenant, h.cfg.MaxRulesPerTenant))
 		return
 	}
 	before := time.Now().UTC().Truncate(time.Millisecond)

@@ -98,6 +98,25 @@ func TestHTTPAPI(t *testing.T) {
 	}
 }
 
+func TestHTTPRuleLimit(t *testing.T) {
+	s, err := NewSet([]Rule{validRule()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The limit is checked before anything is produced: the publisher has no client and must not be used.
+	h, err := NewHandler(HandlerConfig{Token: "x", Rules: func() *Set { return s }, Publisher: &Publisher{}, MaxRulesPerTenant: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("PUT", APIPrefix+"/acme/another", strings.NewReader(`{"match":{"event":"x"}}`))
+	req.Header.Set("Authorization", "Bearer x")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), "already has 1 rules") {
+		t.Fatalf("PUT over the limit: %d %s", rec.Code, rec.Body)
+	}
+}
+
 func TestNewHandlerNeedsToken(t *testing.T) {
 	if _, err := NewHandler(HandlerConfig{Rules: func() *Set { return nil }, Publisher: &Publisher{}}); err == nil {
 		t.Fatal("empty token accepted")
