@@ -90,7 +90,8 @@ func (w *Watcher) Set() *Set { return w.current.Load() }
 // processor should wait for it before mapping events, or it would emit unmapped signals for covered events.
 func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 
-// Run consumes the rules topic until ctx is done; it returns nil then, or the error that stopped it.
+// Run consumes the rules topic until ctx is done; it returns nil then, or the error that stopped it. Call it
+// once per Watcher.
 func (w *Watcher) Run(ctx context.Context) error {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(w.cfg.Brokers...),
@@ -143,33 +144,39 @@ func (w *Watcher) Run(ctx context.Context) error {
 		} else {
 			idle = 0
 		}
-		ready := w.isReady()
-		if !ready && reached(pos, ends, idle) {
-			// The first Set is built whole, once the topic's content at start is read; later ones per tenant.
-			var all []Rule
-			for _, rs := range state {
-				for _, r := range rs {
-					all = append(all, r)
-				}
-			}
-			s, errs := Build(all)
-			w.swap(s, errs)
+		if ready := w.isReady(); !ready && reached(pos, ends, idle) {
+			w.rebuild(state, nil)
 			clear(dirty)
 			w.once.Do(func() { close(w.ready) })
 		} else if ready && len(dirty) > 0 {
-			changed := make(map[string][]Rule, len(dirty))
-			for tenant := range dirty {
-				rs := []Rule{}
-				for _, r := range state[tenant] {
-					rs = append(rs, r)
-				}
-				changed[tenant] = rs
-			}
-			s, errs := w.Set().update(changed)
-			w.swap(s, errs)
+			w.rebuild(state, dirty)
 			clear(dirty)
 		}
 	}
+}
+
+// rebuild swaps in a Set built from state: whole when dirty is nil (the first Set, once the topic's content at
+// start is read), else the current Set with only the dirty tenants compiled again.
+func (w *Watcher) rebuild(state map[string]map[string]Rule, dirty map[string]bool) {
+	if dirty == nil {
+		var all []Rule
+		for _, rs := range state {
+			for _, r := range rs {
+				all = append(all, r)
+			}
+		}
+		w.swap(Build(all))
+		return
+	}
+	changed := make(map[string][]Rule, len(dirty))
+	for tenant := range dirty {
+		rs := []Rule{}
+		for _, r := range state[tenant] {
+			rs = append(rs, r)
+		}
+		changed[tenant] = rs
+	}
+	w.swap(w.Set().update(changed))
 }
 
 func (w *Watcher) isReady() bool {
