@@ -39,6 +39,9 @@ type Config struct {
 	MaxEventBytes int
 	// MaxRequestBytes bounds a request body, after gzip decompression too (-max-request-bytes, default 500 KiB).
 	MaxRequestBytes int
+	// MaxEventsPerRequest bounds the events of one request (-max-events-per-request, default 10000; Segment
+	// batches up to 4000): 500 KB of "{}," would otherwise be 170 000 records in memory. 413 beyond.
+	MaxEventsPerRequest int
 
 	// ProduceTimeout is how long a request waits for Kafka to acknowledge its records before it answers 503
 	// (-produce-timeout, default 8s: under Segment's 10 s client timeout).
@@ -53,6 +56,10 @@ type Config struct {
 	// 503 at once. With the producer bounds it caps memory: about MaxInFlight × 2 × MaxRequestBytes for bodies and
 	// encoded records, plus MaxBufferedBytes.
 	MaxInFlight int
+	// MaxRequestMemory bounds the memory all requests being served may hold at once (-max-request-memory,
+	// default 256 MiB): bodies, merged payloads and encoded records, estimated per request. A request that
+	// does not fit now gets 503 (Segment retries it); one that could never fit gets 413.
+	MaxRequestMemory int64
 	// Linger is the producer's linger (-linger, default 0: batching comes from concurrent requests).
 	Linger time.Duration
 
@@ -115,6 +122,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxRequestBytes == 0 {
 		c.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if c.MaxEventsPerRequest == 0 {
+		c.MaxEventsPerRequest = 10_000
+	}
 	set(&c.ProduceTimeout, DefaultProduceTimeout)
 	set(&c.RetryAfter, 5*time.Second)
 	if c.MaxBufferedRecords == 0 {
@@ -125,6 +135,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 1024
+	}
+	if c.MaxRequestMemory == 0 {
+		c.MaxRequestMemory = 256 << 20
 	}
 	if c.ReplicaID == "" {
 		c.ReplicaID, _ = os.Hostname()
@@ -170,6 +183,9 @@ func (c Config) validate() error {
 	if c.MaxRequestBytes < c.MaxEventBytes {
 		bad("max-request-bytes", "must be at least -max-event-bytes (%d), got %d", c.MaxEventBytes, c.MaxRequestBytes)
 	}
+	if c.MaxEventsPerRequest < 1 {
+		bad("max-events-per-request", "must be at least 1, got %d", c.MaxEventsPerRequest)
+	}
 	if c.ProduceTimeout < 0 {
 		bad("produce-timeout", "must be positive")
 	}
@@ -181,6 +197,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxBufferedBytes < c.MaxRequestBytes {
 		bad("max-buffered-bytes", "must be at least -max-request-bytes (%d), got %d", c.MaxRequestBytes, c.MaxBufferedBytes)
+	}
+	if c.MaxRequestMemory < 4*int64(c.MaxRequestBytes) {
+		bad("max-request-memory", "must be at least 4 × -max-request-bytes (%d), got %d", 4*c.MaxRequestBytes, c.MaxRequestMemory)
 	}
 	if c.MaxInFlight < 1 {
 		bad("max-in-flight", "must be at least 1, got %d", c.MaxInFlight)

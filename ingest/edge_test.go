@@ -279,3 +279,71 @@ func TestKeyReloadOnSIGHUP(t *testing.T) {
 	}
 	waitStatus(t, e.webhook("hup-key"), trackEvent("a", 1), 200)
 }
+
+// TestRequestBounds covers the bounds that keep one request's memory in check: events per request, the size
+// of an event once the batch context is merged, and the request memory budget (413 when a request can never
+// fit, 503 when it does not fit now).
+func TestRequestBounds(t *testing.T) {
+	e := startEdge(t, func(c *Config) {
+		c.MaxEventsPerRequest, c.MaxEventBytes, c.MaxRequestBytes, c.MaxRequestMemory = 8, 1000, 4000, 16000
+		c.Linger = 500 * time.Millisecond
+	})
+	small := func(i int) string { return fmt.Sprintf(`{"type":"track","anonymousId":"b%d"}`, i) }
+	var nine []string
+	for i := range 9 {
+		nine = append(nine, small(i))
+	}
+	bigCtx := `{"pad":"` + strings.Repeat("p", 900) + `"}`
+	hugeCtx := `{"pad":"` + strings.Repeat("p", 1500) + `"}`
+	for _, tc := range []struct {
+		name string
+		body string
+		code int
+		msg  string
+		rej  string
+	}{
+		{name: "too many events", body: "[" + strings.Join(nine, ",") + "]", code: 413, msg: "more than 8"},
+		{name: "merged event too large", body: `{"batch":[` + small(1) + `,` + string(trackEvent("c1", 1)) + `],"context":` + bigCtx + `}`,
+			code: 200, rej: "batch context merged"},
+		{name: "never fits the memory budget", body: `{"batch":[` + strings.Join(nine[:5], ",") + `],"context":` + hugeCtx + `}`,
+			code: 413, msg: "once the batch context is merged"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, r := post(t, e.webhook("dev-key"), []byte(tc.body), nil)
+			if resp.StatusCode != tc.code {
+				t.Fatalf("got %d %+v, want %d", resp.StatusCode, r, tc.code)
+			}
+			if tc.msg != "" && !strings.Contains(r.Error, tc.msg) {
+				t.Errorf("error %q does not say %q", r.Error, tc.msg)
+			}
+			if tc.rej != "" && (len(r.Rejected) != 1 || !strings.Contains(r.Rejected[0].Reason, tc.rej) || r.Accepted != 1) {
+				t.Errorf("got %+v, want one accepted and one rejected for %q", r, tc.rej)
+			}
+		})
+	}
+	t.Run("busy memory budget", func(t *testing.T) {
+		var evs []string
+		for i := range 8 {
+			evs = append(evs, small(i)+strings.Repeat(" ", 380))
+		}
+		body := []byte("[" + strings.Join(evs, ",") + "]")
+		done := make(chan int, 1)
+		go func() {
+			resp, err := http.Post(e.webhook("dev-key"), "application/json", bytes.NewReader(body))
+			if err != nil {
+				done <- -1
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+		time.Sleep(150 * time.Millisecond) // the first request holds its memory while its records linger
+		resp, r := post(t, e.webhook("dev-key"), body, nil)
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("second request: %d %+v, want 503 with Retry-After", resp.StatusCode, r)
+		}
+		if code := <-done; code != 200 {
+			t.Errorf("first request: %d, want 200", code)
+		}
+	})
+}

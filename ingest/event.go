@@ -112,6 +112,12 @@ func checkEvent(e *event, rt *route, batchCtx []byte, maxEvent int, scratch *[]b
 	}
 	p.payload = e.raw
 	if inject || len(batchCtx) > 0 {
+		// The merged event must fit the event limit too; the bound is checked before writing anything.
+		if n := len(e.raw) + len(batchCtx) + len(`"context":,"type":"identify",`); n > maxEvent && len(batchCtx) > 0 {
+			if merged := mergedSize(e, rt.impliedType, inject, batchCtx); merged > maxEvent {
+				return p, fmt.Sprintf("event with the batch context merged is %d bytes, more than the limit of %d", merged, maxEvent), true
+			}
+		}
 		p.off = len(*scratch)
 		*scratch = rewrite(*scratch, e, rt.impliedType, inject, batchCtx)
 		p.end = len(*scratch)
@@ -167,6 +173,11 @@ func rewrite(dst []byte, e *event, typ string, inject bool, batchCtx []byte) []b
 	dst = append(dst, raw[1:ctxStart]...)
 	dst = mergeContext(dst, raw[ctxStart:ctxEnd], batchCtx)
 	return append(dst, raw[ctxEnd:]...)
+}
+
+// mergedSize is the exact size rewrite would produce, for the rare events near the limit.
+func mergedSize(e *event, typ string, inject bool, batchCtx []byte) int {
+	return len(rewrite(nil, e, typ, inject, batchCtx))
 }
 
 // indexSpan returns the offset of sub inside s. sub must be a sub-slice of s (the scanner only makes two-index

@@ -109,6 +109,15 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, rt *route) 
 		s.m.limitRejected.WithLabelValues(k.Tenant).Inc()
 		return writeError(w, herr)
 	}
+	// Reserve the body's memory before reading it (its declared size, else the limit), the rest after parsing.
+	held := int64(s.cfg.MaxRequestBytes)
+	if r.ContentLength >= 0 && r.ContentLength < held && r.Header.Get("Content-Encoding") == "" {
+		held = r.ContentLength
+	}
+	if !s.reserve(held) {
+		return writeError(w, s.unavailable("too much request data in flight, retry later"))
+	}
+	defer func() { s.memUsed.Add(-held) }()
 	st := statePool.Get().(*reqState)
 	var err error
 	st.body, err = s.readBody(w, r, st.body[:0])
@@ -121,9 +130,27 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, rt *route) 
 		st.release()
 		return writeError(w, errAuth)
 	}
+	st.p.maxEvents = s.cfg.MaxEventsPerRequest
 	if err := parseBody(st.body, &st.p); err != nil {
 		st.release()
+		if errors.Is(err, errTooManyEvents) {
+			return writeError(w, fail(http.StatusRequestEntityTooLarge, "%s", err.Error()))
+		}
 		return writeError(w, fail(http.StatusBadRequest, "%s", err.Error()))
+	}
+	// Merged contexts and encoded records: about the body again, plus the batch context once per event.
+	need := 2*int64(len(st.body)) + int64(len(st.p.events))*(2*int64(len(st.p.batchCtx))+320)
+	if need > s.cfg.MaxRequestMemory {
+		st.release()
+		return writeError(w, fail(http.StatusRequestEntityTooLarge,
+			"request too large once the batch context is merged into each of its %d events", len(st.p.events)))
+	}
+	if extra := need - held; extra > 0 {
+		if !s.reserve(extra) {
+			st.release()
+			return writeError(w, s.unavailable("too much request data in flight, retry later"))
+		}
+		held = need
 	}
 	if herr := s.prepare(st, k, rt); herr != nil {
 		st.release()
@@ -142,6 +169,15 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, rt *route) 
 	_, _ = w.Write(st.resp)
 	st.release()
 	return http.StatusOK
+}
+
+// reserve takes n bytes of the request memory budget, or reports that they are not available.
+func (s *Server) reserve(n int64) bool {
+	if s.memUsed.Add(n) > s.cfg.MaxRequestMemory {
+		s.memUsed.Add(-n)
+		return false
+	}
+	return true
 }
 
 // authenticate finds the key of the request and checks its secret and endpoint type.

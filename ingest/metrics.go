@@ -17,7 +17,7 @@ type metrics struct {
 	limitRejected *prometheus.CounterVec // tenant
 }
 
-func newMetrics(reg *prometheus.Registry, cl *kgo.Client) *metrics {
+func newMetrics(reg *prometheus.Registry, cl *kgo.Client, memUsed func() float64) *metrics {
 	const ns, sub = "signalstage", "ingest"
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -44,6 +44,9 @@ func newMetrics(reg *prometheus.Registry, cl *kgo.Client) *metrics {
 	}
 	reg.MustRegister(m.requests, m.events, m.produce, m.requestBytes, m.inFlight, m.keyReloads, m.usagePublish,
 		m.limitRejected,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "request_memory_bytes", Help: "Memory reserved by the requests being served (bounded by -max-request-memory)."},
+			memUsed),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "producer_buffered_records", Help: "Records buffered in the producer, not yet acknowledged."},
 			func() float64 { return float64(cl.BufferedProduceRecords()) }),

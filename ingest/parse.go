@@ -6,6 +6,9 @@ import (
 	"fmt"
 )
 
+// errTooManyEvents stops the scan of a body with more events than the edge takes in one request.
+var errTooManyEvents = errors.New("too many events in one request")
+
 // ErrBadBody means the request body is not JSON, or is JSON of a shape the edge does not accept (anything but an
 // object, an array of events, or {"batch":[...]}). The handler answers 400 with the error's message.
 var ErrBadBody = errors.New("bad request body")
@@ -25,6 +28,8 @@ type parsed struct {
 	batchCtx []byte
 	// multi is false when the body was a single event object.
 	multi bool
+	// maxEvents bounds len(events); the scan stops with errTooManyEvents beyond it (0: no bound).
+	maxEvents int
 }
 
 // Names of the members the edge reads.
@@ -85,6 +90,9 @@ func parseBody(b []byte, p *parsed) error {
 		}
 		return fmt.Errorf("%w: expected a JSON object, an array of events, or {\"batch\":[...]}", ErrBadBody)
 	}
+	if errors.Is(err, errTooManyEvents) {
+		return fmt.Errorf("%w: more than %d", errTooManyEvents, p.maxEvents)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadBody, err)
 	}
@@ -105,6 +113,9 @@ func scanEvents(b []byte, i, depth int, p *parsed) (int, error) {
 		return i + 1, nil
 	}
 	for {
+		if p.maxEvents > 0 && len(p.events) >= p.maxEvents {
+			return i, errTooManyEvents
+		}
 		start := i
 		var err error
 		p.events = append(p.events, event{})

@@ -44,6 +44,7 @@ type Server struct {
 	idPrefix string
 	reqSeq   atomic.Uint64
 	inFlight atomic.Int64
+	memUsed  atomic.Int64 // bytes reserved by requests being served (see reserve)
 	draining atomic.Bool
 	// lastReloadErr is only touched by watchKeys' goroutine (and ReloadKeys callers, serialised by it).
 	lastReloadErr string
@@ -77,7 +78,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("-brokers: creating kafka client: %w", err)
 	}
 	s.cl, s.prod = cl, cl
-	s.m = newMetrics(cfg.Registry, cl)
+	s.m = newMetrics(cfg.Registry, cl, func() float64 { return float64(s.memUsed.Load()) })
 	s.usage = newUsage(s.log, cl, topics.Name(TopicUsage), cfg.ReplicaID, s.m)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
