@@ -67,9 +67,6 @@ func BenchmarkSinkVsRaw(b *testing.B) {
 	}
 	cfg = cfg.withDefaults()
 
-	benchLog = func(table string, n int, app, send time.Duration) {
-		b.Logf("insert %d: append %.2fs send %.2fs", n, app.Seconds(), send.Seconds())
-	}
 	b.ResetTimer()
 	var rawTotal, structTotal, sinkTotal time.Duration
 	for i := range b.N {

@@ -17,6 +17,25 @@ type job struct {
 	err    error // set by the flusher: nil once ClickHouse acknowledged the batch
 }
 
+// flushFull hands every table whose batch reached FlushRows or FlushBytes to the flusher.
+func (s *Sink) flushFull(ctx context.Context) error {
+	for _, b := range s.tables {
+		reason := ""
+		switch {
+		case b.len() >= s.cfg.FlushRows:
+			reason = "rows"
+		case b.size() >= s.cfg.FlushBytes:
+			reason = "bytes"
+		}
+		if reason != "" {
+			if err := s.handOver(ctx, &job{b: b.take(), reason: reason}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // flushDue hands every table whose batch reached FlushRows, FlushBytes or FlushInterval to the flusher, then
 // commits what acknowledged batches made safe.
 func (s *Sink) flushDue(ctx context.Context, now time.Time) error {
@@ -94,6 +113,9 @@ func (s *Sink) flusher(ctx context.Context) {
 			j.err = s.insert(ctx, j.b, j.reason)
 		}
 		s.results <- j
+		if wake := s.wake.Load(); wake != nil {
+			(*wake)()
+		}
 	}
 }
 

@@ -184,7 +184,7 @@ func signal(tenant string, i int) schemas.Signal {
 	at := time.Date(2026, 11, 30, 5, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
 	return schemas.Signal{
 		Tenant: tenant, SignalID: fmt.Sprintf("sig-%05d", i), Version: 1, Status: schemas.StatusCold,
-		Source: schemas.SourceSegment, Type: "track", Event: "Clicked", MessageID: fmt.Sprintf("m-%d", i),
+		Source: schemas.SourceSegment, Type: "track", Event: "Clicked", MessageID: fmt.Sprintf("m-%05d", i),
 		AnonymousID: fmt.Sprintf("anon-%d", i%10), Properties: `{"button":"buy"}`, Traits: "{}",
 		EventTime: at, ReceivedAt: at.Add(time.Second), ProcessedAt: at.Add(2 * time.Second),
 		RawPartition: int32(i % 3), RawOffset: int64(i), Payload: []byte(`{"type":"track","event":"Clicked"}`),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -48,6 +49,8 @@ type Sink struct {
 	inflight map[*job]struct{}
 	pauseMu  sync.Mutex
 	failing  int
+	// wake cancels the poll in progress (set by the loop around each poll, called by flushers).
+	wake atomic.Pointer[context.CancelFunc]
 
 	// revoked collects partitions the group took away (kgo calls back from its own goroutine); the loop forgets
 	// their offsets so it never commits them again. Rows of theirs already batched are still inserted: a
@@ -192,7 +195,14 @@ func (s *Sink) Run(ctx context.Context) error {
 // commits what the flushes made safe.
 func (s *Sink) step(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, s.untilDue(time.Now()))
+	// A flusher's acknowledgement cuts the wait short, so offsets are committed right after an insert, not at
+	// the next record or interval. One arriving before the wake is set is seen through len(results).
+	s.wake.Store(&cancel)
+	if len(s.results) > 0 {
+		cancel()
+	}
 	fetches := s.client.PollRecords(pctx, s.cfg.MaxPollRecords)
+	s.wake.Store(nil)
 	cancel()
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -213,7 +223,17 @@ func (s *Sink) step(ctx context.Context) error {
 	s.drainRevoked()
 	s.drainResults()
 	now := time.Now()
-	fetches.EachRecord(func(r *kgo.Record) { s.add(r, now) })
+	var full error
+	fetches.EachRecord(func(r *kgo.Record) {
+		if full == nil {
+			s.add(r, now)
+			// A batch goes as soon as it is full, so batches never exceed FlushRows whatever a poll returns.
+			full = s.flushFull(ctx)
+		}
+	})
+	if full != nil {
+		return full
+	}
 	return s.flushDue(ctx, time.Now())
 }
 

@@ -93,7 +93,6 @@ func (t *table[T]) insert(ctx context.Context, conn driver.Conn) (err error) {
 			_ = batch.Abort()
 		}
 	}()
-	start := time.Now()
 	if t.columnar != nil {
 		if err := t.columnar(batch, t.rows); err != nil {
 			return fmt.Errorf("appending rows to %s: %w", t.name, err)
@@ -105,8 +104,6 @@ func (t *table[T]) insert(ctx context.Context, conn driver.Conn) (err error) {
 			}
 		}
 	}
-	appended := time.Now()
-	defer func() { benchLog(t.name, len(t.rows), appended.Sub(start), time.Since(appended)) }()
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("inserting %d rows into %s: %w", len(t.rows), t.name, err)
 	}
@@ -130,5 +127,3 @@ func (t *table[T]) reset() {
 	t.since = time.Time{}
 	clear(t.firstAt)
 }
-
-var benchLog = func(string, int, time.Duration, time.Duration) {}
