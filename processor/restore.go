@@ -14,6 +14,11 @@ import (
 // read-committed), so there is nothing more to apply.
 const restoreIdle = 5 * time.Second
 
+// maxCheckpointAge is how old a local checkpoint may be for a catch-up from it. The compacted changelog drops
+// tombstones after delete.retention.ms (24 h by default); a store offline longer could miss deletes, so it is
+// rebuilt from the whole changelog instead.
+const maxCheckpointAge = 12 * time.Hour
+
 // restore brings a partition store up to the changelog's last stable offset (read committed), starting after its
 // checkpoint: a fresh store (empty disk) replays the whole compacted changelog, a store that was here before only
 // reads what other instances wrote since. A checkpoint the changelog cannot continue (topic recreated or
@@ -33,9 +38,10 @@ func (p *Processor) restore(ctx context.Context, s *partStore, part int32) error
 	if err != nil {
 		return fmt.Errorf("listing changelog start: %w", err)
 	}
-	if s.checkpoint+1 > end || (s.checkpoint >= 0 && s.checkpoint+1 < first) {
+	stale := s.checkpoint >= 0 && time.Since(s.savedAt) > maxCheckpointAge
+	if s.checkpoint+1 > end || (s.checkpoint >= 0 && s.checkpoint+1 < first) || stale {
 		p.log.Warn("state does not continue the changelog; wiping", "partition", part, "checkpoint", s.checkpoint,
-			"changelog_start", first, "changelog_end", end)
+			"changelog_start", first, "changelog_end", end, "checkpoint_age", time.Since(s.savedAt).String())
 		if err := s.wipe(); err != nil {
 			return err
 		}

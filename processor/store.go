@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -22,6 +23,7 @@ type partStore struct {
 	dir        string
 	source     string // changelog topic/partition this store mirrors
 	checkpoint int64  // last changelog offset applied, -1 when none
+	savedAt    time.Time // wall time the checkpoint was written (zero when none)
 	cache      *pebble.Cache
 	memtable   uint64
 }
@@ -61,7 +63,7 @@ func openPartStore(dir, source string, cache *pebble.Cache, memtable uint64) (*p
 		s.db.Close()
 		return nil, fmt.Errorf("reading state meta in %s: %w", dir, err)
 	}
-	src, cp, ok := decodeMeta(v)
+	src, cp, at, ok := decodeMeta(v)
 	closer.Close()
 	if !ok || src != source {
 		if err := s.wipe(); err != nil {
@@ -69,7 +71,7 @@ func openPartStore(dir, source string, cache *pebble.Cache, memtable uint64) (*p
 		}
 		return s, nil
 	}
-	s.checkpoint = cp
+	s.checkpoint, s.savedAt = cp, at
 	return s, nil
 }
 
@@ -90,7 +92,7 @@ func (s *partStore) wipe() error {
 	if err := os.RemoveAll(s.dir); err != nil {
 		return fmt.Errorf("wiping state in %s: %w", s.dir, err)
 	}
-	s.checkpoint = -1
+	s.checkpoint, s.savedAt = -1, time.Time{}
 	return s.open()
 }
 
@@ -103,16 +105,18 @@ func (s *partStore) close() error {
 	return s.db.Close()
 }
 
-func encodeMeta(source string, checkpoint int64) []byte {
+func encodeMeta(source string, checkpoint int64, at time.Time) []byte {
 	b := appendBytes([]byte{valueFormat}, []byte(source))
-	return binary.AppendVarint(b, checkpoint)
+	b = binary.AppendVarint(b, checkpoint)
+	return binary.AppendVarint(b, at.UnixMilli())
 }
 
-func decodeMeta(b []byte) (string, int64, bool) {
+func decodeMeta(b []byte) (string, int64, time.Time, bool) {
 	r := newValueReader(b)
 	src := string(r.bytes())
 	cp := r.varint()
-	return src, cp, r.err == nil
+	at := r.varint()
+	return src, cp, time.UnixMilli(at), r.err == nil
 }
 
 // get reads committed state.
@@ -144,14 +148,15 @@ func (s *partStore) applyRecords(kvs []kv, checkpoint int64) error {
 			return fmt.Errorf("batching state: %w", err)
 		}
 	}
-	if err := b.Set(metaKey, encodeMeta(s.source, checkpoint), nil); err != nil {
+	now := time.Now()
+	if err := b.Set(metaKey, encodeMeta(s.source, checkpoint, now), nil); err != nil {
 		return fmt.Errorf("batching state meta: %w", err)
 	}
 	// NoSync (and no WAL, see pebbleOptions): the changelog is the durable copy.
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("committing state: %w", err)
 	}
-	s.checkpoint = checkpoint
+	s.checkpoint, s.savedAt = checkpoint, now
 	return nil
 }
 
