@@ -2,6 +2,7 @@ package processor
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,6 +73,41 @@ func TestTenThousandDistinct(t *testing.T) {
 	}
 	if v := counterValue(t, r.reg, "signalstage_processor_duplicates_total", nil); v != 0 {
 		t.Errorf("duplicates = %v", v)
+	}
+	r.stop(t)
+}
+
+// TestSweepExpiresState: the runner's sweep walks the Pebble state and removes dedup entries past the window and
+// held signals past their age, through the changelog; content seen again after the window is a new signal.
+func TestSweepExpiresState(t *testing.T) {
+	k := testenv.NewKafka(t, 1)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	r := startProcessor(t, k, t.TempDir(), "p", func(c *Config) {
+		c.Now, c.DedupWindow, c.MaxHeldAge, c.SweepInterval = clock, time.Hour, 2*time.Hour, time.Minute
+	})
+	ev := `{"type":"page","anonymousId":"v","messageId":"m1","properties":{"name":"P"}}`
+	produce(t, k, rawIn{"t", ev})
+	if got := readSignals(t, k, 1, 30*time.Second); len(got) != 1 {
+		t.Fatalf("got %d signals", len(got))
+	}
+	advance(3 * time.Hour)
+	produce(t, k, rawIn{"t", `{"type":"track","anonymousId":"w","event":"Tick","messageId":"m2"}`})
+	if got := readSignals(t, k, 2, 30*time.Second); len(got) != 2 {
+		t.Fatalf("got %d signals", len(got))
+	}
+	produce(t, k, rawIn{"t", ev})
+	got := settle(t, k, 3, 2*time.Second)
+	if len(got) != 3 || got[2].SignalID != got[0].SignalID || got[2].Version != 1 {
+		t.Fatalf("after the window: %v", events(got))
+	}
+	if v := counterValue(t, r.reg, "signalstage_processor_dedup_expired_total", nil); v < 1 {
+		t.Errorf("dedup_expired_total = %v", v)
+	}
+	if v := counterValue(t, r.reg, "signalstage_processor_held_dropped_total", map[string]string{"reason": "expired"}); v != 1 {
+		t.Errorf("held expired = %v, want 1", v)
 	}
 	r.stop(t)
 }

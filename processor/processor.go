@@ -44,7 +44,6 @@ type Processor struct {
 	epochs map[int32]uint64
 
 	stores map[int32]*storeState // processing loop only
-	ready  chan struct{}         // closed once the group session started
 	addr   chan string           // admin address once listening
 }
 
@@ -74,7 +73,6 @@ func New(cfg Config) (*Processor, error) {
 		clog:    cfg.Topics.Name(TopicChangelog),
 		epochs:  make(map[int32]uint64),
 		stores:  make(map[int32]*storeState),
-		ready:   make(chan struct{}),
 		addr:    make(chan string, 1),
 	}, nil
 }
@@ -123,7 +121,6 @@ func (p *Processor) Run(ctx context.Context) error {
 		sess.Close() // leaves the group so the partitions move at once
 		p.log.Info("left group", "took", time.Since(start))
 	}()
-	close(p.ready)
 	p.log.Info("processing", "group", p.cfg.Group, "transactional_id", p.cfg.TransactionalID, "input", p.raw)
 
 	for {
