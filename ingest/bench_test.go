@@ -223,3 +223,42 @@ func BenchmarkHandlerSingle(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHandlerV1Batch100 is /v1/batch with a top-level context merged into each of 100 events, half of
+// which have a context of their own (the merge path), with Kafka replaced by an immediate ack.
+func BenchmarkHandlerV1Batch100(b *testing.B) {
+	s := benchServer(b)
+	body := []byte(`{"batch":[`)
+	for i := range 100 {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		if i%2 == 0 {
+			body = append(body, trackEvent(fmt.Sprintf("anon-%08d", i), i)...)
+		} else {
+			body = fmt.Appendf(body, `{"type":"track","event":"Signed Up","anonymousId":"anon-%08d","messageId":"m-%d",`+
+				`"properties":{"plan":"pro","source":"landing","value":%d},"timestamp":"2026-11-30T05:00:00.000Z"}`, i, i, i)
+		}
+	}
+	body = append(body, `],"context":{"library":{"name":"analytics-go","version":"3.3.0"},"app":{"name":"shop"}},`+
+		`"messageId":"batch-1","sentAt":"2026-11-30T05:00:00.100Z"}`...)
+	h := s.Handler()
+	rd := bytes.NewReader(body)
+	req, _ := http.NewRequest(http.MethodPost, "/v1/batch", io.NopCloser(rd))
+	req.SetBasicAuth("dev-key", "")
+	w := &discardWriter{h: http.Header{}}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		rd.Reset(body)
+		req.ContentLength = int64(len(body))
+		clear(w.h)
+		h.ServeHTTP(w, req)
+		if w.code != http.StatusOK {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*100), "cpu-ns/event")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/event")
+}

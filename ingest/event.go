@@ -147,9 +147,11 @@ func contentHash(raw []byte) []byte {
 // context. Segment's rule: the batch context fills in what the event's own context does not set.
 func rewrite(dst []byte, e *event, typ string, inject bool, batchCtx []byte) []byte {
 	raw := e.raw
-	var extra []byte // members to add at the start of the object, each followed by ','
+	dst = append(dst, '{')
+	added := false // members written before the event's own
 	if inject {
-		extra = append(append(append(extra, `"type":"`...), typ...), `",`...)
+		dst = append(append(append(dst, `"type":"`...), typ...), '"')
+		added = true
 	}
 	ctxStart, ctxEnd := -1, -1
 	if len(batchCtx) > 0 {
@@ -157,15 +159,15 @@ func rewrite(dst []byte, e *event, typ string, inject bool, batchCtx []byte) []b
 			ctxStart = indexSpan(raw, e.ctx)
 			ctxEnd = ctxStart + len(e.ctx)
 		} else {
-			extra = append(append(append(extra, `"context":`...), batchCtx...), ',')
+			if added {
+				dst = append(dst, ',')
+			}
+			dst = append(append(dst, `"context":`...), batchCtx...)
+			added = true
 		}
 	}
-	dst = append(dst, '{')
-	if len(extra) > 0 {
-		if skipWS(raw, 1) < len(raw) && raw[skipWS(raw, 1)] == '}' {
-			extra = extra[:len(extra)-1] // empty object: no trailing comma
-		}
-		dst = append(dst, extra...)
+	if added && raw[skipWS(raw, 1)] != '}' {
+		dst = append(dst, ',')
 	}
 	if ctxStart < 0 {
 		return append(dst, raw[1:]...)
@@ -185,35 +187,60 @@ func mergedSize(e *event, typ string, inject bool, batchCtx []byte) int {
 func indexSpan(s, sub []byte) int { return cap(s) - cap(sub) }
 
 // mergeContext appends the event's context with the batch context's members it lacks. A context that is not an
-// object (null, say) is replaced by the batch context.
+// object (null, say) is replaced by the batch context. Both are validated objects; contexts have a handful of
+// members, so the quadratic key lookup is cheaper than building a set.
 func mergeContext(dst, evCtx, batchCtx []byte) []byte {
 	if evCtx[0] != '{' {
 		return append(dst, batchCtx...)
 	}
-	var have []string
-	_, _ = scanObject(evCtx, 0, 0, func(key []byte, _ bool, b []byte, vstart, depth int) (int, error) {
-		have = append(have, string(key))
-		return scanValue(b, vstart, depth)
-	})
 	// The event context without its closing brace, then the missing members.
 	end := bytes.LastIndexByte(evCtx, '}')
 	dst = append(dst, evCtx[:end]...)
-	first := len(have) == 0
-	_, _ = scanObject(batchCtx, 0, 0, func(key []byte, _ bool, b []byte, vstart, depth int) (int, error) {
-		vend, err := scanValue(b, vstart, depth)
-		for _, h := range have {
-			if h == string(key) {
-				return vend, err
-			}
+	_, _, _, nonEmpty := nextMember(evCtx, 1)
+	for key, val, i, ok := nextMember(batchCtx, 1); ok; key, val, i, ok = nextMember(batchCtx, i) {
+		if hasMember(evCtx, key) {
+			continue
 		}
-		if !first {
+		if nonEmpty {
 			dst = append(dst, ',')
 		}
-		first = false
-		dst = append(append(append(append(dst, '"'), key...), `":`...), b[vstart:vend]...)
-		return vend, err
-	})
+		nonEmpty = true
+		dst = append(append(append(append(dst, '"'), key...), `":`...), val...)
+	}
 	return append(dst, '}')
+}
+
+// nextMember returns the member of the validated object b that starts at or after i (just past '{' or a
+// previous member), and the index to continue from. ok is false at the end of the object.
+func nextMember(b []byte, i int) (key, val []byte, next int, ok bool) {
+	i = skipWS(b, i)
+	if i < len(b) && b[i] == ',' {
+		i = skipWS(b, i+1)
+	}
+	if i >= len(b) || b[i] != '"' {
+		return nil, nil, i, false
+	}
+	kend, _, err := scanString(b, i)
+	if err != nil {
+		return nil, nil, i, false
+	}
+	key = b[i+1 : kend-1]
+	i = skipWS(b, skipWS(b, kend)+1) // past ':'
+	vend, err := scanValue(b, i, 1)
+	if err != nil {
+		return nil, nil, i, false
+	}
+	return key, b[i:vend], vend, true
+}
+
+// hasMember reports whether the validated object b has a member with this raw key.
+func hasMember(b, key []byte) bool {
+	for k, _, i, ok := nextMember(b, 1); ok; k, _, i, ok = nextMember(b, i) {
+		if bytes.Equal(k, key) {
+			return true
+		}
+	}
+	return false
 }
 
 // routingKey is schemas.RoutingKey appended to dst without converting the id to a string.
