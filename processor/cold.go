@@ -9,7 +9,8 @@ import (
 
 // hold puts a cold signal into the visitor's cold storage. The oldest signals fall out (counted) when the visitor
 // holds more than MaxHeldPerVisitor.
-func (c *Core) hold(st State, tenant string, v visitor, key []byte, version int64, enc []byte, now time.Time) error {
+func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, now time.Time) error {
+	tenant := sig.Tenant
 	ck := counterKey(tenant, v)
 	var cnt heldCounter
 	if b, err := st.Get(ck); err != nil {
@@ -19,7 +20,9 @@ func (c *Core) hold(st State, tenant string, v visitor, key []byte, version int6
 			return err
 		}
 	}
-	st.Set(heldKey(tenant, v, cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: version, Key: key, Signal: enc}.encode())
+	st.Set(heldKey(tenant, v, cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: sig.Version, Key: key,
+		Source: sig.Source, ReceivedAtMs: sig.ReceivedAt.UnixMilli(), Partition: sig.RawPartition,
+		Offset: sig.RawOffset, Payload: sig.Payload}.encode())
 	cnt.Next++
 	for cnt.Next-cnt.First > uint64(c.cfg.MaxHeldPerVisitor) {
 		hk := heldKey(tenant, v, cnt.First)
@@ -65,12 +68,14 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 			c.Stats.HeldExpired++
 			continue
 		}
-		var sig schemas.Signal
-		if err := schemas.Signals.Decode(h.Signal, &sig); err != nil {
-			return fmt.Errorf("decoding held signal: %w", err)
+		raw := schemas.RawEvent{Tenant: tenant, Source: h.Source, ReceivedAt: time.UnixMilli(h.ReceivedAtMs).UTC(), Payload: h.Payload}
+		ev, scratch, err := c.rparser.event(&raw, c.rscratch)
+		c.rscratch = scratch
+		if err != nil {
+			return fmt.Errorf("parsing held signal: %w", err)
 		}
 		version := h.Version
-		dk := dedupKey(tenant, sig.SignalID)
+		dk := dedupKey(tenant, ev.SignalID)
 		entry, live, err := c.dedup(st, dk, now)
 		if err != nil {
 			return err
@@ -79,15 +84,13 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 			version = entry.Version
 		}
 		version++
-		sig.Version, sig.Status, sig.Email, sig.ProcessedAt = version, schemas.StatusLinked, email, now
-		if sig.Mapped == nil {
-			sig.Mapped = map[string]string{}
-		}
-		enc, err := schemas.Signals.Encode(&sig)
+		sig, _ := c.signalOf(ev, h.Partition, h.Offset, version, now)
+		sig.Status, sig.Email = schemas.StatusLinked, email
+		enc, err := schemas.Signals.Encode(sig)
 		if err != nil {
 			return fmt.Errorf("encoding rehydrated signal: %w", err)
 		}
-		em.Signal(h.Key, &sig, enc)
+		em.Signal(h.Key, sig, enc)
 		c.Stats.Rehydrated++
 		if live {
 			entry.Version = version

@@ -70,6 +70,9 @@ type Core struct {
 	cfg     CoreConfig
 	scratch []byte
 	parser  jparser
+	// rehydration parses held payloads while the current event's tree is still in use
+	rscratch []byte
+	rparser  jparser
 	// Stats accumulates until the caller resets it.
 	Stats Stats
 }
@@ -120,26 +123,7 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 		entry = dedupEntry{FirstSeenMs: now.UnixMilli(), Offset: offset}
 	}
 
-	sig := &schemas.Signal{
-		Tenant: ev.Tenant, SignalID: ev.SignalID, Version: version, Status: schemas.StatusCold,
-		Source: ev.Source, Type: ev.Type, Event: ev.Name, MessageID: ev.MessageID,
-		AnonymousID: ev.AnonymousID, UserID: ev.UserID, URL: ev.URL, PageName: ev.PageName,
-		Properties: ev.Properties, Traits: ev.Traits, Mapped: map[string]string{},
-		EventTime: ev.EventTime, ReceivedAt: ev.ReceivedAt, ProcessedAt: now,
-		RawPartition: partition, RawOffset: offset, Payload: ev.Payload,
-	}
-	email := ev.Email
-	if c.cfg.Mapper != nil {
-		ruleID, name, fields := c.cfg.Mapper.Map(ev.Tenant, ev)
-		sig.RuleID, sig.MappedName = ruleID, name
-		if fields != nil {
-			sig.Mapped = fields
-			if em := NormalizeEmail(fields["email"]); em != "" {
-				email = em
-			}
-		}
-	}
-
+	sig, email := c.signalOf(ev, partition, offset, version, now)
 	ids := ev.ids()
 	switch {
 	case email != "" && len(ids) > 0:
@@ -171,7 +155,7 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 		case !ok:
 			c.Stats.NoVisitor++
 		case !seen:
-			if err := c.hold(st, ev.Tenant, v, key, sig.Version, enc, now); err != nil {
+			if err := c.hold(st, v, key, sig, now); err != nil {
 				return err
 			}
 		}
@@ -182,6 +166,31 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	entry.Version = version
 	st.Set(dk, entry.encode())
 	return nil
+}
+
+// signalOf builds the signal of ev, cold, with the mapping rules applied, and returns the lead email the event
+// carries (the rule's email field first).
+func (c *Core) signalOf(ev *Event, partition int32, offset, version int64, now time.Time) (*schemas.Signal, string) {
+	sig := &schemas.Signal{
+		Tenant: ev.Tenant, SignalID: ev.SignalID, Version: version, Status: schemas.StatusCold,
+		Source: ev.Source, Type: ev.Type, Event: ev.Name, MessageID: ev.MessageID,
+		AnonymousID: ev.AnonymousID, UserID: ev.UserID, URL: ev.URL, PageName: ev.PageName,
+		Properties: ev.Properties, Traits: ev.Traits, Mapped: map[string]string{},
+		EventTime: ev.EventTime, ReceivedAt: ev.ReceivedAt, ProcessedAt: now,
+		RawPartition: partition, RawOffset: offset, Payload: ev.Payload,
+	}
+	email := ev.Email
+	if c.cfg.Mapper != nil {
+		ruleID, name, fields := c.cfg.Mapper.Map(ev.Tenant, ev)
+		sig.RuleID, sig.MappedName = ruleID, name
+		if fields != nil {
+			sig.Mapped = fields
+			if em := NormalizeEmail(fields["email"]); em != "" {
+				email = em
+			}
+		}
+	}
+	return sig, email
 }
 
 // dedup returns the live dedup entry under dk; an entry older than the window counts as absent.

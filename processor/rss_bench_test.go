@@ -20,7 +20,7 @@ import (
 // BenchmarkStateRSS writes the state of PROCESSOR_RSS_VISITORS visitors (default 1,000,000; the issue asks about
 // 10,000,000) into six partition stores configured as the processor configures them, then looks up random
 // visitors as the processing path does, and reports the process's peak and final RSS. Per visitor: a dedup
-// entry, and either an identity (1 in 5) or a cold-storage counter with one held signal of about 700 bytes.
+// entry, and either an identity (1 in 5) or a cold-storage counter with one held event (440-byte payload).
 // It runs once whatever b.N is.
 func BenchmarkStateRSS(b *testing.B) {
 	visitors := 1_000_000
@@ -41,10 +41,7 @@ func BenchmarkStateRSS(b *testing.B) {
 		defer s.close()
 		stores[i] = s
 	}
-	sig := &schemas.Signal{Tenant: "t", Version: 1, Status: schemas.StatusCold, Source: "segment", Type: "page",
-		Event: "/pricing", URL: "https://example.com/pricing", Properties: `{"path":"/pricing","url":"https://example.com/pricing"}`,
-		Traits: "{}", Mapped: map[string]string{}, EventTime: time.Now(), ReceivedAt: time.Now(), ProcessedAt: time.Now(),
-		Payload: []byte(strings.Repeat("x", 400))}
+	payload := []byte(strings.Repeat("x", 440))
 	start := time.Now()
 	pending := make([][]kv, parts)
 	flush := func(p int, cp int64) {
@@ -56,24 +53,21 @@ func BenchmarkStateRSS(b *testing.B) {
 	for v := range visitors {
 		p := v % parts
 		anon := visitor{schemas.IDKindAnonymous, fmt.Sprintf("anon-%09d", v)}
-		sig.SignalID = fmt.Sprintf("%064x", v)
-		sig.AnonymousID = anon.id
-		// Incompressible-ish payload, so disk and cache see realistic sizes.
-		for i := 0; i+16 <= len(sig.Payload); i += 16 {
-			copy(sig.Payload[i:], fmt.Sprintf("%016x", rand.Uint64()))
+		signalID := fmt.Sprintf("%064x", v)
+		// Incompressible-ish payload (a held event is its 440-byte payload plus a few fields), so disk and cache
+		// see realistic sizes.
+		for i := 0; i+16 <= len(payload); i += 16 {
+			copy(payload[i:], fmt.Sprintf("%016x", rand.Uint64()))
 		}
-		pending[p] = append(pending[p], kv{key: dedupKey("t", sig.SignalID), val: dedupEntry{FirstSeenMs: 1, Offset: int64(v), Version: 1}.encode()})
+		pending[p] = append(pending[p], kv{key: dedupKey("t", signalID), val: dedupEntry{FirstSeenMs: 1, Offset: int64(v), Version: 1}.encode()})
 		if v%5 == 0 {
 			pending[p] = append(pending[p], kv{key: identityKey("t", anon), val: identity{LinkedAtMs: 1, Email: anon.id + "@example.com",
 				Traits: `{"name":"A Lead","company":"Example","title":"CTO"}`}.encode()})
 		} else {
-			enc, err := schemas.Signals.Encode(sig)
-			if err != nil {
-				b.Fatal(err)
-			}
 			pending[p] = append(pending[p],
 				kv{key: counterKey("t", anon), val: heldCounter{First: 0, Next: 1}.encode()},
-				kv{key: heldKey("t", anon, 0), val: heldSignal{HeldAtMs: 1, Version: 1, Key: []byte("t|" + anon.id), Signal: enc}.encode()})
+				kv{key: heldKey("t", anon, 0), val: heldSignal{HeldAtMs: 1, Version: 1, Key: []byte("t|" + anon.id),
+					Source: "segment", ReceivedAtMs: 1, Partition: int32(p), Offset: int64(v), Payload: payload}.encode()})
 		}
 		if len(pending[p]) >= 3000 {
 			flush(p, int64(v))

@@ -91,12 +91,18 @@ type heldCounter struct {
 	First, Next uint64
 }
 
-// heldSignal is one cold signal waiting for its visitor to be linked.
+// heldSignal is one cold signal waiting for its visitor to be linked. It keeps the input, not the signal: about
+// half the bytes (the payload is most of a signal), and rehydration derives the signal again, under the mapping
+// rules in effect then.
 type heldSignal struct {
-	HeldAtMs int64
-	Version  int64
-	Key      []byte // record key of the original input
-	Signal   []byte // schemas.Signals encoding of the cold signal
+	HeldAtMs     int64
+	Version      int64
+	Key          []byte // record key of the original input
+	Source       string
+	ReceivedAtMs int64
+	Partition    int32
+	Offset       int64
+	Payload      []byte
 }
 
 func (e dedupEntry) encode() []byte {
@@ -120,12 +126,16 @@ func (c heldCounter) encode() []byte {
 }
 
 func (h heldSignal) encode() []byte {
-	b := make([]byte, 0, 24+len(h.Key)+len(h.Signal))
+	b := make([]byte, 0, 48+len(h.Key)+len(h.Source)+len(h.Payload))
 	b = append(b, valueFormat)
 	b = binary.AppendVarint(b, h.HeldAtMs)
 	b = binary.AppendVarint(b, h.Version)
 	b = appendBytes(b, h.Key)
-	return appendBytes(b, h.Signal)
+	b = appendBytes(b, []byte(h.Source))
+	b = binary.AppendVarint(b, h.ReceivedAtMs)
+	b = binary.AppendVarint(b, int64(h.Partition))
+	b = binary.AppendVarint(b, h.Offset)
+	return appendBytes(b, h.Payload)
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -206,6 +216,7 @@ func decodeCounter(b []byte) (heldCounter, error) {
 
 func decodeHeld(b []byte) (heldSignal, error) {
 	r := newValueReader(b)
-	h := heldSignal{HeldAtMs: r.varint(), Version: r.varint(), Key: r.bytes(), Signal: r.bytes()}
+	h := heldSignal{HeldAtMs: r.varint(), Version: r.varint(), Key: r.bytes(), Source: string(r.bytes()),
+		ReceivedAtMs: r.varint(), Partition: int32(r.varint()), Offset: r.varint(), Payload: r.bytes()}
 	return h, r.err
 }
