@@ -159,10 +159,10 @@ func TestUnavailable(t *testing.T) {
 		{name: "buffer full", mod: func(c *Config) { c.MaxBufferedRecords = 10 }},
 		{name: "kafka refuses", mod: func(c *Config) { c.KafkaOpts = []kgo.Opt{kgo.ProducerBatchMaxBytes(512)} }},
 		{name: "timeout", mod: func(c *Config) { c.ProduceTimeout, c.Linger = 20*time.Millisecond, 5*time.Second }},
-		{name: "too many in flight", mod: func(c *Config) { c.MaxInFlight, c.Linger = 1, 500*time.Millisecond }},
+		{name: "too many in flight", mod: func(c *Config) { c.MaxInFlight, c.Linger, c.ShutdownTimeout = 1, 2*time.Second, 10*time.Second }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := startEdge(t, func(c *Config) { tc.mod(c); c.RetryAfter = 7 * time.Second; c.ShutdownTimeout = time.Second })
+			e := startEdge(t, func(c *Config) { c.RetryAfter, c.ShutdownTimeout = 7*time.Second, time.Second; tc.mod(c) })
 			if tc.name == "too many in flight" {
 				// One request holds the only slot while its record lingers.
 				go func() {
@@ -170,7 +170,7 @@ func TestUnavailable(t *testing.T) {
 						resp.Body.Close()
 					}
 				}()
-				time.Sleep(100 * time.Millisecond)
+				waitUntil(t, "the first request is in flight", func() bool { return e.srv.inFlight.Load() == 1 })
 			}
 			resp, r := post(t, e.webhook("dev-key"), many, nil)
 			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "7" {
@@ -286,7 +286,7 @@ func TestKeyReloadOnSIGHUP(t *testing.T) {
 func TestRequestBounds(t *testing.T) {
 	e := startEdge(t, func(c *Config) {
 		c.MaxEventsPerRequest, c.MaxEventBytes, c.MaxRequestBytes, c.MaxRequestMemory = 8, 1000, 4000, 16000
-		c.Linger = 500 * time.Millisecond
+		c.Linger = 2 * time.Second
 	})
 	small := func(i int) string { return fmt.Sprintf(`{"type":"track","anonymousId":"b%d"}`, i) }
 	var nine []string
@@ -337,7 +337,8 @@ func TestRequestBounds(t *testing.T) {
 			resp.Body.Close()
 			done <- resp.StatusCode
 		}()
-		time.Sleep(150 * time.Millisecond) // the first request holds its memory while its records linger
+		// The first request holds its memory while its records linger.
+		waitUntil(t, "the first request reserved its memory", func() bool { return e.srv.memUsed.Load() > int64(len(body)) })
 		resp, r := post(t, e.webhook("dev-key"), body, nil)
 		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 			t.Errorf("second request: %d %+v, want 503 with Retry-After", resp.StatusCode, r)

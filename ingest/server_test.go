@@ -51,7 +51,7 @@ func TestHealthAndMetrics(t *testing.T) {
 // TestGracefulShutdown stops the edge while a request waits for Kafka: the request still gets its 200, its
 // event is in signals.raw, and the listener is closed afterwards.
 func TestGracefulShutdown(t *testing.T) {
-	e := startEdge(t, func(c *Config) { c.Linger = 500 * time.Millisecond })
+	e := startEdge(t, func(c *Config) { c.Linger = 2 * time.Second })
 	type answer struct {
 		code int
 		r    response
@@ -68,7 +68,7 @@ func TestGracefulShutdown(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&r)
 		got <- answer{resp.StatusCode, r}
 	}()
-	time.Sleep(100 * time.Millisecond) // the request is waiting for its lingering record
+	waitUntil(t, "the request is in flight", func() bool { return e.srv.inFlight.Load() == 1 })
 	if err := e.stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
