@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -246,7 +247,11 @@ func TestKeyReload(t *testing.T) {
 		t.Errorf("removed key: %d, want 401", resp.StatusCode)
 	}
 	writeKeys(t, e.keys, `{"keys": broken`)
-	time.Sleep(200 * time.Millisecond) // several polls
+	waitUntil(t, "the broken file was tried", func() bool {
+		var m dto.Metric
+		_ = e.srv.m.keyReloads.WithLabelValues("error").Write(&m)
+		return m.GetCounter().GetValue() > 0
+	})
 	if resp, _ := post(t, e.webhook("new-key"), ev, nil); resp.StatusCode != 200 {
 		t.Errorf("after a broken file: %d, want the previous keys to stay", resp.StatusCode)
 	}
