@@ -45,6 +45,26 @@ func NewKafka(t testing.TB, partitions int32) *Kafka {
 		cl.Close()
 		t.Fatalf("creating topics: %v", err)
 	}
+	// The client that checked for the topics before creating them caches their absence for a while; the test
+	// gets a fresh one, and only once the broker lists every topic with its partitions.
+	cl.Close()
+	if cl, err = kgo.NewClient(kgo.SeedBrokers(k.Brokers...)); err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	k.Admin = kadm.NewClient(cl)
+	for _, spec := range k.Topics.Specs() {
+		for {
+			td, err := k.Admin.ListTopics(ctx, spec.Name)
+			if err == nil && td[spec.Name].Err == nil && int32(len(td[spec.Name].Partitions)) == spec.Partitions {
+				break
+			}
+			if ctx.Err() != nil {
+				cl.Close()
+				t.Fatalf("topic %s not visible after creation: %v", spec.Name, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
