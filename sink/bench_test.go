@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,8 +70,10 @@ func BenchmarkSinkVsRaw(b *testing.B) {
 	cfg = cfg.withDefaults()
 
 	b.ResetTimer()
-	var rawTotal, structTotal, sinkTotal time.Duration
+	var rawTotal, structTotal, sinkTotal, rawCPU, sinkCPU time.Duration
+	var ratios []float64 // per iteration: sink and raw ran back to back, so load drift on this shared machine cancels
 	for i := range b.N {
+		rawBefore, sinkBefore := rawTotal, sinkTotal
 		cfg.Database = fmt.Sprintf("%s_sink%d", ch.Database, i)
 		cfg.Registry = prometheus.NewRegistry()
 		if err := Replay(ctx, cfg, time.Time{}); err != nil {
@@ -77,9 +81,15 @@ func BenchmarkSinkVsRaw(b *testing.B) {
 		}
 		rawDB, structDB := fmt.Sprintf("%s_raw%d", ch.Database, i), fmt.Sprintf("%s_struct%d", ch.Database, i)
 		runs := []func(){
-			func() { sinkTotal += benchSink(b, ch.Conn, cfg, n) },
 			func() {
+				cpu := cpuTime()
+				sinkTotal += benchSink(b, ch.Conn, cfg, n)
+				sinkCPU += cpuTime() - cpu
+			},
+			func() {
+				cpu := cpuTime()
 				took := benchRaw(b, ch.Conn, rawDB, rows, cfg.FlushRows, true)
+				rawCPU += cpuTime() - cpu
 				rawTotal += took
 				b.Logf("raw columnar: %.2fs", took.Seconds())
 			},
@@ -93,6 +103,7 @@ func BenchmarkSinkVsRaw(b *testing.B) {
 		for k := range runs {
 			runs[(i+k)%len(runs)]()
 		}
+		ratios = append(ratios, 100*(rawTotal-rawBefore).Seconds()/(sinkTotal-sinkBefore).Seconds())
 		for _, db := range []string{rawDB, structDB, cfg.Database} {
 			_ = ch.Conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
 		}
@@ -103,6 +114,13 @@ func BenchmarkSinkVsRaw(b *testing.B) {
 	b.ReportMetric(strct, "raw_appendstruct_rows/s")
 	b.ReportMetric(snk, "sink_rows/s")
 	b.ReportMetric(100*snk/raw, "sink_%_of_raw")
+	// Process CPU (user + system) per row: what this process spent, whatever else the machine was doing. The
+	// sink's includes Kafka fetching, Avro decoding, batching and its idle polling; the server's work is in neither.
+	b.ReportMetric(float64(sinkCPU.Microseconds())/rows64, "sink_cpu_µs/row")
+	b.ReportMetric(float64(rawCPU.Microseconds())/rows64, "raw_cpu_µs/row")
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "median_sink_%_of_raw")
+	b.Logf("sink %% of raw per iteration: %.0f", ratios)
 }
 
 // benchRaw inserts rows in batches of batch rows into a fresh database db with the sink's migrations, column by
@@ -225,4 +243,12 @@ func benchSignal(i int) schemas.Signal {
 		`"ip":"203.0.113.7","locale":"en-US"},"sentAt":%q}`,
 		s.Event, anon, i, at.Format(time.RFC3339Nano), s.Properties, s.URL, at.Format(time.RFC3339Nano))
 	return s
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

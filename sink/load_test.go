@@ -211,3 +211,42 @@ func TestDeadLettersAndIdentities(t *testing.T) {
 	}
 	e.waitCommitted(e.k.Topic(schemas.TopicIdentities), 3, 30*time.Second)
 }
+
+// TestStopWhileClickHouseDown: stopping the sink while its inserts fail commits nothing it did not insert; a new
+// sink, with ClickHouse back, loads every record once.
+func TestStopWhileClickHouseDown(t *testing.T) {
+	e := newEnv(t)
+	px := newProxy(t, e.ch.Addr)
+	cfg := e.config()
+	cfg.ClickHouseAddr = px.addr()
+	cfg.RetryMin, cfg.RetryMax, cfg.InsertTimeout = 50*time.Millisecond, 200*time.Millisecond, time.Second
+	reg := prometheus.NewRegistry()
+	cfg.Registry = reg
+	stop := e.start(cfg)
+	e.produce(e.signalRecord(signal("acme", 0)))
+	e.waitCount(1, 30*time.Second, "SELECT count() FROM signals")
+
+	px.setDown(true)
+	var recs []*kgo.Record
+	for i := 1; i < 100; i++ {
+		recs = append(recs, e.signalRecord(signal("acme", i)))
+	}
+	e.produce(recs...)
+	deadline := time.Now().Add(30 * time.Second)
+	for metric(t, reg, "signalstage_sink_insert_errors_total") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("inserts never failed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop() // returns once the final inserts give up
+	if got := e.committed(e.k.Topic(schemas.TopicResolved)); got != 1 {
+		t.Fatalf("committed %d, want only the 1 inserted record", got)
+	}
+
+	px.setDown(false)
+	cfg.Registry = prometheus.NewRegistry()
+	e.start(cfg)
+	e.waitCount(100, 30*time.Second, "SELECT count() FROM signals FINAL")
+	e.waitCommitted(e.k.Topic(schemas.TopicResolved), 100, 30*time.Second)
+}

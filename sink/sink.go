@@ -164,14 +164,10 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.log.Info("applied migration", "name", m.Name)
 	}
 	s.log.Info("sink running", "group", Group(s.cfg.Topics.Prefix), "database", s.cfg.Database)
-	// The flusher keeps inserting after ctx ends, until shutdown closes jobs; its own context bounds the final
-	// flush by InsertTimeout from the moment ctx ends.
+	// Flushers keep inserting after ctx ends, until shutdown closes jobs; their own context gives the final
+	// inserts InsertTimeout from the moment the loop stops (for whatever reason), then they give up.
 	fctx, fcancel := context.WithCancel(context.Background())
 	defer fcancel()
-	stop := context.AfterFunc(ctx, func() {
-		time.AfterFunc(s.cfg.InsertTimeout, fcancel)
-	})
-	defer stop()
 	var flushers sync.WaitGroup
 	for range s.cfg.InsertConcurrency {
 		flushers.Go(func() { s.flusher(fctx) })
@@ -184,6 +180,8 @@ func (s *Sink) Run(ctx context.Context) error {
 	for err == nil {
 		err = s.step(ctx)
 	}
+	giveUp := time.AfterFunc(s.cfg.InsertTimeout, fcancel)
+	defer giveUp.Stop()
 	s.shutdown(flusherDone)
 	if ctx.Err() != nil {
 		return nil
