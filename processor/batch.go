@@ -53,6 +53,11 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 	}
 	em := &emitter{p: p, sess: sess, ctx: ctx, clogOffsets: map[int32]int64{}}
 	overlays := make(map[int32]*overlay, len(parts))
+	defer func() {
+		for _, ov := range overlays {
+			ov.close()
+		}
+	}()
 	p.core.Stats = Stats{}
 	now := p.cfg.Now()
 	var nRaw, nLinks int
@@ -105,6 +110,7 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 		if !ok {
 			continue // nothing changed
 		}
+		overlays[part].close() // before writing: an open iterator pins the memtables it reads
 		if err := stores[part].applyRecords(overlays[part].mutations(), cp); err != nil {
 			return err
 		}

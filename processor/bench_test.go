@@ -89,6 +89,7 @@ func BenchmarkCorePebble(b *testing.B) {
 		}
 		if i%5000 == 4999 || i == b.N-1 {
 			cp++
+			ov.close()
 			if err := s.applyRecords(ov.mutations(), cp); err != nil {
 				b.Fatal(err)
 			}

@@ -35,6 +35,7 @@ const (
 // key (with quotes) when the value is a member of an object; kids are the members or elements, in document order.
 type jvalue struct {
 	kind jkind
+	esc  bool // key has escapes: compare it decoded
 	key  []byte
 	raw  []byte
 	kids []jvalue
@@ -48,6 +49,7 @@ type jparser struct {
 	pos   int
 	nodes []jvalue
 	stack []jvalue
+	esc   bool // the last string scanned had an escape
 }
 
 // parseObject parses b, which must hold exactly one JSON object (surrounding whitespace allowed).
@@ -156,6 +158,7 @@ func (p *jparser) number() (jvalue, error) {
 // str scans a string starting at the opening quote and returns its raw bytes including quotes.
 func (p *jparser) str() ([]byte, error) {
 	start := p.pos
+	p.esc = false
 	p.pos++
 	for p.pos < len(p.b) {
 		switch c := p.b[p.pos]; {
@@ -163,6 +166,7 @@ func (p *jparser) str() ([]byte, error) {
 			p.pos++
 			return p.b[start:p.pos], nil
 		case c == '\\':
+			p.esc = true
 			if p.pos+1 >= len(p.b) {
 				return nil, p.errf("unterminated string")
 			}
@@ -204,6 +208,7 @@ func (p *jparser) object(depth int) (jvalue, error) {
 		if err != nil {
 			return v, err
 		}
+		esc := p.esc
 		p.ws()
 		if p.pos >= len(p.b) || p.b[p.pos] != ':' {
 			return v, p.errf("expected colon")
@@ -213,7 +218,7 @@ func (p *jparser) object(depth int) (jvalue, error) {
 		if err != nil {
 			return v, err
 		}
-		val.key = key
+		val.key, val.esc = key, esc
 		p.stack = append(p.stack, val)
 		p.ws()
 		if p.pos >= len(p.b) {
@@ -282,7 +287,7 @@ func (v *jvalue) get(name string) *jvalue {
 		k := v.kids[i].key
 		if len(k) == len(name)+2 && string(k[1:len(k)-1]) == name {
 			found = &v.kids[i]
-		} else if bytes.IndexByte(k, '\\') >= 0 && unquote(k) == name {
+		} else if v.kids[i].esc && unquote(k) == name {
 			found = &v.kids[i]
 		}
 	}
@@ -335,7 +340,7 @@ func appendCanonical(dst []byte, v *jvalue, skip ...string) []byte {
 		var idx [32]int32
 		order := idx[:0]
 		for i := range v.kids {
-			if len(skip) > 0 && skipped(v.kids[i].key, skip) {
+			if len(skip) > 0 && skipped(&v.kids[i], skip) {
 				continue
 			}
 			order = append(order, int32(i))
@@ -366,16 +371,14 @@ func appendCanonical(dst []byte, v *jvalue, skip ...string) []byte {
 	}
 }
 
-func skipped(rawKey []byte, skip []string) bool {
+func skipped(kid *jvalue, skip []string) bool {
+	rawKey := kid.key
 	for _, s := range skip {
 		if len(rawKey) == len(s)+2 && string(rawKey[1:len(rawKey)-1]) == s {
 			return true
 		}
 	}
-	if bytes.IndexByte(rawKey, '\\') >= 0 {
-		return slices.Contains(skip, unquote(rawKey))
-	}
-	return false
+	return kid.esc && slices.Contains(skip, unquote(rawKey))
 }
 
 // objectJSON returns the compact canonical bytes of v as a string, "{}" when v is absent or not an object.

@@ -173,6 +173,8 @@ func (p *Processor) clientOpts() []kgo.Opt {
 		kgo.OnPartitionsLost(p.takeAway),
 		kgo.RecordPartitioner(&partitioner{changelog: p.clog, keyed: kgo.StickyKeyPartitioner(nil)}),
 		kgo.ProducerBatchMaxBytes(1 << 20),
+		// lz4 as ingest uses: cheaper on CPU than kgo's default snappy for the same ratio on JSON-heavy records.
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 	}
 }
 

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,8 +29,18 @@ type partStore struct {
 	memtable   uint64
 }
 
+// comparer is Pebble's bytewise order with the whole key as the "prefix", so point lookups (SeekPrefixGE) and
+// the bloom filters work on exact keys.
+var comparer = func() *pebble.Comparer {
+	c := *pebble.DefaultComparer
+	c.Split = func(k []byte) int { return len(k) }
+	c.Name = "signalstage.bytewise.v1"
+	return &c
+}()
+
 func pebbleOptions(cache *pebble.Cache, memtable uint64) *pebble.Options {
 	o := &pebble.Options{
+		Comparer:     comparer,
 		Cache:        cache,
 		MemTableSize: memtable,
 		MaxOpenFiles: 256,
@@ -166,10 +177,14 @@ type kv struct {
 }
 
 // overlay is a State for one batch: writes are buffered in memory, reads see them first and fall back to the
-// committed store. The buffer is bounded by the batch (one poll), not by the state.
+// committed store. The buffer is bounded by the batch (one poll), not by the state. Call close when done.
 type overlay struct {
 	store *partStore
 	muts  map[string]kv
+	// iter reads the committed store for the whole batch. The store does not change during a batch (it is
+	// written only after the commit), so one iterator serves every lookup, and unlike DB.Get it can use the
+	// bloom filters of the last level, where most keys live and most lookups (new signal ids) miss.
+	iter *pebble.Iterator
 }
 
 func newOverlay(s *partStore) *overlay { return &overlay{store: s, muts: make(map[string]kv)} }
@@ -181,7 +196,29 @@ func (o *overlay) Get(key []byte) ([]byte, error) {
 		}
 		return m.val, nil
 	}
-	return o.store.get(key)
+	if o.iter == nil {
+		it, err := o.store.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
+		if err != nil {
+			return nil, fmt.Errorf("reading state: %w", err)
+		}
+		o.iter = it
+	}
+	if !o.iter.SeekPrefixGE(key) || !bytes.Equal(o.iter.Key(), key) {
+		return nil, o.iter.Error()
+	}
+	v, err := o.iter.ValueAndErr()
+	if err != nil {
+		return nil, fmt.Errorf("reading state: %w", err)
+	}
+	return append([]byte(nil), v...), nil
+}
+
+// close releases the batch's view of the store.
+func (o *overlay) close() {
+	if o.iter != nil {
+		_ = o.iter.Close()
+		o.iter = nil
+	}
 }
 
 func (o *overlay) Set(key, value []byte) {
