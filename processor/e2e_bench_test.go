@@ -2,6 +2,8 @@ package processor
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -10,12 +12,15 @@ import (
 	"github.com/signalstage/signalstage/testenv"
 )
 
-// BenchmarkEndToEnd runs one processor over pre-produced events through the local broker, with transactions,
+// BenchmarkEndToEnd runs one processor over pre-produced events (PROCESSOR_E2E_EVENTS, default 30,000) through the local broker, with transactions,
 // for several transaction sizes (-max-poll-records: the commit interval in records). It reports events per
 // second from the first committed batch to the last (group join excluded), transactions per second and the
 // mean time to end one transaction (flush + offsets + EndTxn).
 func BenchmarkEndToEnd(b *testing.B) {
-	const n = 30_000
+	n := 30_000
+	if v, err := strconv.Atoi(os.Getenv("PROCESSOR_E2E_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
 	ins := make([]rawIn, n)
 	for i := range ins {
 		ev := benchEvent(i, 5_000)
@@ -36,7 +41,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 					if done > 0 && t0.IsZero() {
 						t0, first = time.Now(), done
 					}
-					if done >= n {
+					if done >= float64(n) {
 						break
 					}
 					if time.Now().After(deadline) {
@@ -44,7 +49,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 					}
 					time.Sleep(20 * time.Millisecond)
 				}
-				events += n - first
+				events += float64(n) - first
 				secs += time.Since(t0).Seconds()
 				cnt, sum := histogram(b, r.reg, "signalstage_processor_transaction_end_seconds")
 				txns += cnt
