@@ -131,25 +131,28 @@ func (p *jparser) event(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, 
 		Payload:    raw.Payload,
 		root:       root,
 	}
+	var f rootFields
+	f.collect(&root)
 	if e.Source != schemas.SourceSegment && e.Source != schemas.SourceWebhook {
 		e.Source = schemas.SourceWebhook
-		if root.get("type") != nil && (root.get("anonymousId") != nil || root.get("userId") != nil || root.get("messageId") != nil) {
+		if f.typ != nil && (f.anonymousID != nil || f.userID != nil || f.messageID != nil) {
 			e.Source = schemas.SourceSegment
 		}
 	}
-	props := root.get("properties")
-	traits := root.get("traits")
+	props := f.properties
+	ctxTraits := f.context.get("traits")
+	traits := f.traits
 	if traits == nil || traits.kind != jObject {
-		traits = root.path("context", "traits")
+		traits = ctxTraits
 	}
-	e.MessageID = root.get("messageId").text()
-	e.AnonymousID = root.get("anonymousId").text()
-	e.UserID = root.get("userId").text()
+	e.MessageID = f.messageID.text()
+	e.AnonymousID = f.anonymousID.text()
+	e.UserID = f.userID.text()
 	e.Properties = objectJSON(props)
 	e.Traits = objectJSON(traits)
-	e.URL = firstText(props.get("url"), root.path("context", "page", "url"))
-	e.EventTime = parseTime(root.get("timestamp"), root.get("originalTimestamp"), e.ReceivedAt)
-	for _, v := range []*jvalue{root.path("traits", "email"), root.path("context", "traits", "email"), props.get("email"), root.get("email")} {
+	e.URL = firstText(props.get("url"), f.context.path("page", "url"))
+	e.EventTime = parseTime(f.timestamp, f.originalTimestamp, e.ReceivedAt)
+	for _, v := range [...]*jvalue{f.traits.get("email"), ctxTraits.get("email"), props.get("email"), f.email} {
 		if em := NormalizeEmail(v.text()); em != "" {
 			e.Email = em
 			break
@@ -157,18 +160,18 @@ func (p *jparser) event(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, 
 	}
 	if e.Source == schemas.SourceWebhook {
 		e.Type = "webhook"
-		e.Name = firstText(root.get("event"))
+		e.Name = firstText(f.event)
 		if e.Name == "" {
 			e.Name = "webhook"
 		}
 		return e, scratch, nil
 	}
-	e.Type = strings.ToLower(root.get("type").text())
+	e.Type = strings.ToLower(f.typ.text())
 	switch e.Type {
 	case "track":
-		e.Name = root.get("event").text()
+		e.Name = f.event.text()
 	case "page", "screen":
-		e.PageName = firstText(props.get("name"), root.get("name"))
+		e.PageName = firstText(props.get("name"), f.name)
 		e.Name = e.PageName
 		if e.Name == "" {
 			e.Name = urlPath(e.URL, props.get("path").text())
@@ -179,6 +182,50 @@ func (p *jparser) event(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, 
 		e.Name = e.Type
 	}
 	return e, scratch, nil
+}
+
+// rootFields are the top-level members the processor reads, found in one pass over the root (the last one wins
+// when a key repeats, as with get).
+type rootFields struct {
+	typ, event, name, anonymousID, userID, messageID, properties, traits, context, timestamp, originalTimestamp, email *jvalue
+}
+
+func (f *rootFields) collect(root *jvalue) {
+	for i := range root.kids {
+		kid := &root.kids[i]
+		var k string
+		if kid.esc {
+			k = unquote(kid.key)
+		} else {
+			k = string(kid.key[1 : len(kid.key)-1]) // no allocation: only compared in the switch
+		}
+		switch k {
+		case "type":
+			f.typ = kid
+		case "event":
+			f.event = kid
+		case "name":
+			f.name = kid
+		case "anonymousId":
+			f.anonymousID = kid
+		case "userId":
+			f.userID = kid
+		case "messageId":
+			f.messageID = kid
+		case "properties":
+			f.properties = kid
+		case "traits":
+			f.traits = kid
+		case "context":
+			f.context = kid
+		case "timestamp":
+			f.timestamp = kid
+		case "originalTimestamp":
+			f.originalTimestamp = kid
+		case "email":
+			f.email = kid
+		}
+	}
 }
 
 func firstText(vs ...*jvalue) string {

@@ -161,6 +161,16 @@ func (p *jparser) str() ([]byte, error) {
 	p.esc = false
 	p.pos++
 	for p.pos < len(p.b) {
+		// Fast path: skip plain bytes in a tight loop; only quotes, backslashes and control bytes need a look.
+		b := p.b
+		i := p.pos
+		for i < len(b) && plain[b[i]] {
+			i++
+		}
+		p.pos = i
+		if p.pos >= len(b) {
+			break
+		}
 		switch c := p.b[p.pos]; {
 		case c == '"':
 			p.pos++
@@ -388,6 +398,14 @@ func objectJSON(v *jvalue) string {
 	}
 	return string(appendCanonical(nil, v))
 }
+
+// plain marks the bytes a string may hold without a closer look.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex4(b []byte) bool {
 	for _, c := range b {

@@ -172,6 +172,7 @@ func (p *Processor) clientOpts() []kgo.Opt {
 		kgo.OnPartitionsRevoked(p.takeAway),
 		kgo.OnPartitionsLost(p.takeAway),
 		kgo.RecordPartitioner(&partitioner{changelog: p.clog, keyed: kgo.StickyKeyPartitioner(nil)}),
+		kgo.WithLogger(kgoLogger{p.log.With("component", "kgo")}),
 		kgo.ProducerBatchMaxBytes(1 << 20),
 		// lz4 as ingest uses: cheaper on CPU than kgo's default snappy for the same ratio on JSON-heavy records.
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
@@ -193,6 +194,20 @@ func (p *Processor) epoch(part int32) uint64 {
 	p.ownMu.Lock()
 	defer p.ownMu.Unlock()
 	return p.epochs[part]
+}
+
+// kgoLogger passes franz-go's warnings and errors (group, transaction and broker trouble) to slog; its info and
+// debug logs are per request and too chatty for production.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lvl := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		lvl = slog.LevelError
+	}
+	k.l.Log(context.Background(), lvl, msg, keyvals...)
 }
 
 // partitioner writes changelog records to the partition the runner chose (that of the input they belong to)
