@@ -60,6 +60,15 @@ func (s *Sink) flushDue(ctx context.Context, now time.Time) error {
 	for _, b := range s.tables {
 		s.m.bufferedRows.WithLabelValues(b.table()).Set(float64(b.len()))
 	}
+	lag := make(map[string]int64, len(s.topics))
+	for p, stable := range s.stable {
+		if next, ok := s.next[p]; ok && stable > next.Offset {
+			lag[p.topic] += stable - next.Offset
+		}
+	}
+	for full, base := range s.topics {
+		s.m.lag.WithLabelValues(base).Set(float64(lag[full]))
+	}
 	if s.hasUncommitted() {
 		s.commit(ctx)
 	}

@@ -39,6 +39,9 @@ func TestRedeliveryAndRehydration(t *testing.T) {
 	if n := e.count("SELECT uniqExactMerge(signals) FROM signal_volume_minute WHERE tenant = 'acme'"); n != 2 {
 		t.Errorf("queue volume = %d, want 2", n)
 	}
+	if n := e.count("SELECT sum(signals) FROM signal_queue_minute WHERE tenant = 'acme'"); n != 2 {
+		t.Errorf("signal_queue_minute = %d, want 2", n)
+	}
 	// After a merge the duplicates are gone for good, not only hidden by FINAL.
 	if err := e.ch.Conn.Exec(context.Background(), "OPTIMIZE TABLE signals FINAL"); err != nil {
 		t.Fatal(err)

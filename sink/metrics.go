@@ -13,6 +13,7 @@ type metrics struct {
 	deadLetters   *prometheus.CounterVec   // by reason kind: records the sink could not decode or convert
 	bufferedRows  *prometheus.GaugeVec     // by table
 	paused        prometheus.Gauge
+	lag           *prometheus.GaugeVec // by topic: records behind the partitions' last stable offsets
 	commits       prometheus.Counter
 	commitErrors  prometheus.Counter
 	migrationsRun prometheus.Counter
@@ -37,6 +38,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Records the sink could not decode or convert, written to dead_letters, by reason."}, []string{"reason"}),
 		bufferedRows: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "buffered_rows",
 			Help: "Rows waiting for the next insert, by table."}, []string{"table"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "lag_records",
+			Help: "Records not yet consumed, by topic: last stable offset minus the next offset, summed over the " +
+				"partitions this member owns (as of their latest fetch)."}, []string{"topic"}),
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "fetch_paused",
 			Help: "1 while fetching is paused because inserts are failing."}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "offset_commits_total",
@@ -47,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Migrations applied by this process."}),
 	}
 	for _, c := range []prometheus.Collector{m.records, m.tombstones, m.rowsInserted, m.flushes, m.flushSeconds,
-		m.insertErrors, m.deadLetters, m.bufferedRows, m.paused, m.commits, m.commitErrors, m.migrationsRun} {
+		m.insertErrors, m.deadLetters, m.bufferedRows, m.paused, m.lag, m.commits, m.commitErrors, m.migrationsRun} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -48,7 +48,7 @@ func TestMigrate(t *testing.T) {
 		tables = append(tables, name)
 	}
 	rows.Close()
-	for _, want := range []string{"signals", "identities", "dead_letters", "signal_volume_minute", "lead_fields", "leads", "schema_migrations"} {
+	for _, want := range []string{"signals", "identities", "dead_letters", "signal_volume_minute", "lead_fields", "leads", "signal_queue_minute", "schema_migrations"} {
 		if !slices.Contains(tables, want) {
 			t.Errorf("table %s missing; have %v", want, tables)
 		}

@@ -38,6 +38,8 @@ type Sink struct {
 	// next is, per partition consumed, the offset after the last record added to a batch.
 	next      map[tp]kgo.EpochOffset
 	committed map[tp]int64
+	// stable is, per partition, the last stable offset its latest fetch reported (for the lag gauge).
+	stable map[tp]int64
 
 	// Inserts run on InsertConcurrency flusher goroutines, so fetching and decoding go on while ClickHouse
 	// works. jobs holds at most one batch waiting behind the ones being inserted: when all are taken, the loop
@@ -76,6 +78,7 @@ func New(cfg Config) (*Sink, error) {
 		dead:       newTable[deadLetterRow](cfg.Database, "dead_letters"),
 		next:       map[tp]kgo.EpochOffset{},
 		committed:  map[tp]int64{},
+		stable:     map[tp]int64{},
 		jobs:       make(chan *job, 1),
 		results:    make(chan *job, 16),
 		inflight:   map[*job]struct{}{},
@@ -142,6 +145,7 @@ func (s *Sink) drainRevoked() {
 	for _, p := range s.revoked {
 		delete(s.next, p)
 		delete(s.committed, p)
+		delete(s.stable, p)
 	}
 	s.revoked = s.revoked[:0]
 }
@@ -220,6 +224,11 @@ func (s *Sink) step(ctx context.Context) error {
 	}
 	s.drainRevoked()
 	s.drainResults()
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if p.LastStableOffset >= 0 {
+			s.stable[tp{p.Topic, p.Partition}] = p.LastStableOffset
+		}
+	})
 	now := time.Now()
 	var full error
 	fetches.EachRecord(func(r *kgo.Record) {
