@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -163,4 +164,34 @@ func TestKillMidStream(t *testing.T) {
 	startBinary(t, bin, k, t.TempDir(), "run3") // empty disk: restores from the changelog
 	<-produced
 	checkExactlyOnce(t, k, s)
+}
+
+// TestReplayCommand: the `processor replay` verb of the binary rewinds a stopped group and prints what it set.
+func TestReplayCommand(t *testing.T) {
+	k := testenv.NewKafka(t, 2)
+	bin := buildProcessor(t)
+	produce(t, k, rawIn{"t", `{"type":"track","anonymousId":"a","event":"E","messageId":"m1"}`},
+		rawIn{"t", `{"type":"track","anonymousId":"b","event":"E","messageId":"m2"}`})
+	r := startProcessor(t, k, t.TempDir(), "p", nil)
+	settle(t, k, 2, time.Second)
+	r.stop(t)
+	var out []byte
+	var err error
+	for range 20 { // the group may list the stopped member for a moment
+		out, err = exec.Command(bin, "replay", "-brokers", k.Brokers[0], "-topic-prefix", k.Prefix,
+			"-partitions", "2", "-from", "2000-01-01T00:00:00Z").CombinedOutput()
+		if err == nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "-> offset 0"); n != 2 {
+		t.Fatalf("replay output %q: want both partitions rewound to 0", out)
+	}
+	if out, err := exec.Command(bin, "replay", "-topic-prefix", k.Prefix).CombinedOutput(); err == nil {
+		t.Errorf("replay without -from succeeded: %s", out)
+	}
 }
