@@ -22,8 +22,8 @@ var metaKey = []byte("\x00meta")
 type partStore struct {
 	db         *pebble.DB
 	dir        string
-	source     string // changelog topic/partition this store mirrors
-	checkpoint int64  // last changelog offset applied, -1 when none
+	source     string    // changelog topic/partition this store mirrors
+	checkpoint int64     // last changelog offset applied, -1 when none
 	savedAt    time.Time // wall time the checkpoint was written (zero when none)
 	cache      *pebble.Cache
 	memtable   uint64
