@@ -64,4 +64,3 @@ func objectJSON(v *jvalue) string {
 	}
 	return string(appendCanonical(nil, v))
 }
-
