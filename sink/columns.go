@@ -2,6 +2,7 @@ package sink
 
 import (
 	"fmt"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -10,72 +11,18 @@ import (
 
 // appendSignalColumns appends rows to b column by column: one typed slice per column instead of AppendStruct's
 // reflection per row, which profiling showed to be half of the insert's client-side CPU, and the sink's inserts
-// are what bounds its throughput. The column order is the ch tags of signalRow (the insert's column list).
+// are what bounds its throughput. The column order is the ch tags of signalRow (the insert's column list); a
+// column without a slice here is an error, so a field added to signalRow cannot be silently skipped.
 func appendSignalColumns(b driver.Batch, rows []signalRow) error {
-	n := len(rows)
-	strs := func(f func(*signalRow) string) []string {
-		out := make([]string, n)
-		for i := range rows {
-			out[i] = f(&rows[i])
-		}
-		return out
-	}
-	times := func(f func(*signalRow) time.Time) []time.Time {
-		out := make([]time.Time, n)
-		for i := range rows {
-			out[i] = f(&rows[i])
-		}
-		return out
-	}
-	arrays := func(f func(*signalRow) []string) [][]string {
-		out := make([][]string, n)
-		for i := range rows {
-			if out[i] = f(&rows[i]); out[i] == nil {
-				out[i] = []string{}
-			}
-		}
-		return out
-	}
-	version, evMs, rawOff, kOff := make([]uint64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	rawPart, kPart := make([]int32, n), make([]int32, n)
+	c := columnPool.Get().(*signalCols)
+	defer func() {
+		c.reset() // drop the references to the rows' strings before the slices wait in the pool
+		columnPool.Put(c)
+	}()
 	for i := range rows {
-		r := &rows[i]
-		version[i], evMs[i], rawOff[i], kOff[i] = r.Version, r.EventTimeMs, r.RawOffset, r.KafkaOffset
-		rawPart[i], kPart[i] = r.RawPartition, r.KafkaPartition
+		c.add(&rows[i])
 	}
-	cols := map[string]any{
-		"tenant":       strs(func(r *signalRow) string { return r.Tenant }),
-		"signal_id":    strs(func(r *signalRow) string { return r.SignalID }),
-		"version":      version,
-		"status":       strs(func(r *signalRow) string { return r.Status }),
-		"source":       strs(func(r *signalRow) string { return r.Source }),
-		"type":         strs(func(r *signalRow) string { return r.Type }),
-		"event":        strs(func(r *signalRow) string { return r.Event }),
-		"message_id":   strs(func(r *signalRow) string { return r.MessageID }),
-		"anonymous_id": strs(func(r *signalRow) string { return r.AnonymousID }),
-		"user_id":      strs(func(r *signalRow) string { return r.UserID }),
-		"email":        strs(func(r *signalRow) string { return r.Email }),
-		"url":          strs(func(r *signalRow) string { return r.URL }),
-		"page_name":    strs(func(r *signalRow) string { return r.PageName }),
-		"properties":   strs(func(r *signalRow) string { return r.Properties }),
-		"traits":       strs(func(r *signalRow) string { return r.Traits }),
-		"rule_id":      strs(func(r *signalRow) string { return r.RuleID }),
-		"mapped_name":  strs(func(r *signalRow) string { return r.MappedName }),
-		"mapped_keys":  arrays(func(r *signalRow) []string { return r.MappedKeys }),
-		"mapped_values": arrays(func(r *signalRow) []string {
-			return r.MappedValues
-		}),
-		"event_time":      times(func(r *signalRow) time.Time { return r.EventTime }),
-		"event_time_ms":   evMs,
-		"received_at":     times(func(r *signalRow) time.Time { return r.ReceivedAt }),
-		"processed_at":    times(func(r *signalRow) time.Time { return r.ProcessedAt }),
-		"raw_partition":   rawPart,
-		"raw_offset":      rawOff,
-		"payload":         strs(func(r *signalRow) string { return bytesView(r.Payload) }),
-		"kafka_topic":     strs(func(r *signalRow) string { return r.KafkaTopic }),
-		"kafka_partition": kPart,
-		"kafka_offset":    kOff,
-	}
+	cols := c.byName()
 	for i, name := range signalColumns {
 		v, ok := cols[name]
 		if !ok {
@@ -86,6 +33,83 @@ func appendSignalColumns(b driver.Batch, rows []signalRow) error {
 		}
 	}
 	return nil
+}
+
+// signalCols holds one typed slice per column of signals. The slices are reused from batch to batch (columnPool):
+// allocating them afresh was a few MB of pointer-filled garbage per batch for the collector to scan.
+type signalCols struct {
+	strs   [signalStrCols][]string
+	arrays [2][][]string
+	times  [3][]time.Time
+	u64    []uint64
+	i64    [3][]int64
+	i32    [2][]int32
+}
+
+// The string columns of signals, in the order add fills strs.
+var signalStrNames = [...]string{"tenant", "signal_id", "status", "source", "type", "event", "message_id",
+	"anonymous_id", "user_id", "email", "url", "page_name", "properties", "traits", "rule_id", "mapped_name",
+	"payload", "kafka_topic"}
+
+const signalStrCols = len(signalStrNames)
+
+var columnPool = sync.Pool{New: func() any { return &signalCols{} }}
+
+func (c *signalCols) add(r *signalRow) {
+	for i, v := range [signalStrCols]string{r.Tenant, r.SignalID, r.Status, r.Source, r.Type, r.Event, r.MessageID,
+		r.AnonymousID, r.UserID, r.Email, r.URL, r.PageName, r.Properties, r.Traits, r.RuleID, r.MappedName,
+		bytesView(r.Payload), r.KafkaTopic} {
+		c.strs[i] = append(c.strs[i], v)
+	}
+	keys, values := r.MappedKeys, r.MappedValues
+	if keys == nil {
+		keys, values = []string{}, []string{}
+	}
+	c.arrays[0] = append(c.arrays[0], keys)
+	c.arrays[1] = append(c.arrays[1], values)
+	c.times[0] = append(c.times[0], r.EventTime)
+	c.times[1] = append(c.times[1], r.ReceivedAt)
+	c.times[2] = append(c.times[2], r.ProcessedAt)
+	c.u64 = append(c.u64, r.Version)
+	c.i64[0] = append(c.i64[0], r.EventTimeMs)
+	c.i64[1] = append(c.i64[1], r.RawOffset)
+	c.i64[2] = append(c.i64[2], r.KafkaOffset)
+	c.i32[0] = append(c.i32[0], r.RawPartition)
+	c.i32[1] = append(c.i32[1], r.KafkaPartition)
+}
+
+func (c *signalCols) byName() map[string]any {
+	m := map[string]any{
+		"mapped_keys": c.arrays[0], "mapped_values": c.arrays[1],
+		"event_time": c.times[0], "received_at": c.times[1], "processed_at": c.times[2],
+		"version": c.u64, "event_time_ms": c.i64[0], "raw_offset": c.i64[1], "kafka_offset": c.i64[2],
+		"raw_partition": c.i32[0], "kafka_partition": c.i32[1],
+	}
+	for i, name := range signalStrNames {
+		m[name] = c.strs[i]
+	}
+	return m
+}
+
+func (c *signalCols) reset() {
+	for i := range c.strs {
+		clear(c.strs[i])
+		c.strs[i] = c.strs[i][:0]
+	}
+	for i := range c.arrays {
+		clear(c.arrays[i])
+		c.arrays[i] = c.arrays[i][:0]
+	}
+	for i := range c.times {
+		c.times[i] = c.times[i][:0]
+	}
+	c.u64 = c.u64[:0]
+	for i := range c.i64 {
+		c.i64[i] = c.i64[i][:0]
+	}
+	for i := range c.i32 {
+		c.i32[i] = c.i32[i][:0]
+	}
 }
 
 var signalColumns = columnsOf[signalRow]()
