@@ -151,8 +151,8 @@ func (s *Sink) drainRevoked() {
 }
 
 // Run ensures the topics, applies the migrations and loads until ctx is done. On cancellation it flushes and
-// commits what it holds (the final inserts get InsertTimeout after ctx ends) and returns nil; it returns an error only when it cannot start
-// or the Kafka client fails for good. Run closes the Sink's clients when it returns.
+// commits what it holds (the final inserts get InsertTimeout after ctx ends) and returns nil; it returns an error
+// only when it cannot start or the Kafka client fails for good. Run closes the Sink's clients when it returns.
 func (s *Sink) Run(ctx context.Context) error {
 	defer s.conn.Close()
 	defer s.client.Close()
