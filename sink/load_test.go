@@ -253,3 +253,37 @@ func TestStopWhileClickHouseDown(t *testing.T) {
 	e.waitCount(100, 30*time.Second, "SELECT count() FROM signals FINAL")
 	e.waitCommitted(e.k.Topic(schemas.TopicResolved), 100, 30*time.Second)
 }
+
+// TestReplayFromTime: replay from a time rewinds each partition to its first record written at or after it.
+func TestReplayFromTime(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	stop := e.start(cfg)
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	var recs []*kgo.Record
+	for i := range 20 {
+		r := e.signalRecord(signal("acme", i))
+		r.Partition, r.Timestamp = 0, t0.Add(time.Duration(i)*time.Minute)
+		recs = append(recs, r)
+	}
+	cl := e.k.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	topic := e.k.Topic(schemas.TopicResolved)
+	e.waitCommitted(topic, 20, 30*time.Second)
+	stop()
+	if err := sink.Replay(context.Background(), cfg, t0.Add(15*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.committed(topic); got != 15 {
+		t.Fatalf("after Replay from minute 15, committed = %d, want 15", got)
+	}
+	cfg.Registry = prometheus.NewRegistry()
+	e.start(cfg)
+	e.waitCount(25, 30*time.Second, "SELECT count() FROM signals") // 20 + the 5 replayed
+	e.waitCommitted(topic, 20, 30*time.Second)
+	if got := e.count("SELECT count() FROM signals FINAL"); got != 20 {
+		t.Errorf("count() FINAL = %d, want 20", got)
+	}
+}
