@@ -18,7 +18,7 @@ import (
 // buffered in overlays reaches Pebble only if the transaction committed. On abort kgo rewinds to the committed
 // offsets and the overlays are dropped, so state and offsets never disagree.
 func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
-	type input struct{ raw, links []*kgo.Record }
+	type input struct{ raw, links, aliases []*kgo.Record }
 	inputs := map[int32]*input{}
 	fetches.EachRecord(func(r *kgo.Record) {
 		in := inputs[r.Partition]
@@ -26,9 +26,12 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 			in = &input{}
 			inputs[r.Partition] = in
 		}
-		if r.Topic == p.idents {
+		switch r.Topic {
+		case p.idents:
 			in.links = append(in.links, r)
-		} else {
+		case p.aliases:
+			in.aliases = append(in.aliases, r)
+		default:
 			in.raw = append(in.raw, r)
 		}
 	})
@@ -70,6 +73,11 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 				return p.abort(ctx, sess, err)
 			}
 		}
+		for _, r := range in.aliases {
+			if err := p.applyAlias(ov, em, r); err != nil {
+				return p.abort(ctx, sess, err)
+			}
+		}
 		for _, r := range in.raw {
 			if err := p.processRaw(ov, em, r); err != nil {
 				return p.abort(ctx, sess, err)
@@ -82,7 +90,7 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 			em.changelog(part, m)
 		}
 		nRaw += len(in.raw)
-		nLinks += len(in.links)
+		nLinks += len(in.links) + len(in.aliases)
 	}
 	if err := em.err(); err != nil {
 		return p.abort(ctx, sess, err)
@@ -158,6 +166,35 @@ func (p *Processor) applyLink(ov *overlay, em *emitter, r *kgo.Record) error {
 	return p.core.ApplyLink(ov, em, &l)
 }
 
+func (p *Processor) applyAlias(ov *overlay, em *emitter, r *kgo.Record) error {
+	if r.Value == nil {
+		return nil
+	}
+	tenant, user, anon, ok := decodeAliasRecord(r.Value)
+	if !ok {
+		em.deadLetter(r, "decoding alias record", "")
+		return nil
+	}
+	return p.core.ApplyAlias(ov, em, tenant, user, anon)
+}
+
+// Alias sends an (anonymousId, userId) pair to the partition that owns the userId.
+func (e *emitter) Alias(tenant, userID, anonymousID string) {
+	rk := schemas.RoutingKey(tenant, userID)
+	key := append(append(rk, 0), anonymousID...)
+	v := appendBytes([]byte{valueFormat}, []byte(tenant))
+	v = appendBytes(v, []byte(userID))
+	v = appendBytes(v, []byte(anonymousID))
+	e.sess.Produce(e.ctx, &kgo.Record{Topic: e.p.aliases, Partition: partitionOfKey(rk, e.p.cfg.Topics.Partitions),
+		Key: key, Value: v}, e.promise)
+}
+
+func decodeAliasRecord(b []byte) (tenant, user, anon string, ok bool) {
+	r := newValueReader(b)
+	tenant, user, anon = string(r.bytes()), string(r.bytes()), string(r.bytes())
+	return tenant, user, anon, r.err == nil
+}
+
 // sweep lets the core expire a bounded slice of the partition's committed dedup and cold-storage keys.
 func (p *Processor) sweep(s *storeState, ov *overlay, now time.Time) error {
 	if now.Before(s.sweepAfter) {
@@ -167,8 +204,8 @@ func (p *Processor) sweep(s *storeState, ov *overlay, now time.Time) error {
 	if lower == nil {
 		lower = []byte{prefixCounter}
 	}
-	// 'c' (counters) and 'd' (dedup) are adjacent: one range covers both.
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{prefixDedup + 1}})
+	// 'c' (counters), 'd' (dedup) and 'e' (alias pairs sent) are adjacent: one range covers them.
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{prefixAliasSent + 1}})
 	if err != nil {
 		return fmt.Errorf("sweeping state: %w", err)
 	}

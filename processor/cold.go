@@ -109,14 +109,16 @@ func (c *Core) Expire(st State, key, value []byte, now time.Time) error {
 		return nil
 	}
 	switch key[0] {
-	case prefixDedup:
+	case prefixDedup, prefixAliasSent:
 		e, err := decodeDedup(value)
 		if err != nil {
 			return err
 		}
 		if now.UnixMilli()-e.FirstSeenMs > c.cfg.DedupWindow.Milliseconds() {
 			st.Delete(key)
-			c.Stats.DedupExpired++
+			if key[0] == prefixDedup {
+				c.Stats.DedupExpired++
+			}
 		}
 	case prefixCounter:
 		cnt, err := decodeCounter(value)

@@ -20,8 +20,14 @@ const (
 	DefaultMaxHeldAge        = 30 * 24 * time.Hour
 )
 
-// TopicChangelog is the base name of the processor's state changelog: compacted, co-partitioned with signals.raw.
-const TopicChangelog = "processor.changelog"
+// Internal topics of the processor (base names; the deployment prefix is added), both compacted and
+// co-partitioned with signals.raw.
+const (
+	// TopicChangelog is the state changelog.
+	TopicChangelog = "processor.changelog"
+	// TopicAliases carries (anonymousId, userId) pairs to the userId's partition (see alias.go).
+	TopicAliases = "processor.aliases"
+)
 
 // Config of a processor. Zero values take the documented defaults; New validates once.
 type Config struct {
@@ -137,7 +143,15 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// changelogSpec is the topic the processor adds to the deployment's table.
+// internalSpecs are the topics the processor adds to the deployment's table.
+func (c Config) internalSpecs() []schemas.TopicSpec {
+	return []schemas.TopicSpec{c.changelogSpec(), {
+		Name:       c.Topics.Name(TopicAliases),
+		Partitions: c.Topics.Partitions,
+		Configs:    map[string]string{"cleanup.policy": "compact"},
+	}}
+}
+
 func (c Config) changelogSpec() schemas.TopicSpec {
 	return schemas.TopicSpec{
 		Name:       c.Topics.Name(TopicChangelog),

@@ -45,6 +45,8 @@ type Stats struct {
 	LinksOut     int64 // identity links emitted
 	LinksApplied int64 // identity links applied from the identities topic
 	LinksStale   int64 // identity links ignored because a newer link was known
+	AliasesOut   int64 // (anonymousId, userId) pairs sent to the userId's partition
+	AliasesIn    int64 // alias pairs recorded on the userId's partition
 }
 
 // Add adds o to s.
@@ -62,6 +64,8 @@ func (s *Stats) Add(o Stats) {
 	s.LinksOut += o.LinksOut
 	s.LinksApplied += o.LinksApplied
 	s.LinksStale += o.LinksStale
+	s.AliasesOut += o.AliasesOut
+	s.AliasesIn += o.AliasesIn
 }
 
 // Core is the processing logic without Kafka: dedup, identity, cold storage and rehydration over a State, with
@@ -158,6 +162,9 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 			if err := c.hold(st, v, key, sig, now); err != nil {
 				return err
 			}
+		}
+		if err := c.noteAlias(st, em, ev, now); err != nil {
+			return err
 		}
 	} else {
 		c.Stats.Linked++

@@ -159,3 +159,51 @@ func TestIdentityFlows(t *testing.T) {
 	}
 	r.stop(t)
 }
+
+// TestAliasAcrossDevices: a device whose events carry an anonymousId and a userId, but which never identifies
+// with an email itself, is linked when the userId is identified on another device, before or after: its held
+// signals are rehydrated and its later events are linked, on its own partition.
+func TestAliasAcrossDevices(t *testing.T) {
+	const parts = 4
+	k := testenv.NewKafka(t, parts)
+	// Three devices and the user, on four different partitions.
+	ids := map[int]string{}
+	for i := 0; len(ids) < parts; i++ {
+		id := fmt.Sprint("x", i)
+		if _, ok := ids[partitionOf("t", id, parts)]; !ok {
+			ids[partitionOf("t", id, parts)] = id
+		}
+	}
+	user, d1, d2, d3 := ids[0], ids[1], ids[2], ids[3]
+	r := startProcessor(t, k, t.TempDir(), "p", nil)
+	email := `,"traits":{"email":"u@x.io"}`
+	produce(t, k, rawIn{"t", named("track", d2, user, "D2-before", "")})
+	if got := readSignals(t, k, 1, 30*time.Second); len(got) != 1 || got[0].Status != schemas.StatusCold {
+		t.Fatalf("before: %+v", got)
+	}
+	// The user identifies on device 1: device 2's held signal is rehydrated through the alias.
+	produce(t, k, rawIn{"t", named("identify", d1, user, "D1-id", email)})
+	readSignals(t, k, 3, 30*time.Second)
+	// Later events of device 2, and a new device 3 seen with the user after the identify.
+	produce(t, k, rawIn{"t", named("track", d2, user, "D2-after", "")}, rawIn{"t", named("track", d3, user, "D3-new", "")})
+	got := settle(t, k, 6, 3*time.Second)
+	latest := map[string]schemas.Signal{}
+	for _, s := range got {
+		if s.Version >= latest[s.MessageID].Version {
+			latest[s.MessageID] = s
+		}
+	}
+	for _, tc := range []struct {
+		msg     string
+		version int64
+	}{{"D2-before", 2}, {"D1-id", 1}, {"D2-after", 1}, {"D3-new", 2}} {
+		s := latest[tc.msg]
+		if s.Status != schemas.StatusLinked || s.Email != "u@x.io" || s.Version != tc.version {
+			t.Errorf("%s: status %q email %q version %d; want linked u@x.io version %d", tc.msg, s.Status, s.Email, s.Version, tc.version)
+		}
+	}
+	if len(got) != 6 {
+		t.Errorf("got %d signals, want 6: %v", len(got), events(got))
+	}
+	r.stop(t)
+}

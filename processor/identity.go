@@ -29,9 +29,15 @@ func (c *Core) link(st State, em Emitter, ev *Event, ids []visitor, email string
 		if ok && at <= cur.LinkedAtMs {
 			at = cur.LinkedAtMs + 1
 		}
-		st.Set(identityKey(ev.Tenant, v), identity{LinkedAtMs: at, Email: email, Traits: t}.encode())
+		id := identity{LinkedAtMs: at, Email: email, Traits: t}
+		st.Set(identityKey(ev.Tenant, v), id.encode())
 		if err := c.rehydrate(st, em, ev.Tenant, v, email, now); err != nil {
 			return err
+		}
+		if v.kind == schemas.IDKindUser {
+			if err := c.linkAliases(st, em, ev.Tenant, v.id, id); err != nil {
+				return err
+			}
 		}
 		l := &schemas.IdentityLink{
 			Tenant: ev.Tenant, IDKind: v.kind, ID: v.id, Email: email, Traits: t,
@@ -89,7 +95,14 @@ func (c *Core) ApplyLink(st State, em Emitter, l *schemas.IdentityLink) error {
 	if traits == "" {
 		traits = "{}"
 	}
-	st.Set(identityKey(l.Tenant, v), identity{LinkedAtMs: l.LinkedAt.UnixMilli(), Email: email, Traits: traits}.encode())
+	id := identity{LinkedAtMs: l.LinkedAt.UnixMilli(), Email: email, Traits: traits}
+	st.Set(identityKey(l.Tenant, v), id.encode())
 	c.Stats.LinksApplied++
-	return c.rehydrate(st, em, l.Tenant, v, email, c.cfg.Now().UTC().Truncate(time.Millisecond))
+	if err := c.rehydrate(st, em, l.Tenant, v, email, c.cfg.Now().UTC().Truncate(time.Millisecond)); err != nil {
+		return err
+	}
+	if v.kind == schemas.IDKindUser {
+		return c.linkAliases(st, em, l.Tenant, v.id, id)
+	}
+	return nil
 }

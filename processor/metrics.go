@@ -13,6 +13,7 @@ type metrics struct {
 	heldDropped    *prometheus.CounterVec // reason: evicted (per-visitor cap), expired (age)
 	dedupExpired   prometheus.Counter
 	links          *prometheus.CounterVec // direction: out, applied, stale
+	aliases        *prometheus.CounterVec // direction: out, in
 	deadLetters    prometheus.Counter
 	transactions   *prometheus.CounterVec // result: committed, aborted
 	txnSeconds     prometheus.Histogram
@@ -41,6 +42,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Dedup entries removed after the dedup window."}),
 		links: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "identity_links_total",
 			Help: "Identity links: out (emitted), applied (read and applied), stale (read, older than known)."}, []string{"direction"}),
+		aliases: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "aliases_total",
+			Help: "(anonymousId, userId) pairs of cold events: out (sent to the userId's partition), in (recorded there)."}, []string{"direction"}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
 			Help: "Input records sent to the dead-letter topic."}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "transactions_total",
@@ -58,7 +61,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.signals, m.duplicates, m.reemitted, m.noVisitor, m.heldDropped, m.dedupExpired,
-			m.links, m.deadLetters, m.transactions, m.txnSeconds, m.batchRecords, m.restoreRecords, m.restoreSeconds,
+			m.links, m.aliases, m.deadLetters, m.transactions, m.txnSeconds, m.batchRecords, m.restoreRecords, m.restoreSeconds,
 			m.partitions)
 	}
 	return m
@@ -78,4 +81,6 @@ func (m *metrics) addStats(s Stats) {
 	m.links.WithLabelValues("out").Add(float64(s.LinksOut))
 	m.links.WithLabelValues("applied").Add(float64(s.LinksApplied))
 	m.links.WithLabelValues("stale").Add(float64(s.LinksStale))
+	m.aliases.WithLabelValues("out").Add(float64(s.AliasesOut))
+	m.aliases.WithLabelValues("in").Add(float64(s.AliasesIn))
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -37,6 +38,7 @@ type Processor struct {
 	resolve string
 	dlq     string
 	clog    string
+	aliases string
 
 	// ownMu guards epochs. The group's revoke/lost callbacks run on kgo's goroutine; they only bump the epoch of
 	// what was taken away, and the processing loop (the only user of the stores) notices before its next batch.
@@ -71,6 +73,7 @@ func New(cfg Config) (*Processor, error) {
 		resolve: cfg.Topics.Name(schemas.TopicResolved),
 		dlq:     cfg.Topics.Name(schemas.TopicDLQ),
 		clog:    cfg.Topics.Name(TopicChangelog),
+		aliases: cfg.Topics.Name(TopicAliases),
 		epochs:  make(map[int32]uint64),
 		stores:  make(map[int32]*storeState),
 		addr:    make(chan string, 1),
@@ -98,8 +101,8 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err := p.cfg.Topics.Ensure(ctx, adm); err != nil {
 		return fmt.Errorf("ensuring topics: %w", err)
 	}
-	if err := schemas.EnsureTopics(ctx, adm, p.cfg.Topics.ReplicationFactor, p.cfg.changelogSpec()); err != nil {
-		return fmt.Errorf("ensuring changelog topic: %w", err)
+	if err := schemas.EnsureTopics(ctx, adm, p.cfg.Topics.ReplicationFactor, p.cfg.internalSpecs()...); err != nil {
+		return fmt.Errorf("ensuring the processor's topics: %w", err)
 	}
 	if p.cfg.AdminAddr != "" {
 		stop, err := p.serveAdmin()
@@ -160,9 +163,9 @@ func (p *Processor) clientOpts() []kgo.Opt {
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.SessionTimeout(p.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(min(3*time.Second, p.cfg.SessionTimeout/5)),
-		kgo.ConsumeTopics(p.raw, p.idents),
+		kgo.ConsumeTopics(p.raw, p.idents, p.aliases),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		// Range assigns partition n of signals.raw and of identities to the same member (same partition counts,
+		// Range assigns partition n of signals.raw, identities and aliases to the same member (same partition counts,
 		// same subscriptions), which is what co-partitioned state needs. It is eager: a rebalance revokes
 		// everything, which is cheap here because a store that comes back only reads the changelog tail.
 		kgo.Balancers(kgo.RangeBalancer()),
@@ -171,7 +174,7 @@ func (p *Processor) clientOpts() []kgo.Opt {
 		// reaches the stores (they are written only after a commit).
 		kgo.OnPartitionsRevoked(p.takeAway),
 		kgo.OnPartitionsLost(p.takeAway),
-		kgo.RecordPartitioner(&partitioner{changelog: p.clog, keyed: kgo.StickyKeyPartitioner(nil)}),
+		kgo.RecordPartitioner(&partitioner{manual: []string{p.clog, p.aliases}, keyed: kgo.StickyKeyPartitioner(nil)}),
 		kgo.WithLogger(kgoLogger{p.log.With("component", "kgo")}),
 		kgo.ProducerBatchMaxBytes(1 << 20),
 		// lz4 as ingest uses: cheaper on CPU than kgo's default snappy for the same ratio on JSON-heavy records.
@@ -210,18 +213,23 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	k.l.Log(context.Background(), lvl, msg, keyvals...)
 }
 
-// partitioner writes changelog records to the partition the runner chose (that of the input they belong to)
+// partitioner writes the processor's internal records (changelog, aliases) to the partition the runner chose,
 // and everything else by key with kgo's default, Kafka-compatible hash, so outputs stay co-partitioned.
 type partitioner struct {
-	changelog string
-	keyed     kgo.Partitioner
+	manual []string
+	keyed  kgo.Partitioner
 }
 
 func (p *partitioner) ForTopic(t string) kgo.TopicPartitioner {
-	if t == p.changelog {
+	if slices.Contains(p.manual, t) {
 		return kgo.ManualPartitioner().ForTopic(t)
 	}
 	return p.keyed.ForTopic(t)
+}
+
+// partitionOfKey is the partition kgo's default partitioner gives key among n partitions.
+func partitionOfKey(key []byte, n int32) int32 {
+	return int32(kgo.StickyKeyPartitioner(nil).ForTopic("").Partition(&kgo.Record{Key: key}, int(n)))
 }
 
 func (p *Processor) serveAdmin() (func(), error) {

@@ -13,6 +13,8 @@ import (
 //	i tenant 0 kind : id            identity: lead email, linked at, traits
 //	c tenant 0 kind : id            cold-storage counter of a visitor: first and next sequence
 //	h tenant 0 kind : id 0 seq(8)   one held (cold) signal of a visitor
+//	a tenant 0 userId               anonymousIds seen with the userId (on the userId's partition, see alias.go)
+//	e tenant 0 anon 0 userId        the (anonymousId, userId) pair was sent to the userId's partition
 //
 // Values start with a format byte so the encoding can evolve.
 
