@@ -140,18 +140,36 @@ func (p *Processor) abort(ctx context.Context, sess *kgo.GroupTransactSession, c
 	return cause
 }
 
+// record runs fn for one input record as a unit: its state writes and outputs are kept only if fn succeeds. Any
+// failure other than the state store's own (ErrStateIO, which stops the processor) dead-letters the record, so a
+// record that cannot be processed never stops its partition, and leaves no half-applied state or outputs behind.
+func (p *Processor) record(ov *overlay, em *emitter, r *kgo.Record, tenant string, fn func() error) error {
+	ov.begin()
+	stats := p.core.Stats
+	err := fn()
+	switch {
+	case err == nil:
+		em.keep()
+		return nil
+	case errors.Is(err, ErrStateIO):
+		return err
+	}
+	ov.rollback()
+	em.discard()
+	p.core.Stats = stats
+	em.deadLetter(r, err.Error(), tenant)
+	return nil
+}
+
 func (p *Processor) processRaw(ov *overlay, em *emitter, r *kgo.Record) error {
 	var raw schemas.RawEvent
 	if err := schemas.RawEvents.Decode(r.Value, &raw); err != nil {
 		em.deadLetter(r, "decoding RawEvent: "+err.Error(), "")
 		return nil
 	}
-	err := p.core.ProcessEvent(ov, em, r.Partition, r.Offset, r.Key, &raw)
-	if errors.Is(err, ErrPoison) {
-		em.deadLetter(r, err.Error(), raw.Tenant)
-		return nil
-	}
-	return err
+	return p.record(ov, em, r, raw.Tenant, func() error {
+		return p.core.ProcessEvent(ov, em, r.Partition, r.Offset, r.Key, &raw)
+	})
 }
 
 func (p *Processor) applyLink(ov *overlay, em *emitter, r *kgo.Record) error {
@@ -163,7 +181,7 @@ func (p *Processor) applyLink(ov *overlay, em *emitter, r *kgo.Record) error {
 		em.deadLetter(r, "decoding IdentityLink: "+err.Error(), "")
 		return nil
 	}
-	return p.core.ApplyLink(ov, em, &l)
+	return p.record(ov, em, r, l.Tenant, func() error { return p.core.ApplyLink(ov, em, &l) })
 }
 
 func (p *Processor) applyAlias(ov *overlay, em *emitter, r *kgo.Record) error {
@@ -175,7 +193,7 @@ func (p *Processor) applyAlias(ov *overlay, em *emitter, r *kgo.Record) error {
 		em.deadLetter(r, "decoding alias record", "")
 		return nil
 	}
-	return p.core.ApplyAlias(ov, em, tenant, user, anon)
+	return p.record(ov, em, r, tenant, func() error { return p.core.ApplyAlias(ov, em, tenant, user, anon) })
 }
 
 // Alias sends an (anonymousId, userId) pair to the partition that owns the userId.
@@ -185,8 +203,7 @@ func (e *emitter) Alias(tenant, userID, anonymousID string) {
 	v := appendBytes([]byte{valueFormat}, []byte(tenant))
 	v = appendBytes(v, []byte(userID))
 	v = appendBytes(v, []byte(anonymousID))
-	e.sess.Produce(e.ctx, &kgo.Record{Topic: e.p.aliases, Partition: partitionOfKey(rk, e.p.cfg.Topics.Partitions),
-		Key: key, Value: v}, e.promise)
+	e.out(&kgo.Record{Topic: e.p.aliases, Partition: partitionOfKey(rk, e.p.cfg.Topics.Partitions), Key: key, Value: v})
 }
 
 func decodeAliasRecord(b []byte) (tenant, user, anon string, ok bool) {
@@ -215,7 +232,10 @@ func (p *Processor) sweep(s *storeState, ov *overlay, now time.Time) error {
 		key := append([]byte(nil), it.Key()...)
 		val := append([]byte(nil), it.Value()...)
 		if err := p.core.Expire(ov, key, val, now); err != nil {
-			return err
+			if errors.Is(err, ErrStateIO) {
+				return err
+			}
+			p.log.Warn("skipping state key the sweep cannot read", "key", fmt.Sprintf("%q", key), "err", err)
 		}
 		n++
 	}
@@ -237,6 +257,24 @@ type emitter struct {
 	firstErr    error
 	clogOffsets map[int32]int64 // highest changelog offset produced per partition (under mu)
 	deadLetters int
+	pending     []*kgo.Record // outputs of the record being processed, produced once it succeeded
+}
+
+func (e *emitter) out(r *kgo.Record) { e.pending = append(e.pending, r) }
+
+// keep produces the outputs of the record just processed.
+func (e *emitter) keep() {
+	for _, r := range e.pending {
+		e.sess.Produce(e.ctx, r, e.promise)
+	}
+	clear(e.pending)
+	e.pending = e.pending[:0]
+}
+
+// discard drops the outputs of a record whose processing failed.
+func (e *emitter) discard() {
+	clear(e.pending)
+	e.pending = e.pending[:0]
 }
 
 func (e *emitter) fail(err error) {
@@ -260,7 +298,7 @@ func (e *emitter) promise(r *kgo.Record, err error) {
 }
 
 func (e *emitter) Signal(key []byte, _ *schemas.Signal, enc []byte) {
-	e.sess.Produce(e.ctx, &kgo.Record{Topic: e.p.resolve, Key: key, Value: enc}, e.promise)
+	e.out(&kgo.Record{Topic: e.p.resolve, Key: key, Value: enc})
 }
 
 func (e *emitter) Link(l *schemas.IdentityLink) {
@@ -269,7 +307,7 @@ func (e *emitter) Link(l *schemas.IdentityLink) {
 		e.fail(fmt.Errorf("encoding identity link: %w", err))
 		return
 	}
-	e.sess.Produce(e.ctx, &kgo.Record{Topic: e.p.idents, Key: schemas.RoutingKey(l.Tenant, l.ID), Value: b}, e.promise)
+	e.out(&kgo.Record{Topic: e.p.idents, Key: schemas.RoutingKey(l.Tenant, l.ID), Value: b})
 }
 
 func (e *emitter) changelog(part int32, m kv) {

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +78,44 @@ func TestPassThroughAndDeadLetter(t *testing.T) {
 		if d.Stage != "processor" || d.Topic != k.Topic(schemas.TopicRaw) || d.Offset < 0 || d.Reason == "" {
 			t.Errorf("dead letter %+v", d)
 		}
+	}
+	r.stop(t)
+}
+
+// TestUnprocessableRecordIsDeadLettered: a record whose processing fails half-way (here: the state it needs is
+// corrupt) is dead-lettered with its reason, leaves no output, and the partition goes on.
+func TestUnprocessableRecordIsDeadLettered(t *testing.T) {
+	k := testenv.NewKafka(t, 1)
+	cfg, _ := Config{StateDir: "x", Topics: k.Topics}.withDefaults()
+	if err := schemas.EnsureTopics(t.Context(), k.Admin, 1, cfg.internalSpecs()...); err != nil {
+		t.Fatal(err)
+	}
+	// A corrupt identity for visitor "bad" in the changelog: every event of "bad" needs to read it.
+	cl := k.Client()
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: k.Topic(TopicChangelog), Partition: 0,
+		Key: identityKey("t", visitor{schemas.IDKindAnonymous, "bad"}), Value: []byte{9, 9, 9}}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, k,
+		rawIn{"t", named("track", "good", "", "G1", "")},
+		rawIn{"t", named("track", "bad", "", "B1", "")},
+		rawIn{"t", named("track", "good", "", "G2", "")},
+	)
+	r := startProcessor(t, k, t.TempDir(), "p", nil)
+	got := settle(t, k, 2, 2*time.Second)
+	if len(got) != 2 || got[0].MessageID != "G1" || got[1].MessageID != "G2" {
+		t.Fatalf("signals %v, want G1 and G2 only", events(got))
+	}
+	dlq := k.ReadAll(k.Topic(schemas.TopicDLQ), 1, 10*time.Second)
+	if len(dlq) != 1 {
+		t.Fatalf("got %d dead letters, want 1", len(dlq))
+	}
+	var d schemas.DeadLetter
+	if err := schemas.DeadLetters.Decode(dlq[0].Value, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Offset != 1 || d.Tenant != "t" || !strings.Contains(d.Reason, "corrupt state value") {
+		t.Errorf("dead letter %+v", d)
 	}
 	r.stop(t)
 }

@@ -137,7 +137,7 @@ func (s *partStore) get(key []byte) ([]byte, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading state: %w", err)
+		return nil, fmt.Errorf("%w: reading state: %w", ErrStateIO, err)
 	}
 	out := append([]byte(nil), v...)
 	closer.Close()
@@ -171,6 +171,10 @@ func (s *partStore) applyRecords(kvs []kv, checkpoint int64) error {
 	return nil
 }
 
+// ErrStateIO wraps failures of the state store itself (Pebble): they stop the processor, unlike failures to
+// process one record, which dead-letter that record.
+var ErrStateIO = errors.New("state store failure")
+
 type kv struct {
 	key, val []byte
 	del      bool
@@ -185,9 +189,42 @@ type overlay struct {
 	// written only after the commit), so one iterator serves every lookup, and unlike DB.Get it can use the
 	// bloom filters of the last level, where most keys live and most lookups (new signal ids) miss.
 	iter *pebble.Iterator
+	// undo holds, for keys written since begin, their mutation before (present false: none), so one record's
+	// writes can be rolled back when processing it fails half-way.
+	undo map[string]undoEntry
 }
 
-func newOverlay(s *partStore) *overlay { return &overlay{store: s, muts: make(map[string]kv)} }
+type undoEntry struct {
+	prev    kv
+	present bool
+}
+
+// begin starts the writes of one record.
+func (o *overlay) begin() { clear(o.undo) }
+
+// rollback undoes the writes since begin.
+func (o *overlay) rollback() {
+	for k, u := range o.undo {
+		if u.present {
+			o.muts[k] = u.prev
+		} else {
+			delete(o.muts, k)
+		}
+	}
+	clear(o.undo)
+}
+
+func (o *overlay) remember(k string) {
+	if _, ok := o.undo[k]; ok {
+		return
+	}
+	prev, present := o.muts[k]
+	o.undo[k] = undoEntry{prev, present}
+}
+
+func newOverlay(s *partStore) *overlay {
+	return &overlay{store: s, muts: make(map[string]kv), undo: make(map[string]undoEntry)}
+}
 
 func (o *overlay) Get(key []byte) ([]byte, error) {
 	if m, ok := o.muts[string(key)]; ok {
@@ -199,16 +236,19 @@ func (o *overlay) Get(key []byte) ([]byte, error) {
 	if o.iter == nil {
 		it, err := o.store.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
 		if err != nil {
-			return nil, fmt.Errorf("reading state: %w", err)
+			return nil, fmt.Errorf("%w: reading state: %w", ErrStateIO, err)
 		}
 		o.iter = it
 	}
 	if !o.iter.SeekPrefixGE(key) || !bytes.Equal(o.iter.Key(), key) {
-		return nil, o.iter.Error()
+		if err := o.iter.Error(); err != nil {
+			return nil, fmt.Errorf("%w: reading state: %w", ErrStateIO, err)
+		}
+		return nil, nil
 	}
 	v, err := o.iter.ValueAndErr()
 	if err != nil {
-		return nil, fmt.Errorf("reading state: %w", err)
+		return nil, fmt.Errorf("%w: reading state: %w", ErrStateIO, err)
 	}
 	return append([]byte(nil), v...), nil
 }
@@ -223,11 +263,13 @@ func (o *overlay) close() {
 
 func (o *overlay) Set(key, value []byte) {
 	k := string(key)
+	o.remember(k)
 	o.muts[k] = kv{key: []byte(k), val: append([]byte(nil), value...)}
 }
 
 func (o *overlay) Delete(key []byte) {
 	k := string(key)
+	o.remember(k)
 	o.muts[k] = kv{key: []byte(k), del: true}
 }
 
