@@ -102,6 +102,7 @@ func BenchmarkCorePebble(b *testing.B) {
 	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		ev := roundEvent(events, i)
+		ov.begin() // as the runner does per record
 		if err := c.ProcessEvent(ov, em, 0, int64(i), []byte("k"), &ev); err != nil {
 			b.Fatal(err)
 		}
