@@ -35,6 +35,7 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 			in.raw = append(in.raw, r)
 		}
 	})
+	p.closeIdle()
 	parts := make([]int32, 0, len(inputs))
 	for part := range inputs {
 		parts = append(parts, part)

@@ -52,6 +52,7 @@ type Processor struct {
 type storeState struct {
 	*partStore
 	epoch       uint64
+	lastUsed    time.Time
 	sweepCursor []byte
 	sweepAfter  time.Time
 }
@@ -263,6 +264,7 @@ func (p *Processor) serveAdmin() (func(), error) {
 func (p *Processor) store(ctx context.Context, part int32) (*storeState, error) {
 	ep := p.epoch(part)
 	if s, ok := p.stores[part]; ok {
+		s.lastUsed = time.Now()
 		if s.epoch == ep {
 			return s, nil
 		}
@@ -282,10 +284,28 @@ func (p *Processor) store(ctx context.Context, part int32) (*storeState, error) 
 		ps.close()
 		return nil, err
 	}
-	s := &storeState{partStore: ps, epoch: ep}
+	s := &storeState{partStore: ps, epoch: ep, lastUsed: time.Now()}
 	p.stores[part] = s
 	p.m.partitions.Set(float64(len(p.stores)))
 	return s, nil
+}
+
+// storeIdleClose is how long the store of a partition taken away from this instance stays open in case it comes
+// back (an eager rebalance takes everything away and gives most of it back at once).
+const storeIdleClose = 2 * time.Minute
+
+// closeIdle closes the stores of partitions taken away and not used since storeIdleClose: their memtables and
+// open files are released; the disk stays, so a later return only catches up.
+func (p *Processor) closeIdle() {
+	for part, s := range p.stores {
+		if s.epoch != p.epoch(part) && time.Since(s.lastUsed) > storeIdleClose {
+			if err := s.close(); err != nil {
+				p.log.Warn("closing state", "partition", part, "err", err)
+			}
+			delete(p.stores, part)
+		}
+	}
+	p.m.partitions.Set(float64(len(p.stores)))
 }
 
 func (p *Processor) closeStores() {
