@@ -195,3 +195,119 @@ func TestReplayCommand(t *testing.T) {
 		t.Errorf("replay without -from succeeded: %s", out)
 	}
 }
+
+// TestKillWithCrossPartitionLinks: userId-only events on the userId's partition, anonymous events on the
+// anonymousId's, identifies linking both across partitions through the identities topic, redeliveries, and two
+// SIGKILLs of the processor subprocess. The outcome depends on timing, so it is checked by invariants: each
+// (id, version) exactly once, versions of an id contiguous from 1, exactly the distinct events as ids, and every
+// event of every identified visitor finally linked to its lead.
+func TestKillWithCrossPartitionLinks(t *testing.T) {
+	k := testenv.NewKafka(t, 6)
+	bin := buildProcessor(t)
+	const visitors, rounds = 200, 30
+	var ins []rawIn
+	for r := range rounds {
+		for v := range visitors {
+			var p string
+			switch {
+			case r == 15 && v%2 == 0:
+				p = fmt.Sprintf(`{"type":"identify","anonymousId":"a%d","userId":"u%d","messageId":"id%d","traits":{"email":"v%d@x.io"}}`, v, v, v, v)
+			case r%3 == 0:
+				p = fmt.Sprintf(`{"type":"track","userId":"u%d","event":"Server","messageId":"s%d-%d"}`, v, v, r)
+			case r%7 == 6:
+				p = fmt.Sprintf(`{"type":"page","anonymousId":"a%d","messageId":"p%d-%d","sentAt":"%d"}`, v, v, r-3, r) // redelivery
+			default:
+				p = fmt.Sprintf(`{"type":"page","anonymousId":"a%d","messageId":"p%d-%d","sentAt":"0"}`, v, v, r)
+			}
+			ins = append(ins, rawIn{"t", p})
+		}
+	}
+	// Expected ids and the lead of each.
+	want := map[string]string{} // id -> final email ("" when the visitor never identifies)
+	var sc []byte
+	for _, in := range ins {
+		var e *Event
+		var err error
+		if e, sc, err = parseEvent(&schemas.RawEvent{Tenant: "t", Payload: []byte(in.payload)}, sc); err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		id := e.AnonymousID + e.UserID
+		fmt.Sscanf(id[1:], "%d", &v)
+		want[e.SignalID] = ""
+		if v%2 == 0 {
+			want[e.SignalID] = fmt.Sprintf("v%d@x.io", v)
+		}
+	}
+
+	dir := t.TempDir()
+	produce(t, k, ins[:2000]...)
+	cmd := startBinary(t, bin, k, dir, "run1")
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 2000; i < len(ins); i += 1000 {
+			produce(t, k, ins[i:min(i+1000, len(ins))]...)
+			time.Sleep(150 * time.Millisecond)
+		}
+	}()
+	for n, limit := range []int{1500, 3500} {
+		if got := k.ReadAll(k.Topic(schemas.TopicResolved), limit, 60*time.Second); len(got) < limit {
+			t.Fatalf("only %d signals before kill %d", len(got), n+1)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = cmd.Process.Wait()
+		if n == 0 {
+			cmd = startBinary(t, bin, k, dir, "run2")
+		} else {
+			startBinary(t, bin, k, t.TempDir(), "run3")
+		}
+	}
+	<-produced
+
+	// Wait until every identified visitor's events are linked, then check the invariants.
+	var got []schemas.Signal
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		got = readSignals(t, k, 1<<30, 3*time.Second)
+		latest := map[string]schemas.Signal{}
+		for _, s := range got {
+			if s.Version > latest[s.SignalID].Version {
+				latest[s.SignalID] = s
+			}
+		}
+		pending := 0
+		for id, email := range want {
+			if l, ok := latest[id]; !ok || l.Email != email {
+				pending++
+			}
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events never reached their final state", pending, len(want))
+		}
+	}
+	versions := map[string][]int64{}
+	for _, s := range got {
+		versions[s.SignalID] = append(versions[s.SignalID], s.Version)
+	}
+	if len(versions) != len(want) {
+		t.Errorf("%d distinct ids, want %d", len(versions), len(want))
+	}
+	for id, vs := range versions {
+		if _, ok := want[id]; !ok {
+			t.Errorf("unexpected id %s", id[:8])
+		}
+		sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
+		for i, v := range vs {
+			if v != int64(i+1) {
+				t.Fatalf("id %s has versions %v, want each of 1..n exactly once", id[:8], vs)
+			}
+		}
+	}
+	t.Logf("%d signals for %d events, each (id, version) once, all final", len(got), len(want))
+}
