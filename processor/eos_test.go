@@ -204,6 +204,42 @@ func TestReplayCommand(t *testing.T) {
 func TestKillWithCrossPartitionLinks(t *testing.T) {
 	k := testenv.NewKafka(t, 6)
 	bin := buildProcessor(t)
+	ins, want := crossStream(t)
+	dir := t.TempDir()
+	produce(t, k, ins[:2000]...)
+	cmd := startBinary(t, bin, k, dir, "run1")
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 2000; i < len(ins); i += 1000 {
+			produce(t, k, ins[i:min(i+1000, len(ins))]...)
+			time.Sleep(150 * time.Millisecond)
+		}
+	}()
+	for n, limit := range []int{1500, 3500} {
+		if got := k.ReadAll(k.Topic(schemas.TopicResolved), limit, 60*time.Second); len(got) < limit {
+			t.Fatalf("only %d signals before kill %d", len(got), n+1)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = cmd.Process.Wait()
+		if n == 0 {
+			cmd = startBinary(t, bin, k, dir, "run2")
+		} else {
+			startBinary(t, bin, k, t.TempDir(), "run3")
+		}
+	}
+	<-produced
+
+	checkFinal(t, k, want)
+}
+
+// crossStream is 200 visitors x 30 rounds: anonymous pages, userId-only server tracks, redeliveries, and an
+// identify (anonymousId + userId + email) for every even visitor in round 15. want maps each distinct event's id
+// to the email it must end with ("" for visitors who never identify).
+func crossStream(t *testing.T) ([]rawIn, map[string]string) {
+	t.Helper()
 	const visitors, rounds = 200, 30
 	var ins []rawIn
 	for r := range rounds {
@@ -240,33 +276,13 @@ func TestKillWithCrossPartitionLinks(t *testing.T) {
 		}
 	}
 
-	dir := t.TempDir()
-	produce(t, k, ins[:2000]...)
-	cmd := startBinary(t, bin, k, dir, "run1")
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for i := 2000; i < len(ins); i += 1000 {
-			produce(t, k, ins[i:min(i+1000, len(ins))]...)
-			time.Sleep(150 * time.Millisecond)
-		}
-	}()
-	for n, limit := range []int{1500, 3500} {
-		if got := k.ReadAll(k.Topic(schemas.TopicResolved), limit, 60*time.Second); len(got) < limit {
-			t.Fatalf("only %d signals before kill %d", len(got), n+1)
-		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_, _ = cmd.Process.Wait()
-		if n == 0 {
-			cmd = startBinary(t, bin, k, dir, "run2")
-		} else {
-			startBinary(t, bin, k, t.TempDir(), "run3")
-		}
-	}
-	<-produced
+	return ins, want
+}
 
+// checkFinal waits until every event reached its final state, then checks the invariants: each (id, version)
+// once, versions of an id contiguous from 1, exactly the expected ids.
+func checkFinal(t *testing.T, k *testenv.Kafka, want map[string]string) {
+	t.Helper()
 	// Wait until every identified visitor's events are linked, then check the invariants.
 	var got []schemas.Signal
 	deadline := time.Now().Add(90 * time.Second)

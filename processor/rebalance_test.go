@@ -93,3 +93,25 @@ func TestReplayReproducesIDs(t *testing.T) {
 	}
 	r.stop(t)
 }
+
+// TestTwoInstancesCrossPartitionLinks: the same join-and-leave, with userId links crossing partitions (and so,
+// at times, instances): checked by the invariants of checkFinal.
+func TestTwoInstancesCrossPartitionLinks(t *testing.T) {
+	k := testenv.NewKafka(t, 6)
+	ins, want := crossStream(t)
+	small := func(c *Config) { c.MaxPollRecords = 300 }
+	produce(t, k, ins[:2000]...)
+	a := startProcessor(t, k, t.TempDir(), "a", small)
+	if got := k.ReadAll(k.Topic(schemas.TopicResolved), 1000, 60*time.Second); len(got) < 1000 {
+		t.Fatalf("only %d signals before the join", len(got))
+	}
+	b := startProcessor(t, k, t.TempDir(), "b", small)
+	produce(t, k, ins[2000:4000]...)
+	if got := k.ReadAll(k.Topic(schemas.TopicResolved), 3000, 60*time.Second); len(got) < 3000 {
+		t.Fatalf("only %d signals before the leave", len(got))
+	}
+	a.stop(t)
+	produce(t, k, ins[4000:]...)
+	checkFinal(t, k, want)
+	b.stop(t)
+}
