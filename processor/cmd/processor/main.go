@@ -113,9 +113,18 @@ func run(args []string) int {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	start := time.Now()
+	stopping := make(chan time.Time, 1)
+	go func() {
+		<-ctx.Done()
+		stopping <- time.Now()
+	}()
 	err = p.Run(ctx)
-	log.Info("stopped", "shutdown_took", time.Since(start).String())
+	select {
+	case at := <-stopping:
+		log.Info("stopped", "shutdown_took", time.Since(at).String())
+	default:
+		log.Info("stopped")
+	}
 	if err != nil {
 		log.Error("processor failed", "err", err)
 		return 1
