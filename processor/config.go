@@ -65,8 +65,14 @@ type Config struct {
 	SweepInterval time.Duration
 	// AdminAddr serves /metrics and /healthz ("" disables; flag -admin-addr, default 127.0.0.1:9102 in main).
 	AdminAddr string
-	// Mapper applies mapping rules (nil: none).
+	// Mapper applies mapping rules. nil (the default) runs a rules.Watcher on the signals.rules topic and maps
+	// with the rules in effect; set DisableRules for no mapping at all.
 	Mapper Mapper
+	// DisableRules turns mapping rules off when Mapper is nil (tests that want unmapped signals only).
+	DisableRules bool
+	// AdminToken protects the rules HTTP API on AdminAddr (flag -admin-token, env SIGNALSTAGE_ADMIN_TOKEN); ""
+	// disables the API (it is never served without a token).
+	AdminToken string
 	// Registry receives the metrics (nil: not registered).
 	Registry prometheus.Registerer
 	// Gatherer serves /metrics on AdminAddr (nil: prometheus.DefaultGatherer).

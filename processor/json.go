@@ -303,15 +303,29 @@ func (v *jvalue) get(name string) *jvalue {
 	return found
 }
 
-// path follows dot-separated member names.
+// path follows dot-separated member names; on an array, a segment that is a non-negative integer indexes it
+// (products.0.sku), as the rules engine's dot paths do.
 func (v *jvalue) path(names ...string) *jvalue {
 	for _, n := range names {
-		v = v.get(n)
+		if v != nil && v.kind == jArray {
+			v = v.index(n)
+		} else {
+			v = v.get(n)
+		}
 		if v == nil {
 			return nil
 		}
 	}
 	return v
+}
+
+// index returns the element of an array at the decimal index seg, nil when seg is no index or out of range.
+func (v *jvalue) index(seg string) *jvalue {
+	n, err := strconv.Atoi(seg)
+	if err != nil || n < 0 || seg[0] == '+' || seg[0] == '-' || n >= len(v.kids) {
+		return nil
+	}
+	return &v.kids[n]
 }
 
 // text returns a string value unescaped; numbers and booleans as written; "" for anything else.

@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/signalstage/signalstage/processor/rules"
 	"github.com/signalstage/signalstage/schemas"
 )
 
@@ -45,8 +46,9 @@ type Processor struct {
 	ownMu  sync.Mutex
 	epochs map[int32]uint64
 
-	stores map[int32]*storeState // processing loop only
-	addr   chan string           // admin address once listening
+	stores  map[int32]*storeState // processing loop only
+	addr    chan string           // admin address once listening
+	watcher *rules.Watcher        // nil when Config.Mapper is given or rules are disabled
 }
 
 type storeState struct {
@@ -63,7 +65,14 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
+	var w *rules.Watcher
+	if cfg.Mapper == nil && !cfg.DisableRules {
+		if w, cfg.Mapper, err = newRulesWatcher(cfg); err != nil {
+			return nil, err
+		}
+	}
 	return &Processor{
+		watcher: w,
 		cfg: cfg,
 		log: cfg.Logger.With("stage", "processor"),
 		m:   newMetrics(cfg.Registry),
@@ -92,8 +101,13 @@ func (p *Processor) AdminAddr(ctx context.Context) (string, error) {
 	}
 }
 
-// Run processes until ctx is canceled (nil error) or a non-retryable Kafka or state error occurs.
-func (p *Processor) Run(ctx context.Context) error {
+// Run processes until ctx is canceled (nil error) or a non-retryable Kafka or state error occurs. With mapping
+// rules, it runs the rules watcher alongside and processes nothing before the rules that existed at start are in
+// effect; the watcher's failure stops the processor with its error.
+func (p *Processor) Run(ctx context.Context) (err error) {
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	adm, admCl, err := p.admin()
 	if err != nil {
 		return err
@@ -105,12 +119,29 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err := schemas.EnsureTopics(ctx, adm, p.cfg.Topics.ReplicationFactor, p.cfg.internalSpecs()...); err != nil {
 		return fmt.Errorf("ensuring the processor's topics: %w", err)
 	}
+	waitRules, err := p.runWatcher(ctx, cancel)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cancel(nil)
+		if werr := waitRules(); err == nil && parent.Err() == nil && werr != nil {
+			err = fmt.Errorf("mapping rules: %w", werr)
+		}
+	}()
 	if p.cfg.AdminAddr != "" {
 		stop, err := p.serveAdmin()
 		if err != nil {
 			return err
 		}
 		defer stop()
+	}
+	if p.watcher != nil {
+		select {
+		case <-p.watcher.Ready():
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	p.cache = pebble.NewCache(p.cfg.CacheBytes)
 	defer p.cache.Unref()
@@ -246,6 +277,15 @@ func (p *Processor) serveAdmin() (func(), error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	api, closeAPI, err := p.rulesAPI()
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if api != nil {
+		mux.Handle(rules.APIPrefix, api)
+		mux.Handle(rules.APIPrefix+"/", api)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -256,6 +296,7 @@ func (p *Processor) serveAdmin() (func(), error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		closeAPI()
 	}, nil
 }
 
