@@ -73,9 +73,9 @@ func New(cfg Config) (*Processor, error) {
 	}
 	return &Processor{
 		watcher: w,
-		cfg: cfg,
-		log: cfg.Logger.With("stage", "processor"),
-		m:   newMetrics(cfg.Registry),
+		cfg:     cfg,
+		log:     cfg.Logger.With("stage", "processor"),
+		m:       newMetrics(cfg.Registry),
 		core: NewCore(CoreConfig{DedupWindow: cfg.DedupWindow, MaxHeldPerVisitor: cfg.MaxHeldPerVisitor,
 			MaxHeldAge: cfg.MaxHeldAge, Mapper: cfg.Mapper, Now: cfg.Now}),
 		raw:     cfg.Topics.Name(schemas.TopicRaw),
