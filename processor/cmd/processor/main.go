@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -16,14 +17,20 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/processor"
+	"github.com/signalstage/signalstage/processor/rules"
 	"github.com/signalstage/signalstage/schemas"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "replay" {
 		os.Exit(replay(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "rules" {
+		os.Exit(rulesCmd(os.Args[2:]))
 	}
 	os.Exit(run(os.Args[1:]))
 }
@@ -84,7 +91,9 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("processor", flag.ExitOnError)
 	c.register(fs)
 	fs.StringVar(&cfg.StateDir, "state-dir", env("SIGNALSTAGE_PROCESSOR_STATE_DIR", "./processor-state"), "directory of the per-partition Pebble state (env SIGNALSTAGE_PROCESSOR_STATE_DIR)")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_PROCESSOR_ADMIN_ADDR", "127.0.0.1:9102"), "admin listener: /metrics, /healthz (env SIGNALSTAGE_PROCESSOR_ADMIN_ADDR)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_PROCESSOR_ADMIN_ADDR", "127.0.0.1:9102"), "admin listener: /metrics, /healthz, the rules API (env SIGNALSTAGE_PROCESSOR_ADMIN_ADDR)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", env("SIGNALSTAGE_ADMIN_TOKEN", ""), "bearer token of the rules HTTP API on -admin-addr; empty disables the API (env SIGNALSTAGE_ADMIN_TOKEN)")
+	fs.BoolVar(&cfg.DisableRules, "disable-rules", false, "do not read signals.rules: every signal comes out unmapped")
 	fs.StringVar(&cfg.Group, "group", env("SIGNALSTAGE_PROCESSOR_GROUP", ""), "consumer group (default <prefix>processor)")
 	fs.StringVar(&cfg.TransactionalID, "transactional-id", env("SIGNALSTAGE_PROCESSOR_TRANSACTIONAL_ID", ""), "unique per instance, stable across its restarts (default <prefix>processor-<hostname>)")
 	fs.DurationVar(&cfg.DedupWindow, "dedup-window", processor.DefaultDedupWindow, "how long a signal id is remembered")
@@ -130,6 +139,45 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// rulesCmd is `processor rules [common flags] <verb> ...` (see processor/rules: Command).
+func rulesCmd(args []string) int {
+	var c common
+	fs := flag.NewFlagSet("processor rules", flag.ExitOnError)
+	c.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: processor rules [-brokers B] [-topic-prefix P] <verb> ...\n\n"+rules.Usage)
+		fs.PrintDefaults()
+	}
+	_ = fs.Parse(args)
+	if _, err := c.logger(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	brokers := strings.Split(c.brokers, ",")
+	// The rules topic must exist with its compacted config before the first apply (auto-creation would not
+	// compact it).
+	if fs.NArg() > 0 && fs.Arg(0) != "suggest" {
+		if err := ensureTopics(ctx, brokers, c.topics()); err != nil {
+			fmt.Fprintln(os.Stderr, "processor rules:", err)
+			return 1
+		}
+	}
+	err := rules.Command(ctx, fs.Args(), os.Stdin, os.Stdout, rules.CommandConfig{
+		Brokers: brokers, Topic: c.topics().Name(schemas.TopicRules)})
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, rules.ErrUsage):
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	default:
+		fmt.Fprintln(os.Stderr, "processor rules:", err)
+		return 1
+	}
 }
 
 func replay(args []string) int {
@@ -181,4 +229,18 @@ func replay(args []string) int {
 		fmt.Printf("partition %d -> offset %d\n", part, o)
 	}
 	return 0
+}
+
+func ensureTopics(ctx context.Context, brokers []string, topics schemas.Config) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return fmt.Errorf("creating admin client: %w", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := topics.Ensure(ctx, kadm.NewClient(cl)); err != nil {
+		return fmt.Errorf("ensuring topics: %w", err)
+	}
+	return nil
 }
