@@ -167,7 +167,7 @@ func TestRuleFromQueueMapsAndRehydrates(t *testing.T) {
 		return count("SELECT count() FROM signals FINAL WHERE anonymous_id = 'visitor-2' AND type = 'page' "+
 			"AND status = 'linked' AND email = ? AND version > 1", lead) == 2
 	})
-	if n := count("SELECT count() FROM (SELECT signal_id FROM signals FINAL WHERE anonymous_id = 'visitor-2' "+
+	if n := count("SELECT count() FROM (SELECT signal_id FROM signals FINAL WHERE anonymous_id = 'visitor-2' " +
 		"GROUP BY signal_id HAVING count() = 1)"); n != 3 {
 		t.Errorf("visitor-2 has %d signals with one logical row each (FINAL), want 3", n)
 	}
