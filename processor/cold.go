@@ -22,7 +22,7 @@ func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, now ti
 	}
 	st.Set(heldKey(tenant, v, cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: sig.Version, Key: key,
 		Source: sig.Source, ReceivedAtMs: sig.ReceivedAt.UnixMilli(), Partition: sig.RawPartition,
-		Offset: sig.RawOffset, Payload: sig.Payload}.encode())
+		Offset: sig.RawOffset, Payload: sig.Payload, First: pinOf(sig)}.encode())
 	cnt.Next++
 	for cnt.Next-cnt.First > uint64(c.cfg.MaxHeldPerVisitor) {
 		hk := heldKey(tenant, v, cnt.First)
@@ -86,6 +86,11 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 		version++
 		sig, _ := c.signalOf(ev, h.Partition, h.Offset, version, now)
 		sig.Status, sig.Email = schemas.StatusLinked, email
+		if h.First.set {
+			h.First.apply(sig)
+		} else if live {
+			entry.First.apply(sig)
+		}
 		enc, err := schemas.Signals.Encode(sig)
 		if err != nil {
 			return fmt.Errorf("encoding rehydrated signal: %w", err)

@@ -128,6 +128,11 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	}
 
 	sig, email := c.signalOf(ev, partition, offset, version, now)
+	if entry.First.set {
+		entry.First.apply(sig) // a replay: the first version's key columns, whatever the derivation says now
+	} else {
+		entry.First = pinOf(sig)
+	}
 	ids := ev.ids()
 	switch {
 	case email != "" && len(ids) > 0:

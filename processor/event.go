@@ -250,19 +250,15 @@ func urlPath(u, path string) string {
 	return ""
 }
 
-func parseTime(vs ...any) time.Time {
-	var fallback time.Time
-	for _, v := range vs {
-		switch v := v.(type) {
-		case *jvalue:
-			if s := v.text(); s != "" {
-				if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-					return t.UTC()
-				}
+// parseTime returns the first of the JSON timestamps that parses and is plausible (see plausible), else
+// receivedAt; always at millisecond precision, as the signal carries it.
+func parseTime(timestamp, originalTimestamp *jvalue, receivedAt time.Time) time.Time {
+	for _, v := range [...]*jvalue{timestamp, originalTimestamp} {
+		if s := v.text(); s != "" {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil && plausible(t, receivedAt) {
+				return t.UTC().Truncate(time.Millisecond)
 			}
-		case time.Time:
-			fallback = v
 		}
 	}
-	return fallback
+	return receivedAt.UTC().Truncate(time.Millisecond)
 }

@@ -79,6 +79,7 @@ type dedupEntry struct {
 	FirstSeenMs int64 // when it was first processed (processor clock)
 	Offset      int64 // input offset of the first delivery: the same offset again is a replay, not a duplicate
 	Version     int64 // latest version emitted
+	First       pinned
 }
 
 // identity is what the processor knows about one visitor id.
@@ -105,13 +106,15 @@ type heldSignal struct {
 	Partition    int32
 	Offset       int64
 	Payload      []byte
+	First        pinned
 }
 
 func (e dedupEntry) encode() []byte {
 	b := []byte{valueFormat}
 	b = binary.AppendVarint(b, e.FirstSeenMs)
 	b = binary.AppendVarint(b, e.Offset)
-	return binary.AppendVarint(b, e.Version)
+	b = binary.AppendVarint(b, e.Version)
+	return e.First.append(b)
 }
 
 func (id identity) encode() []byte {
@@ -137,7 +140,8 @@ func (h heldSignal) encode() []byte {
 	b = binary.AppendVarint(b, h.ReceivedAtMs)
 	b = binary.AppendVarint(b, int64(h.Partition))
 	b = binary.AppendVarint(b, h.Offset)
-	return appendBytes(b, h.Payload)
+	b = appendBytes(b, h.Payload)
+	return h.First.append(b)
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -201,6 +205,7 @@ func (r *valueReader) bytes() []byte {
 func decodeDedup(b []byte) (dedupEntry, error) {
 	r := newValueReader(b)
 	e := dedupEntry{FirstSeenMs: r.varint(), Offset: r.varint(), Version: r.varint()}
+	e.First = r.pinned()
 	return e, r.err
 }
 
@@ -220,5 +225,6 @@ func decodeHeld(b []byte) (heldSignal, error) {
 	r := newValueReader(b)
 	h := heldSignal{HeldAtMs: r.varint(), Version: r.varint(), Key: r.bytes(), Source: string(r.bytes()),
 		ReceivedAtMs: r.varint(), Partition: int32(r.varint()), Offset: r.varint(), Payload: r.bytes()}
+	h.First = r.pinned()
 	return h, r.err
 }

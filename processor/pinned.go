@@ -1,0 +1,68 @@
+package processor
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/signalstage/signalstage/schemas"
+)
+
+// Plausible event times: the sink puts event_time in the signals table's partition and sort key and dead-letters
+// implausible ones, so an event claiming a time before minEventTime or more than maxEventAhead after it was
+// received gets its received_at instead.
+var minEventTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const maxEventAhead = 24 * time.Hour
+
+// plausible reports whether t can be the time of an event received at receivedAt (zero: unknown).
+func plausible(t, receivedAt time.Time) bool {
+	if t.Before(minEventTime) {
+		return false
+	}
+	return receivedAt.IsZero() || !t.After(receivedAt.Add(maxEventAhead))
+}
+
+// pinned holds what a signal's first version said about the columns of the sink's partition and sort key. Every
+// later version (replay, rehydration) carries the same values, even if the derivation changed in between (a new
+// processor release, a fixed timestamp rule), so a new version always replaces its row instead of adding a
+// second one under another key. Stored as optional trailing fields: values written before it decode as unset.
+type pinned struct {
+	set                 bool
+	EventTimeMs         int64
+	Source, Type, Event string
+}
+
+func pinOf(s *schemas.Signal) pinned {
+	return pinned{set: true, EventTimeMs: s.EventTime.UnixMilli(), Source: s.Source, Type: s.Type, Event: s.Event}
+}
+
+// apply gives s the first version's key columns.
+func (p pinned) apply(s *schemas.Signal) {
+	if !p.set {
+		return
+	}
+	s.EventTime = time.UnixMilli(p.EventTimeMs).UTC()
+	s.Source, s.Type, s.Event = p.Source, p.Type, p.Event
+}
+
+func (p pinned) append(b []byte) []byte {
+	if !p.set {
+		return b
+	}
+	b = binary.AppendVarint(b, p.EventTimeMs)
+	b = appendBytes(b, []byte(p.Source))
+	b = appendBytes(b, []byte(p.Type))
+	return appendBytes(b, []byte(p.Event))
+}
+
+// pinned reads the optional trailing pinned fields.
+func (r *valueReader) pinned() pinned {
+	if r.err != nil || len(r.b) == 0 {
+		return pinned{}
+	}
+	p := pinned{set: true, EventTimeMs: r.varint(), Source: string(r.bytes()), Type: string(r.bytes()), Event: string(r.bytes())}
+	if r.err != nil {
+		return pinned{}
+	}
+	return p
+}
