@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +204,48 @@ func TestReplayRemapsUnderTodaysRules(t *testing.T) {
 	for _, s := range latest {
 		if s.Version != 2 || s.RuleID != "demo" || s.MappedName != "Demo Requested" || s.Email != s.AnonymousID+"@x.io" {
 			t.Errorf("after replay: %s version %d rule %q name %q email %q", s.AnonymousID, s.Version, s.RuleID, s.MappedName, s.Email)
+		}
+	}
+}
+
+// The rules HTTP API is mounted on the admin listener only with an admin token, and then needs it.
+func TestRulesAPIOnAdminListener(t *testing.T) {
+	k := testenv.NewKafka(t, 3)
+	get := func(addr, token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+rules.APIPrefix+"?tenant=acme", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET rules: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	addrOf := func(r *running) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		a, err := r.p.AdminAddr(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	open := startProcessor(t, k, t.TempDir(), "open", func(c *Config) { c.AdminAddr = "127.0.0.1:0" })
+	if code := get(addrOf(open), ""); code != http.StatusNotFound {
+		t.Errorf("without an admin token: GET rules = %d, want 404 (API not mounted)", code)
+	}
+	open.stop(t)
+	secured := startProcessor(t, k, t.TempDir(), "secured", func(c *Config) { c.AdminAddr, c.AdminToken = "127.0.0.1:0", "s3cret" })
+	addr := addrOf(secured)
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {"wrong", http.StatusUnauthorized}, {"s3cret", http.StatusOK}} {
+		if code := get(addr, tc.token); code != tc.want {
+			t.Errorf("token %q: GET rules = %d, want %d", tc.token, code, tc.want)
 		}
 	}
 }
