@@ -137,11 +137,21 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		defer stop()
 	}
 	if p.watcher != nil {
-		select {
-		case <-p.watcher.Ready():
-		case <-ctx.Done():
-			return nil
+		// Nothing is processed before the rules in effect at start are read: say so if it takes long.
+		tick := time.NewTicker(10 * time.Second)
+	wait:
+		for {
+			select {
+			case <-p.watcher.Ready():
+				break wait
+			case <-tick.C:
+				p.log.Warn("waiting for the mapping rules before processing", "topic", p.cfg.Topics.Name(schemas.TopicRules))
+			case <-ctx.Done():
+				tick.Stop()
+				return nil
+			}
 		}
+		tick.Stop()
 	}
 	p.cache = pebble.NewCache(p.cfg.CacheBytes)
 	defer p.cache.Unref()
