@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"encoding/binary"
 	"slices"
 	"time"
 
@@ -35,9 +36,14 @@ func aliasSentKey(tenant, anon, user string) []byte {
 }
 
 func encodeAliases(ids []string) []byte {
-	b := []byte{valueFormat}
+	n := 1
 	for _, id := range ids {
-		b = appendBytes(b, []byte(id))
+		n += binary.MaxVarintLen64 + len(id)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, valueFormat)
+	for _, id := range ids {
+		b = appendString(b, id)
 	}
 	return b
 }

@@ -14,7 +14,7 @@ import (
 type memState map[string][]byte
 
 func (m memState) Get(k []byte) ([]byte, error) { return m[string(k)], nil }
-func (m memState) Set(k, v []byte)              { m[string(k)] = append([]byte(nil), v...) }
+func (m memState) Set(k, v []byte)              { m[string(k)] = v }
 func (m memState) Delete(k []byte)              { delete(m, string(k)) }
 
 // recorder is an Emitter that keeps everything.

@@ -39,7 +39,8 @@ type Event struct {
 	SignalID string
 	Payload  []byte
 
-	root jvalue
+	root  jvalue
+	idBuf [2]visitor // backs ids
 }
 
 // Field returns the value at a dot-separated path of the payload (properties.form_name, context.page.url), as text:
@@ -98,7 +99,7 @@ func (e *Event) visitor() (visitor, bool) {
 
 // ids returns the legal visitor ids of the event.
 func (e *Event) ids() []visitor {
-	var out []visitor
+	out := e.idBuf[:0]
 	if LegalID(e.AnonymousID) {
 		out = append(out, visitor{schemas.IDKindAnonymous, e.AnonymousID})
 	}
@@ -123,11 +124,13 @@ func (p *jparser) event(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, 
 	}
 	scratch = appendCanonical(scratch[:0], &root, transportFields...)
 	sum := sha256.Sum256(scratch)
+	var hexID [2 * sha256.Size]byte
+	hex.Encode(hexID[:], sum[:])
 	e := &Event{
 		Tenant:     raw.Tenant,
 		Source:     raw.Source,
 		ReceivedAt: raw.ReceivedAt,
-		SignalID:   hex.EncodeToString(sum[:]),
+		SignalID:   string(hexID[:]),
 		Payload:    raw.Payload,
 		root:       root,
 	}
@@ -148,8 +151,9 @@ func (p *jparser) event(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, 
 	e.MessageID = f.messageID.text()
 	e.AnonymousID = f.anonymousID.text()
 	e.UserID = f.userID.text()
-	e.Properties = objectJSON(props)
-	e.Traits = objectJSON(traits)
+	// The hash is taken: scratch now holds the canonical objects, so each costs one string, not a growing buffer.
+	e.Properties, scratch = objectJSON(props, scratch)
+	e.Traits, scratch = objectJSON(traits, scratch)
 	e.URL = firstText(props.get("url"), f.context.path("page", "url"))
 	e.EventTime = parseTime(f.timestamp, f.originalTimestamp, e.ReceivedAt)
 	for _, v := range [...]*jvalue{f.traits.get("email"), ctxTraits.get("email"), props.get("email"), f.email} {
@@ -166,7 +170,7 @@ func (p *jparser) event(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, 
 		}
 		return e, scratch, nil
 	}
-	e.Type = strings.ToLower(f.typ.text())
+	e.Type = callType(f.typ)
 	switch e.Type {
 	case "track":
 		e.Name = f.event.text()
@@ -228,6 +232,22 @@ func (f *rootFields) collect(root *jvalue) {
 	}
 }
 
+// knownTypes are the Segment call types, returned as constants so the common case allocates nothing.
+var knownTypes = []string{"track", "page", "screen", "identify", "group", "alias"}
+
+// callType returns the lower-cased text of the type member.
+func callType(v *jvalue) string {
+	if v != nil && v.kind == jString {
+		inner := v.raw[1 : len(v.raw)-1]
+		for _, t := range knownTypes {
+			if string(inner) == t {
+				return t
+			}
+		}
+	}
+	return strings.ToLower(v.text())
+}
+
 func firstText(vs ...*jvalue) string {
 	for _, v := range vs {
 		if s := v.text(); s != "" {
@@ -254,7 +274,7 @@ func urlPath(u, path string) string {
 // receivedAt; always at millisecond precision, as the signal carries it.
 func parseTime(timestamp, originalTimestamp *jvalue, receivedAt time.Time) time.Time {
 	for _, v := range [...]*jvalue{timestamp, originalTimestamp} {
-		if s := v.text(); s != "" {
+		if s := v.transientText(); s != "" {
 			if t, err := time.Parse(time.RFC3339Nano, s); err == nil && plausible(t, receivedAt) {
 				return t.UTC().Truncate(time.Millisecond)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // A small JSON reader written for the hot path: it parses an event once into a tree that keeps every scalar's
@@ -340,6 +341,18 @@ func (v *jvalue) text() string {
 		return string(v.raw)
 	}
 	return ""
+}
+
+// transientText is text without a copy for an unescaped string: the result aliases the payload and must not be
+// kept beyond the call that reads it (time.Parse here).
+func (v *jvalue) transientText() string {
+	if v != nil && v.kind == jString {
+		inner := v.raw[1 : len(v.raw)-1]
+		if len(inner) > 0 && bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+			return unsafe.String(&inner[0], len(inner))
+		}
+	}
+	return v.text()
 }
 
 // unquote decodes a raw JSON string (with quotes); invalid escapes give the raw inner bytes.

@@ -50,9 +50,17 @@ func (p pinned) append(b []byte) []byte {
 		return b
 	}
 	b = binary.AppendVarint(b, p.EventTimeMs)
-	b = appendBytes(b, []byte(p.Source))
-	b = appendBytes(b, []byte(p.Type))
-	return appendBytes(b, []byte(p.Event))
+	b = appendString(b, p.Source)
+	b = appendString(b, p.Type)
+	return appendString(b, p.Event)
+}
+
+// size bounds the bytes append adds.
+func (p pinned) size() int {
+	if !p.set {
+		return 0
+	}
+	return 4*binary.MaxVarintLen64 + len(p.Source) + len(p.Type) + len(p.Event)
 }
 
 // pinned reads the optional trailing pinned fields.

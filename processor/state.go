@@ -25,7 +25,8 @@ type State interface {
 	// Get returns the value of key, nil when absent. The returned slice must not be modified or kept after the
 	// next mutation.
 	Get(key []byte) ([]byte, error)
-	// Set stores a copy of value under key.
+	// Set stores value under key. It keeps value, which the caller must not modify afterwards (every caller
+	// passes a freshly encoded value), and copies key.
 	Set(key, value []byte)
 	// Delete removes key.
 	Delete(key []byte)
@@ -110,7 +111,8 @@ type heldSignal struct {
 }
 
 func (e dedupEntry) encode() []byte {
-	b := []byte{valueFormat}
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+e.First.size())
+	b = append(b, valueFormat)
 	b = binary.AppendVarint(b, e.FirstSeenMs)
 	b = binary.AppendVarint(b, e.Offset)
 	b = binary.AppendVarint(b, e.Version)
@@ -118,25 +120,27 @@ func (e dedupEntry) encode() []byte {
 }
 
 func (id identity) encode() []byte {
-	b := []byte{valueFormat}
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(id.Email)+len(id.Traits))
+	b = append(b, valueFormat)
 	b = binary.AppendVarint(b, id.LinkedAtMs)
-	b = appendBytes(b, []byte(id.Email))
-	return appendBytes(b, []byte(id.Traits))
+	b = appendString(b, id.Email)
+	return appendString(b, id.Traits)
 }
 
 func (c heldCounter) encode() []byte {
-	b := []byte{valueFormat}
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen64)
+	b = append(b, valueFormat)
 	b = binary.AppendUvarint(b, c.First)
 	return binary.AppendUvarint(b, c.Next)
 }
 
 func (h heldSignal) encode() []byte {
-	b := make([]byte, 0, 48+len(h.Key)+len(h.Source)+len(h.Payload))
+	b := make([]byte, 0, 1+8*binary.MaxVarintLen64+len(h.Key)+len(h.Source)+len(h.Payload)+h.First.size())
 	b = append(b, valueFormat)
 	b = binary.AppendVarint(b, h.HeldAtMs)
 	b = binary.AppendVarint(b, h.Version)
 	b = appendBytes(b, h.Key)
-	b = appendBytes(b, []byte(h.Source))
+	b = appendString(b, h.Source)
 	b = binary.AppendVarint(b, h.ReceivedAtMs)
 	b = binary.AppendVarint(b, int64(h.Partition))
 	b = binary.AppendVarint(b, h.Offset)
@@ -145,6 +149,12 @@ func (h heldSignal) encode() []byte {
 }
 
 func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// appendString is appendBytes without converting v.
+func appendString(b []byte, v string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
 	return append(b, v...)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"time"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -264,13 +265,13 @@ func (o *overlay) close() {
 func (o *overlay) Set(key, value []byte) {
 	k := string(key)
 	o.remember(k)
-	o.muts[k] = kv{key: []byte(k), val: append([]byte(nil), value...)}
+	o.muts[k] = kv{key: stringBytes(k), val: value}
 }
 
 func (o *overlay) Delete(key []byte) {
 	k := string(key)
 	o.remember(k)
-	o.muts[k] = kv{key: []byte(k), del: true}
+	o.muts[k] = kv{key: stringBytes(k), del: true}
 }
 
 // mutations returns the buffered writes, one per key (the last one wins, as compaction would keep).
@@ -290,3 +291,7 @@ func (quietLogger) Errorf(string, ...any) {}
 func (quietLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
 }
+
+// stringBytes returns the bytes of the map key k without a copy: kv.key is only ever read (Pebble's batch copies
+// it, kgo only hashes and writes it), so it can share k's immutable memory.
+func stringBytes(k string) []byte { return unsafe.Slice(unsafe.StringData(k), len(k)) }
