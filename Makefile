@@ -27,14 +27,14 @@ status: ## show the services, their addresses and log files
 	bash $(SERVICES) status
 
 # make test: starts the real services itself, exports their addresses, then runs every test against them.
-test: up lint ## unit and integration tests against the real Kafka and ClickHouse (starts them)
+test: up lint chdb-check ## unit and integration tests against the real Kafka and ClickHouse (starts them)
 	@eval "$$(bash $(SERVICES) env)" && set -o pipefail && \
 	echo "== services under test" && \
 	$(GO) test -count=1 -v -run 'TestServicesAreReal' ./testenv/ 2>&1 | grep -E 'services_test|^(ok|FAIL|---)' && \
 	echo "== unit and integration tests (race detector on the concurrent packages)" && \
 	$(GO) test -count=1 -timeout 20m ./schemas/... ./testenv/... && \
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
-	@$(MAKE) --no-print-directory fuzz chdb-check
+	@$(MAKE) --no-print-directory fuzz
 
 fuzz: ## run the fuzz targets for a short budget (FUZZTIME, default 10s each)
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./schemas/
