@@ -72,31 +72,49 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestWalkingSkeleton drives the whole pipeline as a user would: the three binaries against the real Kafka and
-// ClickHouse, a Segment track event posted over HTTP, and the row read back from signalstage's signals table.
-func TestWalkingSkeleton(t *testing.T) {
-	k := NewKafka(t, 3)
-	ch := NewClickHouse(t)
-	bin := buildStages(t)
+// pipeline is the three binaries running against a test's own topics and database.
+type pipeline struct {
+	k    *Kafka
+	ch   *ClickHouse
+	bin  string // directory of the built binaries
+	base string // ingest's base URL
+	// common are the flags every stage and verb takes: brokers, topic prefix, partitions.
+	common []string
+}
+
+// startPipeline builds and starts sink, processor (with extra processor flags) and ingest, and waits until
+// ingest is ready.
+func startPipeline(t *testing.T, processorArgs ...string) *pipeline {
+	t.Helper()
+	p := &pipeline{k: NewKafka(t, 3), ch: NewClickHouse(t), bin: buildStages(t)}
 	_, file, _, _ := runtime.Caller(0)
 	keys := filepath.Join(filepath.Dir(file), "dev-keys.json")
 
-	common := []string{"-brokers", strings.Join(k.Brokers, ","), "-topic-prefix", k.Prefix, "-partitions", "3"}
+	p.common = []string{"-brokers", strings.Join(p.k.Brokers, ","), "-topic-prefix", p.k.Prefix, "-partitions", "3"}
+	common := p.common
 	ingestAddr := freeAddr(t)
-	startStage(t, bin, "sink", append(common, "-clickhouse-addr", ch.Addr, "-clickhouse-database", ch.Database,
+	startStage(t, p.bin, "sink", append(common, "-clickhouse-addr", p.ch.Addr, "-clickhouse-database", p.ch.Database,
 		"-metrics-addr", freeAddr(t))...)
-	startStage(t, bin, "processor", append(common, "-state-dir", t.TempDir(), "-admin-addr", freeAddr(t))...)
-	startStage(t, bin, "ingest", append(common, "-addr", ingestAddr, "-keys", keys)...)
+	startStage(t, p.bin, "processor", append(append(common, "-state-dir", t.TempDir()), processorArgs...)...)
+	startStage(t, p.bin, "ingest", append(common, "-addr", ingestAddr, "-keys", keys)...)
 
-	base := "http://" + ingestAddr
+	p.base = "http://" + ingestAddr
 	waitFor(t, 60*time.Second, "ingest /readyz", func() bool {
-		resp, err := http.Get(base + "/readyz")
+		resp, err := http.Get(p.base + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	return p
+}
+
+// TestWalkingSkeleton drives the whole pipeline as a user would: the three binaries against the real Kafka and
+// ClickHouse, a Segment track event posted over HTTP, and the row read back from signalstage's signals table.
+func TestWalkingSkeleton(t *testing.T) {
+	p := startPipeline(t, "-admin-addr", freeAddr(t))
+	ch, base := p.ch, p.base
 
 	post := func(key, body string) (int, string) {
 		resp, err := http.Post(base+"/api/signal-staging/webhook/"+key, "application/json", strings.NewReader(body))

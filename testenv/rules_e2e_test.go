@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,29 +23,11 @@ import (
 // with `processor rules apply`; a new visitor's earlier anonymous page views are then rehydrated to the lead,
 // and the queue shows the event as mapped by the rule.
 func TestRuleFromQueueMapsAndRehydrates(t *testing.T) {
-	k := NewKafka(t, 3)
-	ch := NewClickHouse(t)
-	bin := buildStages(t)
-	_, file, _, _ := runtime.Caller(0)
-	keys := filepath.Join(filepath.Dir(file), "dev-keys.json")
-
-	common := []string{"-brokers", strings.Join(k.Brokers, ","), "-topic-prefix", k.Prefix, "-partitions", "3"}
-	chFlags := []string{"-clickhouse-addr", ch.Addr, "-clickhouse-database", ch.Database}
-	ingestAddr, adminAddr := freeAddr(t), freeAddr(t)
+	adminAddr := freeAddr(t)
 	const token = "e2e-admin-token"
-	startStage(t, bin, "sink", append(append(common, chFlags...), "-metrics-addr", freeAddr(t))...)
-	startStage(t, bin, "processor", append(common, "-state-dir", t.TempDir(), "-admin-addr", adminAddr, "-admin-token", token)...)
-	startStage(t, bin, "ingest", append(common, "-addr", ingestAddr, "-keys", keys)...)
-
-	base := "http://" + ingestAddr
-	waitFor(t, 60*time.Second, "ingest /readyz", func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	p := startPipeline(t, "-admin-addr", adminAddr, "-admin-token", token)
+	ch, bin, base, common := p.ch, p.bin, p.base, p.common
+	chFlags := []string{"-clickhouse-addr", ch.Addr, "-clickhouse-database", ch.Database}
 	run := time.Now().UnixNano()
 	post := func(body string) {
 		t.Helper()
