@@ -123,17 +123,9 @@ func scanEvents(b []byte, i, depth int, p *parsed) (int, error) {
 			return i, err
 		}
 		p.events[len(p.events)-1].raw = b[start:i]
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return i, syntaxErr(b, i, "unterminated array")
-		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case ']':
-			return i + 1, nil
-		default:
-			return i, syntaxErr(b, i, "expected ',' or ']' in array")
+		var done bool
+		if i, done, err = afterMember(b, i, ']'); done || err != nil {
+			return i, err
 		}
 	}
 }

@@ -194,17 +194,9 @@ func scanObject(b []byte, i, depth int, visit memberFunc) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return i, syntaxErr(b, i, "unterminated object")
-		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case '}':
-			return i + 1, nil
-		default:
-			return i, syntaxErr(b, i, "expected ',' or '}' in object")
+		var done bool
+		if i, done, err = afterMember(b, i, '}'); done || err != nil {
+			return i, err
 		}
 	}
 }
@@ -229,17 +221,29 @@ func scanArray(b []byte, i, depth int, elem func(val []byte) error) (int, error)
 				return i, err
 			}
 		}
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return i, syntaxErr(b, i, "unterminated array")
-		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case ']':
-			return i + 1, nil
-		default:
-			return i, syntaxErr(b, i, "expected ',' or ']' in array")
+		var done bool
+		if i, done, err = afterMember(b, i, ']'); done || err != nil {
+			return i, err
 		}
 	}
+}
+
+// afterMember reads what follows an array element or object member at b[i:]: a ',' (returns the index of the next
+// member, done false) or the closing bracket (returns the index after it, done true).
+func afterMember(b []byte, i int, closing byte) (next int, done bool, err error) {
+	what := "array"
+	if closing == '}' {
+		what = "object"
+	}
+	i = skipWS(b, i)
+	if i >= len(b) {
+		return i, false, syntaxErr(b, i, "unterminated "+what)
+	}
+	switch b[i] {
+	case ',':
+		return skipWS(b, i+1), false, nil
+	case closing:
+		return i + 1, true, nil
+	}
+	return i, false, syntaxErr(b, i, "expected ',' or '"+string(closing)+"' in "+what)
 }
