@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -188,5 +189,28 @@ func signal(tenant string, i int) schemas.Signal {
 		AnonymousID: fmt.Sprintf("anon-%d", i%10), Properties: `{"button":"buy"}`, Traits: "{}",
 		EventTime: at, ReceivedAt: at.Add(time.Second), ProcessedAt: at.Add(2 * time.Second),
 		RawPartition: int32(i % 3), RawOffset: int64(i), Payload: []byte(`{"type":"track","event":"Clicked"}`),
+	}
+}
+
+// signalRecords returns signal records of tenant acme numbered from to to-1.
+func (e *env) signalRecords(from, to int) []*kgo.Record {
+	var recs []*kgo.Record
+	for i := from; i < to; i++ {
+		recs = append(recs, e.signalRecord(signal("acme", i)))
+	}
+	return recs
+}
+
+// waitPaused waits until the sink has failed at least minErrors inserts and paused fetching, as it must while
+// ClickHouse is unreachable.
+func waitPaused(t *testing.T, reg *prometheus.Registry, minErrors float64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for metric(t, reg, "signalstage_sink_insert_errors_total") < minErrors || metric(t, reg, "signalstage_sink_fetch_paused") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failing inserts with paused fetching: errors=%v paused=%v",
+				metric(t, reg, "signalstage_sink_insert_errors_total"), metric(t, reg, "signalstage_sink_fetch_paused"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -98,30 +98,16 @@ func TestClickHouseDownMidStream(t *testing.T) {
 	cfg.Registry = reg
 	e.start(cfg)
 
-	batch := func(from, to int) []*kgo.Record {
-		var recs []*kgo.Record
-		for i := from; i < to; i++ {
-			recs = append(recs, e.signalRecord(signal("acme", i)))
-		}
-		return recs
-	}
-	e.produce(batch(0, 200)...)
+	e.produce(e.signalRecords(0, 200)...)
 	e.waitCount(200, 30*time.Second, "SELECT count() FROM signals FINAL")
 
 	px.setDown(true)
-	e.produce(batch(200, 500)...)
-	deadline := time.Now().Add(30 * time.Second)
-	for metric(t, reg, "signalstage_sink_insert_errors_total") < 3 || metric(t, reg, "signalstage_sink_fetch_paused") != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no failing inserts with paused fetching: errors=%v paused=%v",
-				metric(t, reg, "signalstage_sink_insert_errors_total"), metric(t, reg, "signalstage_sink_fetch_paused"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.produce(e.signalRecords(200, 500)...)
+	waitPaused(t, reg, 3, 30*time.Second)
 	if got := e.committed(e.k.Topic(schemas.TopicResolved)); got > 200 {
 		t.Errorf("committed %d while ClickHouse was down, want at most the 200 inserted", got)
 	}
-	e.produce(batch(500, 600)...)
+	e.produce(e.signalRecords(500, 600)...)
 	px.setDown(false)
 
 	e.waitCount(600, 60*time.Second, "SELECT count() FROM signals FINAL")

@@ -7,7 +7,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/testenv"
@@ -53,33 +52,19 @@ func TestClickHouseServerRestart(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	batch := func(from, to int) []*kgo.Record {
-		var recs []*kgo.Record
-		for i := from; i < to; i++ {
-			recs = append(recs, e.signalRecord(signal("acme", i)))
-		}
-		return recs
-	}
 
-	e.produce(batch(0, 300)...)
+	e.produce(e.signalRecords(0, 300)...)
 	waitRows(300)
 
 	srv.Stop()
-	e.produce(batch(300, 700)...)
-	deadline := time.Now().Add(60 * time.Second)
-	for metric(t, reg, "signalstage_sink_insert_errors_total") < 2 || metric(t, reg, "signalstage_sink_fetch_paused") != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("server down but no failing inserts with paused fetching: errors=%v paused=%v",
-				metric(t, reg, "signalstage_sink_insert_errors_total"), metric(t, reg, "signalstage_sink_fetch_paused"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.produce(e.signalRecords(300, 700)...)
+	waitPaused(t, reg, 2, 60*time.Second)
 	if got := e.committed(e.k.Topic(schemas.TopicResolved)); got > 300 {
 		t.Errorf("committed %d offsets while the server was down, want at most the 300 inserted", got)
 	}
 
 	srv.Start()
-	e.produce(batch(700, 800)...)
+	e.produce(e.signalRecords(700, 800)...)
 	waitRows(800)
 	e.waitCommitted(e.k.Topic(schemas.TopicResolved), 800, 60*time.Second)
 }
