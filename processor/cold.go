@@ -91,7 +91,7 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 		} else if live {
 			entry.First.apply(sig)
 		}
-		enc, err := schemas.Signals.Encode(sig)
+		enc, err := schemas.EncodeSignal(sig)
 		if err != nil {
 			return fmt.Errorf("encoding rehydrated signal: %w", err)
 		}

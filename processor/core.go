@@ -153,7 +153,7 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 			return err
 		}
 	}
-	enc, err := schemas.Signals.Encode(sig)
+	enc, err := schemas.EncodeSignal(sig)
 	if err != nil {
 		return fmt.Errorf("encoding signal: %w", err)
 	}
