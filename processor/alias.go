@@ -97,7 +97,7 @@ func (c *Core) ApplyAlias(st State, em Emitter, tenant, userID, anonymousID stri
 	}
 	st.Set(k, encodeAliases(ids))
 	c.Stats.AliasesIn++
-	u, ok, err := getIdentity(st, tenant, visitor{schemas.IDKindUser, userID})
+	u, ok, err := c.getIdentity(st, tenant, visitor{schemas.IDKindUser, userID})
 	if err != nil || !ok || u.Email == "" {
 		return err
 	}

@@ -11,7 +11,12 @@ import (
 // holds more than MaxHeldPerVisitor.
 func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, now time.Time) error {
 	tenant := sig.Tenant
-	ck := counterKey(tenant, v)
+	c.kbuf = appendStateKey(c.kbuf[:0], prefixCounter, tenant, v.kind, ":", v.id)
+	ck := c.kbuf
+	heldKey := func(seq uint64) []byte {
+		c.hkbuf = appendSeq(appendStateKey(c.hkbuf[:0], prefixHeld, tenant, v.kind, ":", v.id, "\x00"), seq)
+		return c.hkbuf
+	}
 	var cnt heldCounter
 	if b, err := st.Get(ck); err != nil {
 		return err
@@ -20,12 +25,12 @@ func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, now ti
 			return err
 		}
 	}
-	st.Set(heldKey(tenant, v, cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: sig.Version, Key: key,
+	st.Set(heldKey(cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: sig.Version, Key: key,
 		Source: sig.Source, ReceivedAtMs: sig.ReceivedAt.UnixMilli(), Partition: sig.RawPartition,
 		Offset: sig.RawOffset, Payload: sig.Payload, First: pinOf(sig)}.encode())
 	cnt.Next++
 	for cnt.Next-cnt.First > uint64(c.cfg.MaxHeldPerVisitor) {
-		hk := heldKey(tenant, v, cnt.First)
+		hk := heldKey(cnt.First)
 		if b, err := st.Get(hk); err != nil {
 			return err
 		} else if b != nil {

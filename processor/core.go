@@ -77,6 +77,9 @@ type Core struct {
 	// rehydration parses held payloads while the current event's tree is still in use
 	rscratch []byte
 	rparser  jparser
+	// key buffers for the hot path: State copies the keys it keeps, so a key needs to live only until the call
+	// that uses it returns (kbuf), or until the end of ProcessEvent (dkbuf: the event's dedup key)
+	kbuf, dkbuf, hkbuf []byte
 	// Stats accumulates until the caller resets it.
 	Stats Stats
 }
@@ -109,7 +112,8 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	}
 	c.Stats.Events++
 
-	dk := dedupKey(ev.Tenant, ev.SignalID)
+	c.dkbuf = appendStateKey(c.dkbuf[:0], prefixDedup, ev.Tenant, ev.SignalID)
+	dk := c.dkbuf // until the end of this call; rehydration makes its own keys
 	entry, seen, err := c.dedup(st, dk, now)
 	if err != nil {
 		return err
@@ -221,7 +225,7 @@ func (c *Core) dedup(st State, dk []byte, now time.Time) (dedupEntry, bool, erro
 // resolve links sig to the lead of the first of ids that has one, and enriches it with the lead's traits.
 func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Signal) error {
 	for _, v := range ids {
-		id, ok, err := getIdentity(st, tenant, v)
+		id, ok, err := c.getIdentity(st, tenant, v)
 		if err != nil {
 			return err
 		}
@@ -236,8 +240,9 @@ func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Sign
 	return nil
 }
 
-func getIdentity(st State, tenant string, v visitor) (identity, bool, error) {
-	b, err := st.Get(identityKey(tenant, v))
+func (c *Core) getIdentity(st State, tenant string, v visitor) (identity, bool, error) {
+	c.kbuf = appendStateKey(c.kbuf[:0], prefixIdentity, tenant, v.kind, ":", v.id)
+	b, err := st.Get(c.kbuf)
 	if err != nil || b == nil {
 		return identity{}, false, err
 	}

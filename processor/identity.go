@@ -12,7 +12,7 @@ import (
 func (c *Core) link(st State, em Emitter, ev *Event, ids []visitor, email string, now time.Time) error {
 	traits := ev.Traits
 	for _, v := range ids {
-		cur, ok, err := getIdentity(st, ev.Tenant, v)
+		cur, ok, err := c.getIdentity(st, ev.Tenant, v)
 		if err != nil {
 			return err
 		}
@@ -61,7 +61,7 @@ func (c *Core) recordTraits(st State, ev *Event, ids []visitor) error {
 		return nil
 	}
 	for _, v := range ids {
-		cur, _, err := getIdentity(st, ev.Tenant, v)
+		cur, _, err := c.getIdentity(st, ev.Tenant, v)
 		if err != nil {
 			return err
 		}
@@ -83,7 +83,7 @@ func (c *Core) ApplyLink(st State, em Emitter, l *schemas.IdentityLink) error {
 		return nil
 	}
 	v := visitor{l.IDKind, l.ID}
-	cur, ok, err := getIdentity(st, l.Tenant, v)
+	cur, ok, err := c.getIdentity(st, l.Tenant, v)
 	if err != nil {
 		return err
 	}

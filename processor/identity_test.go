@@ -73,7 +73,7 @@ func TestIdentityFlowsCore(t *testing.T) {
 		if len(got) != 1 || got[0].Status != schemas.StatusCold || len(r.em.links) != 0 {
 			t.Fatalf("%+v links %+v", got, r.em.links)
 		}
-		id, ok, _ := getIdentity(r.st, "t", visitor{schemas.IDKindAnonymous, "a"})
+		id, ok, _ := r.core.getIdentity(r.st, "t", visitor{schemas.IDKindAnonymous, "a"})
 		if !ok || id.Email != "" || id.Traits != `{"company":"Acme","name":"Ann"}` {
 			t.Errorf("identity %+v %v", id, ok)
 		}

@@ -48,7 +48,12 @@ func stateKey(prefix byte, tenant string, parts ...string) []byte {
 	for _, p := range parts {
 		n += len(p)
 	}
-	k := make([]byte, 0, n+16)
+	return appendStateKey(make([]byte, 0, n+16), prefix, tenant, parts...)
+}
+
+// appendStateKey is stateKey appending to k, so hot paths can reuse a buffer for keys they only pass to State
+// (which copies what it keeps).
+func appendStateKey(k []byte, prefix byte, tenant string, parts ...string) []byte {
 	k = append(k, prefix)
 	k = append(k, tenant...)
 	k = append(k, 0)
@@ -165,11 +170,12 @@ type valueReader struct {
 	err error
 }
 
-func newValueReader(b []byte) *valueReader {
+// newValueReader returns a reader by value, so it stays on the caller's stack.
+func newValueReader(b []byte) valueReader {
 	if len(b) == 0 || b[0] != valueFormat {
-		return &valueReader{err: fmt.Errorf("%w: format byte", errBadValue)}
+		return valueReader{err: fmt.Errorf("%w: format byte", errBadValue)}
 	}
-	return &valueReader{b: b[1:]}
+	return valueReader{b: b[1:]}
 }
 
 func (r *valueReader) varint() int64 {
