@@ -89,7 +89,7 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 			version = entry.Version
 		}
 		version++
-		sig, _ := c.signalOf(ev, h.Partition, h.Offset, version, now)
+		sig, _ := c.signalOf(&c.rsig, ev, h.Partition, h.Offset, version, now)
 		sig.Status, sig.Email = schemas.StatusLinked, email
 		if h.First.set {
 			h.First.apply(sig)

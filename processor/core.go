@@ -15,7 +15,8 @@ var ErrPoison = errors.New("poison record")
 // Emitter receives the core's outputs for one batch.
 type Emitter interface {
 	// Signal emits a resolved signal under the record key of its input; enc is its schemas.Signals encoding
-	// (the core encodes once, for the output and for cold storage).
+	// (the core encodes once, for the output and for cold storage). key and enc may be kept; s is only valid
+	// during the call (the core reuses it).
 	Signal(key []byte, s *schemas.Signal, enc []byte)
 	// Link emits an identity link to the identities topic (keyed tenant|id).
 	Link(l *schemas.IdentityLink)
@@ -80,6 +81,8 @@ type Core struct {
 	// key buffers for the hot path: State copies the keys it keeps, so a key needs to live only until the call
 	// that uses it returns (kbuf), or until the end of ProcessEvent (dkbuf: the event's dedup key)
 	kbuf, dkbuf, hkbuf []byte
+	// the signal being built: sig for the event, rsig for the held signals it rehydrates
+	sig, rsig schemas.Signal
 	// Stats accumulates until the caller resets it.
 	Stats Stats
 }
@@ -131,7 +134,7 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 		entry = dedupEntry{FirstSeenMs: now.UnixMilli(), Offset: offset}
 	}
 
-	sig, email := c.signalOf(ev, partition, offset, version, now)
+	sig, email := c.signalOf(&c.sig, ev, partition, offset, version, now)
 	if entry.First.set {
 		entry.First.apply(sig) // a replay: the first version's key columns, whatever the derivation says now
 	} else {
@@ -184,14 +187,14 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	return nil
 }
 
-// signalOf builds the signal of ev, cold, with the mapping rules applied, and returns the lead email the event
+// signalOf builds the signal of ev into sig, cold, with the mapping rules applied, and returns the lead email the event
 // carries (the rule's email field first).
-func (c *Core) signalOf(ev *Event, partition int32, offset, version int64, now time.Time) (*schemas.Signal, string) {
-	sig := &schemas.Signal{
+func (c *Core) signalOf(sig *schemas.Signal, ev *Event, partition int32, offset, version int64, now time.Time) (*schemas.Signal, string) {
+	*sig = schemas.Signal{
 		Tenant: ev.Tenant, SignalID: ev.SignalID, Version: version, Status: schemas.StatusCold,
 		Source: ev.Source, Type: ev.Type, Event: ev.Name, MessageID: ev.MessageID,
 		AnonymousID: ev.AnonymousID, UserID: ev.UserID, URL: ev.URL, PageName: ev.PageName,
-		Properties: ev.Properties, Traits: ev.Traits, Mapped: map[string]string{},
+		Properties: ev.Properties, Traits: ev.Traits, // Mapped: nil unless a rule maps fields; it encodes as {}
 		EventTime: ev.EventTime, ReceivedAt: ev.ReceivedAt, ProcessedAt: now,
 		RawPartition: partition, RawOffset: offset, Payload: ev.Payload,
 	}

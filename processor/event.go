@@ -126,14 +126,8 @@ func (p *jparser) event(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, 
 	sum := sha256.Sum256(scratch)
 	var hexID [2 * sha256.Size]byte
 	hex.Encode(hexID[:], sum[:])
-	e := &Event{
-		Tenant:     raw.Tenant,
-		Source:     raw.Source,
-		ReceivedAt: raw.ReceivedAt,
-		SignalID:   string(hexID[:]),
-		Payload:    raw.Payload,
-		root:       root,
-	}
+	e := &p.ev
+	*e = Event{Tenant: raw.Tenant, Source: raw.Source, ReceivedAt: raw.ReceivedAt, Payload: raw.Payload, root: root}
 	var f rootFields
 	f.collect(&root)
 	if e.Source != schemas.SourceSegment && e.Source != schemas.SourceWebhook {
@@ -148,34 +142,63 @@ func (p *jparser) event(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, 
 	if traits == nil || traits.kind != jObject {
 		traits = ctxTraits
 	}
-	e.MessageID = f.messageID.text()
-	e.AnonymousID = f.anonymousID.text()
-	e.UserID = f.userID.text()
-	// The hash is taken: scratch now holds the canonical objects, so each costs one string, not a growing buffer.
-	e.Properties, scratch = objectJSON(props, scratch)
-	e.Traits, scratch = objectJSON(traits, scratch)
-	e.URL = firstText(props.get("url"), f.context.path("page", "url"))
-	e.EventTime = parseTime(f.timestamp, f.originalTimestamp, e.ReceivedAt)
+	var email string
 	for _, v := range [...]*jvalue{f.traits.get("email"), ctxTraits.get("email"), props.get("email"), f.email} {
-		if em := NormalizeEmail(v.text()); em != "" {
-			e.Email = em
+		if email = NormalizeEmail(v.transientText()); email != "" {
 			break
 		}
 	}
-	if e.Source == schemas.SourceWebhook {
-		e.Type = "webhook"
-		e.Name = firstText(f.event)
+	e.Type = callType(f.typ)
+	var name, pageName *jvalue
+	switch {
+	case e.Source == schemas.SourceWebhook:
+		e.Type, name = "webhook", f.event
+	case e.Type == "track":
+		name = f.event
+	case e.Type == "page" || e.Type == "screen":
+		pageName = props.get("name")
+		if pageName.transientText() == "" {
+			pageName = f.name
+		}
+	}
+	url := props.get("url")
+	if url.transientText() == "" {
+		url = f.context.path("page", "url")
+	}
+	// The event's strings are gathered into one buffer and converted once: one allocation instead of one per
+	// field. Views into the payload (transientText) are copied here, before the payload can change hands.
+	b := append(p.strs[:0], hexID[:]...)
+	var ends [9]int
+	for i, v := range [...]*jvalue{f.messageID, f.anonymousID, f.userID, url, name, pageName} {
+		b = append(b, v.transientText()...)
+		ends[i] = len(b)
+	}
+	b = append(b, email...)
+	ends[6] = len(b)
+	for i, v := range [...]*jvalue{props, traits} {
+		if v == nil || v.kind != jObject {
+			b = append(b, "{}"...)
+		} else {
+			b = appendCanonical(b, v)
+		}
+		ends[7+i] = len(b)
+	}
+	p.strs = b
+	all := string(b)
+	e.SignalID = all[:len(hexID)]
+	start := len(hexID)
+	for i, dst := range [...]*string{&e.MessageID, &e.AnonymousID, &e.UserID, &e.URL, &e.Name, &e.PageName, &e.Email,
+		&e.Properties, &e.Traits} {
+		*dst, start = all[start:ends[i]], ends[i]
+	}
+	e.EventTime = parseTime(f.timestamp, f.originalTimestamp, e.ReceivedAt)
+	switch e.Type {
+	case "webhook":
 		if e.Name == "" {
 			e.Name = "webhook"
 		}
-		return e, scratch, nil
-	}
-	e.Type = callType(f.typ)
-	switch e.Type {
 	case "track":
-		e.Name = f.event.text()
 	case "page", "screen":
-		e.PageName = firstText(props.get("name"), f.name)
 		e.Name = e.PageName
 		if e.Name == "" {
 			e.Name = urlPath(e.URL, props.get("path").text())

@@ -49,7 +49,9 @@ type jparser struct {
 	pos   int
 	nodes []jvalue
 	stack []jvalue
-	esc   bool // the last string scanned had an escape
+	esc   bool   // the last string scanned had an escape
+	ev    Event  // the last event parsed (see event)
+	strs  []byte // the strings of the last event, before their conversion
 }
 
 // parseObject parses b, which must hold exactly one JSON object (surrounding whitespace allowed).
