@@ -92,6 +92,7 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 		}
 		nRaw += len(in.raw)
 		nLinks += len(in.links) + len(in.aliases)
+		p.m.addCacheLookups(stores[part].visitors)
 	}
 	if err := em.err(); err != nil {
 		return p.abort(ctx, sess, err)

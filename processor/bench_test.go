@@ -116,6 +116,9 @@ func BenchmarkCorePebble(b *testing.B) {
 		}
 	}
 	reportRates(b, cpu0)
+	if vc := s.visitors; vc != nil && vc.hits+vc.misses > 0 {
+		b.ReportMetric(100*float64(vc.hits)/float64(vc.hits+vc.misses), "%visitor-hits")
+	}
 }
 
 func BenchmarkParseAndHash(b *testing.B) {

@@ -59,6 +59,9 @@ type Config struct {
 	CacheBytes int64
 	// MemTableBytes is each partition's Pebble memtable size (default 4 MiB).
 	MemTableBytes uint64
+	// VisitorCacheBytes bounds each partition's in-memory copy of its visitors' identity and held counter
+	// (flag -visitor-cache-mb; default 8 MiB; negative disables). See visitorCache.
+	VisitorCacheBytes int
 	// SweepKeys is how many state keys a batch examines per partition for expiry (default 500).
 	SweepKeys int
 	// SweepInterval is the pause between two full expiry passes over a partition (default 1m).
@@ -114,6 +117,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MemTableBytes == 0 {
 		c.MemTableBytes = 4 << 20
+	}
+	if c.VisitorCacheBytes == 0 {
+		c.VisitorCacheBytes = DefaultVisitorCacheBytes
 	}
 	if c.SweepKeys <= 0 {
 		c.SweepKeys = 500

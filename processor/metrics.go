@@ -21,6 +21,7 @@ type metrics struct {
 	restoreRecords prometheus.Counter
 	restoreSeconds prometheus.Histogram
 	partitions     prometheus.Gauge
+	visitorCache   *prometheus.CounterVec // result: hit, miss
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,13 +59,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time to restore (catch up) one partition's state from the changelog.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 9)}),
 		partitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "open_partitions",
 			Help: "Partition stores currently open on this instance."}),
+		visitorCache: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "visitor_cache_lookups_total",
+			Help: "Reads of visitor state (identity, held counter, aliases) by result: hit (answered from memory) or miss (read from Pebble)."}, []string{"result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.signals, m.duplicates, m.reemitted, m.noVisitor, m.heldDropped, m.dedupExpired,
 			m.links, m.aliases, m.deadLetters, m.transactions, m.txnSeconds, m.batchRecords, m.restoreRecords, m.restoreSeconds,
-			m.partitions)
+			m.partitions, m.visitorCache)
 	}
 	return m
+}
+
+// addCacheLookups moves the lookups a store's visitor cache counted into the metrics.
+func (m *metrics) addCacheLookups(c *visitorCache) {
+	if c == nil {
+		return
+	}
+	m.visitorCache.WithLabelValues("hit").Add(float64(c.hits))
+	m.visitorCache.WithLabelValues("miss").Add(float64(c.misses))
+	c.hits, c.misses = 0, 0
 }
 
 // addStats adds a committed batch's core stats.

@@ -331,6 +331,7 @@ func (p *Processor) store(ctx context.Context, part int32) (*storeState, error) 
 	if err != nil {
 		return nil, err
 	}
+	ps.visitors = newVisitorCache(p.cfg.VisitorCacheBytes)
 	if err := p.restore(ctx, ps, part); err != nil {
 		ps.close()
 		return nil, err

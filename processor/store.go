@@ -28,6 +28,7 @@ type partStore struct {
 	savedAt    time.Time // wall time the checkpoint was written (zero when none)
 	cache      *pebble.Cache
 	memtable   uint64
+	visitors   *visitorCache // nil: disabled
 }
 
 // comparer is Pebble's bytewise order with the whole key as the "prefix", so point lookups (SeekPrefixGE) and
@@ -68,7 +69,8 @@ func pebbleOptions(cache *pebble.Cache, memtable uint64) *pebble.Options {
 // openPartStore opens (creating) the store in dir for the changelog partition named source. A store that
 // mirrors something else is wiped.
 func openPartStore(dir, source string, cache *pebble.Cache, memtable uint64) (*partStore, error) {
-	s := &partStore{dir: dir, source: source, checkpoint: -1, cache: cache, memtable: memtable}
+	s := &partStore{dir: dir, source: source, checkpoint: -1, cache: cache, memtable: memtable,
+		visitors: newVisitorCache(DefaultVisitorCacheBytes)}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -110,6 +112,9 @@ func (s *partStore) wipe() error {
 		return fmt.Errorf("wiping state in %s: %w", s.dir, err)
 	}
 	s.checkpoint, s.savedAt = -1, time.Time{}
+	if s.visitors != nil {
+		s.visitors.reset()
+	}
 	return s.open()
 }
 
@@ -174,6 +179,19 @@ func (s *partStore) applyRecords(kvs []kv, checkpoint int64) error {
 		return fmt.Errorf("committing state: %w", err)
 	}
 	s.checkpoint, s.savedAt = checkpoint, now
+	if s.visitors != nil {
+		for _, r := range kvs {
+			if !cacheable(r.key) {
+				continue
+			}
+			if r.del {
+				s.visitors.put(r.key, nil)
+			} else {
+				// a copy: a restored value may share a whole fetch buffer
+				s.visitors.put(r.key, append([]byte(nil), r.val...))
+			}
+		}
+	}
 	return nil
 }
 
@@ -239,6 +257,22 @@ func (o *overlay) Get(key []byte) ([]byte, error) {
 		}
 		return m.val, nil
 	}
+	vc := o.store.visitors
+	if vc != nil && cacheable(key) {
+		if v, ok := vc.get(key); ok {
+			return v, nil
+		}
+		v, err := o.getCommitted(key)
+		if err == nil {
+			vc.put(key, v)
+		}
+		return v, err
+	}
+	return o.getCommitted(key)
+}
+
+// getCommitted reads key from Pebble, through the batch's iterator.
+func (o *overlay) getCommitted(key []byte) ([]byte, error) {
 	if o.iter == nil {
 		it, err := o.store.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
 		if err != nil {

@@ -100,9 +100,14 @@ func run(args []string) int {
 	fs.IntVar(&cfg.MaxHeldPerVisitor, "max-held", processor.DefaultMaxHeldPerVisitor, "cold signals held per visitor")
 	fs.DurationVar(&cfg.MaxHeldAge, "max-held-age", processor.DefaultMaxHeldAge, "how long a cold signal is held")
 	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", 5000, "input records per transaction")
+	visitorCacheMB := fs.Int("visitor-cache-mb", processor.DefaultVisitorCacheBytes>>20, "per partition: memory for the identities and held counters of recent visitors (0 disables)")
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 10*time.Second, "how long the group waits for a crashed instance")
 	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", 20*time.Second, "Kafka transaction timeout")
 	_ = fs.Parse(args)
+	cfg.VisitorCacheBytes = *visitorCacheMB << 20
+	if *visitorCacheMB <= 0 {
+		cfg.VisitorCacheBytes = -1
+	}
 	log, err := c.logger()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

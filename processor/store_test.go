@@ -1,0 +1,129 @@
+package processor
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/cockroachdb/pebble"
+)
+
+func testStore(t *testing.T) *partStore {
+	t.Helper()
+	cache := pebble.NewCache(1 << 20)
+	t.Cleanup(cache.Unref)
+	s, err := openPartStore(t.TempDir(), "test/0", cache, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.close() })
+	return s
+}
+
+// get reads key through a fresh overlay, as the next batch would.
+func get(t *testing.T, s *partStore, key []byte) []byte {
+	t.Helper()
+	ov := newOverlay(s)
+	defer ov.close()
+	v, err := ov.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// The visitor cache is a copy of the committed store: every read through an overlay must see what Pebble holds,
+// whatever was read, written, rolled back or deleted before.
+func TestVisitorCacheFollowsCommittedState(t *testing.T) {
+	s := testStore(t)
+	ident := identityKey("t", visitor{"anonymous", "a"})
+	cnt := counterKey("t", visitor{"anonymous", "a"})
+	apply := func(cp int64, kvs ...kv) {
+		t.Helper()
+		if err := s.applyRecords(kvs, cp); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if v := get(t, s, ident); v != nil { // absent, and now cached as absent
+		t.Fatalf("fresh store: %q", v)
+	}
+	apply(1, kv{key: ident, val: []byte("v1")})
+	if v := get(t, s, ident); string(v) != "v1" {
+		t.Fatalf("after commit: %q, want v1 (a stale 'absent' was served)", v)
+	}
+
+	// A batch's own writes are seen by that batch, but never enter the cache: the batch may abort.
+	ov := newOverlay(s)
+	ov.Set(ident, []byte("uncommitted"))
+	if v, _ := ov.Get(ident); string(v) != "uncommitted" {
+		t.Fatalf("overlay read its own write as %q", v)
+	}
+	ov.close() // dropped, as on abort
+	if v := get(t, s, ident); string(v) != "v1" {
+		t.Fatalf("after an aborted batch: %q, want v1", v)
+	}
+
+	apply(2, kv{key: ident, val: []byte("v2")}, kv{key: cnt, val: []byte("c")})
+	if v := get(t, s, ident); string(v) != "v2" {
+		t.Fatalf("after update: %q", v)
+	}
+	apply(3, kv{key: ident, del: true})
+	if v := get(t, s, ident); v != nil {
+		t.Fatalf("after delete: %q", v)
+	}
+	if v := get(t, s, cnt); string(v) != "c" {
+		t.Fatalf("counter: %q", v)
+	}
+	if s.visitors.hits == 0 {
+		t.Fatal("no read was answered by the cache")
+	}
+
+	// A wipe (the changelog cannot continue the checkpoint) forgets everything, the cache included.
+	if err := s.wipe(); err != nil {
+		t.Fatal(err)
+	}
+	if v := get(t, s, cnt); v != nil {
+		t.Fatalf("after wipe: %q", v)
+	}
+
+	// Every answer the cache gives equals Pebble's own, over many keys and a budget that forces evictions.
+	s.visitors = newVisitorCache(4 << 10)
+	var kvs []kv
+	for i := range 500 {
+		kvs = append(kvs, kv{key: identityKey("t", visitor{"user", fmt.Sprint(i)}), val: []byte(fmt.Sprint("lead", i))})
+	}
+	apply(4, kvs...)
+	for round := range 3 {
+		for i := range 600 {
+			k := identityKey("t", visitor{"user", fmt.Sprint(i)})
+			want, err := s.get(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := get(t, s, k); !bytes.Equal(got, want) {
+				t.Fatalf("round %d key %d: cache says %q, Pebble %q", round, i, got, want)
+			}
+			if s.visitors.size > s.visitors.budget {
+				t.Fatalf("cache holds %d bytes, budget %d", s.visitors.size, s.visitors.budget)
+			}
+		}
+	}
+}
+
+func TestVisitorCacheSkipsPerEventKeys(t *testing.T) {
+	for _, k := range [][]byte{dedupKey("t", "abc"), heldKey("t", visitor{"anonymous", "a"}, 1), metaKey, nil} {
+		if cacheable(k) {
+			t.Errorf("%q is cached: per-event keys would only evict visitors", k)
+		}
+	}
+	for _, k := range [][]byte{identityKey("t", visitor{"user", "u"}), counterKey("t", visitor{"user", "u"}),
+		aliasesKey("t", "u"), aliasSentKey("t", "a", "u")} {
+		if !cacheable(k) {
+			t.Errorf("%q is not cached", k)
+		}
+	}
+	if newVisitorCache(0) != nil || newVisitorCache(-1) != nil {
+		t.Error("a budget of 0 or less must disable the cache")
+	}
+}
