@@ -60,7 +60,7 @@ type Config struct {
 	// MemTableBytes is each partition's Pebble memtable size (default 4 MiB).
 	MemTableBytes uint64
 	// VisitorCacheBytes bounds each partition's in-memory copy of its visitors' identity and held counter
-	// (flag -visitor-cache-mb; default 8 MiB; negative disables). See visitorCache.
+	// (flag -visitor-cache-mb; default 16 MiB; negative disables). See visitorCache.
 	VisitorCacheBytes int
 	// SweepKeys is how many state keys a batch examines per partition for expiry (default 500).
 	SweepKeys int
