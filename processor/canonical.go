@@ -56,13 +56,3 @@ func skipped(kid *jvalue, skip []string) bool {
 	}
 	return kid.esc && slices.Contains(skip, unquote(rawKey))
 }
-
-// objectJSON returns the compact canonical bytes of v as a string, "{}" when v is absent or not an object. It
-// writes them into scratch (overwriting it) and returns scratch, possibly grown, for reuse.
-func objectJSON(v *jvalue, scratch []byte) (string, []byte) {
-	if v == nil || v.kind != jObject {
-		return "{}", scratch
-	}
-	scratch = appendCanonical(scratch[:0], v)
-	return string(scratch), scratch
-}

@@ -13,7 +13,7 @@ func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, now ti
 	tenant := sig.Tenant
 	c.kbuf = appendStateKey(c.kbuf[:0], prefixCounter, tenant, v.kind, ":", v.id)
 	ck := c.kbuf
-	heldKey := func(seq uint64) []byte {
+	heldAt := func(seq uint64) []byte { // the visitor's held key of seq, in a buffer the core reuses
 		c.hkbuf = appendSeq(appendStateKey(c.hkbuf[:0], prefixHeld, tenant, v.kind, ":", v.id, "\x00"), seq)
 		return c.hkbuf
 	}
@@ -25,12 +25,12 @@ func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, now ti
 			return err
 		}
 	}
-	st.Set(heldKey(cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: sig.Version, Key: key,
+	st.Set(heldAt(cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: sig.Version, Key: key,
 		Source: sig.Source, ReceivedAtMs: sig.ReceivedAt.UnixMilli(), Partition: sig.RawPartition,
 		Offset: sig.RawOffset, Payload: sig.Payload, First: pinOf(sig)}.encode())
 	cnt.Next++
 	for cnt.Next-cnt.First > uint64(c.cfg.MaxHeldPerVisitor) {
-		hk := heldKey(cnt.First)
+		hk := heldAt(cnt.First)
 		if b, err := st.Get(hk); err != nil {
 			return err
 		} else if b != nil {

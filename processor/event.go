@@ -271,15 +271,6 @@ func callType(v *jvalue) string {
 	return strings.ToLower(v.text())
 }
 
-func firstText(vs ...*jvalue) string {
-	for _, v := range vs {
-		if s := v.text(); s != "" {
-			return s
-		}
-	}
-	return ""
-}
-
 func urlPath(u, path string) string {
 	if path != "" {
 		return path
