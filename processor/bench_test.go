@@ -27,10 +27,13 @@ func (e *encodingEmitter) Link(l *schemas.IdentityLink) {
 }
 
 // benchEvent is a Segment track of about 420 bytes; every 10th event of a visitor is an identify with email.
-func benchEvent(i, visitors int) *schemas.RawEvent {
+func benchEvent(i, visitors int) *schemas.RawEvent { return segmentEvent(i, visitors, i%10 == 9) }
+
+// segmentEvent is event i of visitor i%visitors: an identify with email, or a track.
+func segmentEvent(i, visitors int, identify bool) *schemas.RawEvent {
 	v := i % visitors
 	var p string
-	if i%10 == 9 {
+	if identify {
 		p = fmt.Sprintf(`{"type":"identify","anonymousId":"anon-%08d","userId":"user-%08d","messageId":"msg-%010d","timestamp":"2026-01-01T00:00:00.000Z","sentAt":"2026-01-01T00:00:01.000Z","traits":{"email":"lead%d@example.com","name":"Lead %d","company":"Example Inc","title":"CTO"},"context":{"library":{"name":"analytics.js","version":"4.1.0"},"ip":"203.0.113.7"}}`, v, v, i, v, v)
 	} else {
 		p = fmt.Sprintf(`{"type":"track","event":"Viewed Pricing","anonymousId":"anon-%08d","messageId":"msg-%010d","timestamp":"2026-01-01T00:00:00.000Z","sentAt":"2026-01-01T00:00:01.000Z","properties":{"plan":"pro","price":49.00,"currency":"USD","path":"/pricing"},"context":{"library":{"name":"analytics.js","version":"4.1.0"},"page":{"url":"https://example.com/pricing","referrer":"https://google.com/"},"userAgent":"Mozilla/5.0","ip":"203.0.113.7"}}`, v, i)
@@ -80,12 +83,46 @@ func BenchmarkCoreMemory(b *testing.B) {
 }
 
 // BenchmarkCorePebble: the same path over the real state: a Pebble store with one overlay per 5000-event batch,
-// applied at the end of each batch as after a commit (no Kafka I/O).
+// applied at the end of each batch as after a commit (no Kafka I/O), for two workloads:
+//   - anonymous: benchEvent's mix; most events come from visitors not linked yet, so they are held cold (a held
+//     record and the visitor's counter per event, besides the dedup entry);
+//   - identified: the same track events, from visitors linked before the run (as in a product whose users log
+//     in), so nothing is held: the dedup entry is the only write per event.
 func BenchmarkCorePebble(b *testing.B) {
 	events := make([]*schemas.RawEvent, 100_000)
 	for i := range events {
 		events[i] = benchEvent(i, 20_000)
 	}
+	b.Run("anonymous", func(b *testing.B) { corePebble(b, events, nil) })
+	tracks := make([]*schemas.RawEvent, 100_000)
+	for i := range tracks {
+		tracks[i] = segmentEvent(i, 20_000, false)
+	}
+	b.Run("identified", func(b *testing.B) {
+		corePebble(b, tracks, func(s *partStore, rounds int) {
+			// Link every visitor of every tenant the run will use, as committed state (as a restore writes it).
+			var kvs []kv
+			for r := range rounds {
+				for v := range 20_000 {
+					id := identity{LinkedAtMs: 1, Email: fmt.Sprintf("lead%d@example.com", v), Traits: "{}"}
+					kvs = append(kvs, kv{key: identityKey(tenants[r%len(tenants)], visitor{schemas.IDKindAnonymous,
+						fmt.Sprintf("anon-%08d", v)}), val: id.encode()})
+				}
+			}
+			if err := s.applyRecords(kvs, 0); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.db.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			s.visitors.reset() // the run reads them from Pebble first, as after a restart
+		})
+	})
+}
+
+// corePebble runs the events (cycling, one tenant per round) through the core over a fresh Pebble store;
+// prepare, when not nil, writes committed state first for the given number of rounds.
+func corePebble(b *testing.B, events []*schemas.RawEvent, prepare func(s *partStore, rounds int)) {
 	cache := pebble.NewCache(32 << 20)
 	defer cache.Unref()
 	s, err := openPartStore(b.TempDir(), "bench/0", cache, benchMemtable())
@@ -93,6 +130,9 @@ func BenchmarkCorePebble(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.close()
+	if prepare != nil {
+		prepare(s, b.N/len(events)+1)
+	}
 	c := NewCore(CoreConfig{})
 	em := &encodingEmitter{}
 	ov := newOverlay(s)
@@ -119,6 +159,8 @@ func BenchmarkCorePebble(b *testing.B) {
 	if vc := s.visitors; vc != nil && vc.hits+vc.misses > 0 {
 		b.ReportMetric(100*float64(vc.hits)/float64(vc.hits+vc.misses), "%visitor-hits")
 	}
+	st := c.Stats
+	b.ReportMetric(100*float64(st.Cold)/float64(st.Events), "%cold")
 }
 
 func BenchmarkParseAndHash(b *testing.B) {
