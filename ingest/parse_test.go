@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/signalstage/signalstage/schemas"
 )
@@ -132,25 +131,6 @@ func TestCheckEvent(t *testing.T) {
 }
 
 // TestAppendRawEventMatchesCodec holds the hand-written encoder to the schema's codec, byte for byte.
-func TestAppendRawEventMatchesCodec(t *testing.T) {
-	at := time.Date(2026, 11, 30, 5, 0, 0, 123e6, time.UTC)
-	for _, payload := range [][]byte{nil, []byte(`{}`), bytes.Repeat([]byte("x"), 70000)} {
-		ev := schemas.RawEvent{Tenant: "acme", KeyID: "k1", Source: schemas.SourceSegment, ReceivedAt: at,
-			RequestID: "req-1", Payload: payload}
-		want, err := schemas.RawEvents.Encode(&ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := appendRawEvent(nil, ev.Tenant, ev.KeyID, ev.Source, at, ev.RequestID, payload)
-		if !bytes.Equal(got, want) {
-			t.Fatalf("payload of %d bytes: encodings differ\n got %x\nwant %x", len(payload), got[:min(len(got), 64)], want[:min(len(want), 64)])
-		}
-		if n := rawEventSize(ev.Tenant, ev.KeyID, ev.Source, ev.RequestID, len(payload)); n < len(got) {
-			t.Errorf("rawEventSize %d < encoded %d", n, len(got))
-		}
-	}
-}
-
 func TestRoutingKeyMatchesSchemas(t *testing.T) {
 	if got, want := routingKey(nil, "t", []byte("id")), schemas.RoutingKey("t", "id"); !bytes.Equal(got, want) {
 		t.Fatalf("%q != %q", got, want)

@@ -75,7 +75,7 @@ func (s *Server) produce(_ context.Context, st *reqState, k *Key, received time.
 		if p.off >= 0 {
 			n = p.end - p.off
 		}
-		size += rawEventSize(k.Tenant, k.ID, sourceOf(p), reqID, n) + len(k.Tenant) + 1 + len(p.id)
+		size += schemas.RawEventSize(k.Tenant, k.ID, sourceOf(p), reqID, n) + len(k.Tenant) + 1 + len(p.id)
 	}
 	if cap(st.slab) < size {
 		st.slab = make([]byte, 0, size)
@@ -100,7 +100,7 @@ func (s *Server) produce(_ context.Context, st *reqState, k *Key, received time.
 		ks := len(slab)
 		slab = routingKey(slab, k.Tenant, p.id)
 		vs := len(slab)
-		slab = appendRawEvent(slab, k.Tenant, k.ID, sourceOf(p), received, reqID, payload)
+		slab = schemas.AppendRawEvent(slab, k.Tenant, k.ID, sourceOf(p), received, reqID, payload)
 		recs[i] = kgo.Record{Topic: s.rawTopic, Key: slab[ks:vs], Value: slab[vs:]}
 	}
 

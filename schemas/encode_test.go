@@ -56,6 +56,24 @@ func randomSignal(r *rand.Rand, mapped int) *Signal {
 	return s
 }
 
+func TestAppendRawEventIsTheCodecsEncoding(t *testing.T) {
+	at := time.Date(2026, 11, 30, 5, 0, 0, 123e6, time.UTC)
+	for _, payload := range [][]byte{nil, []byte(`{}`), bytes.Repeat([]byte("x"), 70000)} {
+		ev := RawEvent{Tenant: "acme", KeyID: "k1", Source: SourceSegment, ReceivedAt: at, RequestID: "req-1", Payload: payload}
+		want, err := RawEvents.Encode(&ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := AppendRawEvent(nil, ev.Tenant, ev.KeyID, ev.Source, at, ev.RequestID, payload)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("payload of %d bytes: encodings differ\n got %x\nwant %x", len(payload), got[:min(len(got), 64)], want[:min(len(want), 64)])
+		}
+		if n := RawEventSize(ev.Tenant, ev.KeyID, ev.Source, ev.RequestID, len(payload)); n < len(got) {
+			t.Errorf("RawEventSize %d < encoded %d", n, len(got))
+		}
+	}
+}
+
 func TestEncodeSignalIsTheCodecsEncoding(t *testing.T) {
 	if !signalFast {
 		t.Fatalf("signals' writer schema (fingerprint %#x) is not the one EncodeSignal was written for (%#x): teach "+
