@@ -125,7 +125,7 @@ func BenchmarkCorePebble(b *testing.B) {
 func corePebble(b *testing.B, events []*schemas.RawEvent, prepare func(s *partStore, rounds int)) {
 	cache := pebble.NewCache(32 << 20)
 	defer cache.Unref()
-	s, err := openPartStore(b.TempDir(), "bench/0", cache, benchMemtable())
+	s, err := openPartStore(b.TempDir(), "bench/0", cache, benchMemtable(), DefaultVisitorCacheBytes)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -327,11 +327,10 @@ func (p *Processor) store(ctx context.Context, part int32) (*storeState, error) 
 		return s, nil
 	}
 	dir := filepath.Join(p.cfg.StateDir, strconv.Itoa(int(part)))
-	ps, err := openPartStore(dir, p.clog+"/"+strconv.Itoa(int(part)), p.cache, p.cfg.MemTableBytes)
+	ps, err := openPartStore(dir, p.clog+"/"+strconv.Itoa(int(part)), p.cache, p.cfg.MemTableBytes, p.cfg.VisitorCacheBytes)
 	if err != nil {
 		return nil, err
 	}
-	ps.visitors = newVisitorCache(p.cfg.VisitorCacheBytes)
 	if err := p.restore(ctx, ps, part); err != nil {
 		ps.close()
 		return nil, err

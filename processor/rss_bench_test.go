@@ -34,7 +34,7 @@ func BenchmarkStateRSS(b *testing.B) {
 	dir := b.TempDir()
 	stores := make([]*partStore, parts)
 	for i := range stores {
-		s, err := openPartStore(filepath.Join(dir, strconv.Itoa(i)), fmt.Sprint("rss/", i), cache, cfg.MemTableBytes)
+		s, err := openPartStore(filepath.Join(dir, strconv.Itoa(i)), fmt.Sprint("rss/", i), cache, cfg.MemTableBytes, cfg.VisitorCacheBytes)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -66,11 +66,11 @@ func pebbleOptions(cache *pebble.Cache, memtable uint64) *pebble.Options {
 	return o
 }
 
-// openPartStore opens (creating) the store in dir for the changelog partition named source. A store that
-// mirrors something else is wiped.
-func openPartStore(dir, source string, cache *pebble.Cache, memtable uint64) (*partStore, error) {
+// openPartStore opens (creating) the store in dir for the changelog partition named source, with a visitor cache
+// of visitorCache bytes (0 or less: none). A store that mirrors something else is wiped.
+func openPartStore(dir, source string, cache *pebble.Cache, memtable uint64, visitorCache int) (*partStore, error) {
 	s := &partStore{dir: dir, source: source, checkpoint: -1, cache: cache, memtable: memtable,
-		visitors: newVisitorCache(DefaultVisitorCacheBytes)}
+		visitors: newVisitorCache(visitorCache)}
 	if err := s.open(); err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ func testStore(t *testing.T) *partStore {
 	t.Helper()
 	cache := pebble.NewCache(1 << 20)
 	t.Cleanup(cache.Unref)
-	s, err := openPartStore(t.TempDir(), "test/0", cache, 1<<20)
+	s, err := openPartStore(t.TempDir(), "test/0", cache, 1<<20, DefaultVisitorCacheBytes)
 	if err != nil {
 		t.Fatal(err)
 	}

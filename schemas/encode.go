@@ -27,12 +27,13 @@ func RawEventSize(tenant, keyID, source, requestID string, payload int) int {
 	return headerLen + 6*binary.MaxVarintLen64 + len(tenant) + len(keyID) + len(source) + len(requestID) + payload
 }
 
-// signalV1Fingerprint is the CRC-64-AVRO fingerprint of signal.v1.avsc, the schema AppendSignal is written for.
-// When a newer Signal schema becomes the writer schema, AppendSignal falls back to the reflective codec until it
-// is taught the new fields (TestAppendSignalMatchesCodec fails meanwhile, so the fallback is never silent).
+// signalV1Fingerprint is the CRC-64-AVRO fingerprint of signal.v1.avsc, the schema appendSignal is written for.
+// When a newer Signal schema becomes the writer schema, EncodeSignal falls back to the reflective codec until
+// appendSignal is taught the new fields (TestEncodeSignalIsTheCodecsEncoding fails meanwhile, so the fallback is
+// never silent).
 const signalV1Fingerprint = 0xc887ad2d4173f078
 
-// signalFast reports whether AppendSignal's hand-written body matches the codec's writer schema.
+// signalFast reports whether appendSignal's hand-written body matches the codec's writer schema.
 var signalFast = Signals.Fingerprint() == signalV1Fingerprint
 
 // EncodeSignal is Signals.Encode without reflection: one allocation, the result. The processor encodes every
@@ -126,12 +127,8 @@ const mapBlockLen = 100
 
 // longLen is the encoded size of an Avro long.
 func longLen(l int64) int {
-	v, n := uint64(l<<1^l>>63), 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
-	}
-	return n
+	var buf [binary.MaxVarintLen64]byte
+	return len(appendLong(buf[:0], l))
 }
 
 // timestampMillis is the timestamp-millis value of t, as hamba computes it.
