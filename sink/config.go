@@ -49,6 +49,11 @@ type Config struct {
 	InsertConcurrency int
 	// InsertTimeout bounds one insert attempt (default 60 s).
 	InsertTimeout time.Duration
+	// MaxPartitionsPerInsert is the most monthly partitions one INSERT may touch (default 100; flag
+	// -max-partitions-per-insert): current ClickHouse refuses a larger block (max_partitions_per_insert_block,
+	// default 100), so a batch spanning more event-time months, as a backfill can, is inserted in several blocks.
+	// Keep it at or below the server's setting.
+	MaxPartitionsPerInsert int
 	// MaxPollRecords caps the records taken from the client per poll (default 10,000).
 	MaxPollRecords int
 
@@ -84,6 +89,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InsertTimeout == 0 {
 		c.InsertTimeout = time.Minute
+	}
+	if c.MaxPartitionsPerInsert == 0 {
+		c.MaxPartitionsPerInsert = 100
 	}
 	if c.MaxPollRecords == 0 {
 		c.MaxPollRecords = 10_000
@@ -121,6 +129,8 @@ func (c Config) validate() error {
 		return bad("retry-max", "backoff bounds %s..%s are not increasing", c.RetryMin, c.RetryMax)
 	case c.InsertConcurrency < 1:
 		return bad("insert-concurrency", "%d is less than 1", c.InsertConcurrency)
+	case c.MaxPartitionsPerInsert < 1:
+		return bad("max-partitions-per-insert", "%d is less than 1", c.MaxPartitionsPerInsert)
 	case c.Topics.Partitions < 0:
 		return bad("partitions", "%d is negative", c.Topics.Partitions)
 	}

@@ -128,10 +128,28 @@ func (s *Sink) flusher(ctx context.Context) {
 	}
 }
 
-// insert inserts b, retrying with capped exponential backoff until ClickHouse takes it or ctx ends. While it
-// retries, fetching is paused, so kgo stops buffering records and memory stays bounded by the batches; nothing is
-// lost because no offset moves past a row that is not in ClickHouse.
+// insert inserts b: one INSERT, or one per block when b spans more partitions than one INSERT may touch (see
+// split). Each block is retried until ClickHouse takes it or ctx ends, and a retry resumes at the block that
+// failed, so blocks already acknowledged are not sent again.
 func (s *Sink) insert(ctx context.Context, b buffer, reason string) error {
+	blocks := b.split(s.cfg.MaxPartitionsPerInsert)
+	if len(blocks) > 1 {
+		s.log.Info("batch spans more partitions than one insert may touch; inserting it in blocks", "table", b.table(),
+			"rows", b.len(), "blocks", len(blocks), "max_partitions_per_insert", s.cfg.MaxPartitionsPerInsert)
+	}
+	for _, blk := range blocks {
+		if err := s.insertBlock(ctx, blk); err != nil {
+			return err
+		}
+	}
+	s.m.flushes.WithLabelValues(b.table(), reason).Inc()
+	return nil
+}
+
+// insertBlock inserts b as one INSERT, retrying with capped exponential backoff until ClickHouse takes it or ctx
+// ends. While it retries, fetching is paused, so kgo stops buffering records and memory stays bounded by the
+// batches; nothing is lost because no offset moves past a row that is not in ClickHouse.
+func (s *Sink) insertBlock(ctx context.Context, b buffer) error {
 	wait := s.cfg.RetryMin
 	failing := false
 	defer func() {
@@ -147,7 +165,7 @@ func (s *Sink) insert(ctx context.Context, b buffer, reason string) error {
 		if err == nil {
 			s.m.flushSeconds.WithLabelValues(b.table()).Observe(time.Since(start).Seconds())
 			s.m.rowsInserted.WithLabelValues(b.table()).Add(float64(b.len()))
-			s.m.flushes.WithLabelValues(b.table(), reason).Inc()
+			s.m.inserts.WithLabelValues(b.table()).Inc()
 			if failing {
 				s.log.Info("insert succeeded after retries", "table", b.table(), "attempts", attempt)
 			}

@@ -9,6 +9,7 @@ type metrics struct {
 	rowsInserted  *prometheus.CounterVec   // by table
 	flushes       *prometheus.CounterVec   // by table and reason (rows, bytes, age, shutdown)
 	flushSeconds  *prometheus.HistogramVec // by table, one successful insert
+	inserts       *prometheus.CounterVec   // by table: INSERTs acknowledged (a batch split by partitions takes several)
 	insertErrors  *prometheus.CounterVec   // by table: failed attempts, each followed by a retry
 	deadLetters   *prometheus.CounterVec   // by reason kind: records the sink could not decode or convert
 	bufferedRows  *prometheus.GaugeVec     // by table
@@ -31,7 +32,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "flushes_total",
 			Help: "Batches inserted, by table and what triggered the flush (rows, bytes, age, shutdown)."}, []string{"table", "reason"}),
 		flushSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "insert_seconds",
-			Help: "Duration of one successful batch insert, by table.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"table"}),
+			Help: "Duration of one successful INSERT, by table.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"table"}),
+		inserts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "inserts_total",
+			Help: "INSERTs ClickHouse acknowledged, by table: one per batch, more for a batch that spans more " +
+				"partitions than one INSERT may touch."}, []string{"table"}),
 		insertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "insert_errors_total",
 			Help: "Failed insert attempts, by table; each is retried with capped backoff."}, []string{"table"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
@@ -51,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Migrations applied by this process."}),
 	}
 	for _, c := range []prometheus.Collector{m.records, m.tombstones, m.rowsInserted, m.flushes, m.flushSeconds,
-		m.insertErrors, m.deadLetters, m.bufferedRows, m.paused, m.lag, m.commits, m.commitErrors, m.migrationsRun} {
+		m.inserts, m.insertErrors, m.deadLetters, m.bufferedRows, m.paused, m.lag, m.commits, m.commitErrors, m.migrationsRun} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -86,6 +86,8 @@ func New(cfg Config) (*Sink, error) {
 		consumed:   map[string]prometheus.Counter{},
 	}
 	s.signals.columnar = appendSignalColumns
+	s.signals.month = func(r *signalRow) int { return monthOf(r.EventTime) }
+	s.dead.month = func(r *deadLetterRow) int { return monthOf(r.FailedAt) }
 	s.tables = []buffer{s.signals, s.identities, s.dead}
 	var names []string
 	for _, base := range []string{schemas.TopicResolved, schemas.TopicIdentities, schemas.TopicDLQ} {

@@ -1,9 +1,11 @@
 package sink
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +30,9 @@ type buffer interface {
 	pending() map[tp]int64
 	// insert sends the whole batch as one INSERT with the table's explicit column list.
 	insert(ctx context.Context, conn driver.Conn) error
+	// split cuts the batch into blocks that each touch at most maxPartitions of the table's partitions, one
+	// INSERT each; a batch within the limit is its own only block.
+	split(maxPartitions int) []buffer
 	// take moves the rows into a new buffer for the flusher and leaves this one empty, ready for more rows.
 	take() buffer
 	reset()
@@ -43,6 +48,15 @@ type table[T any] struct {
 	firstAt map[tp]int64
 	// columnar, when set, appends the rows column by column instead of with AppendStruct.
 	columnar func(driver.Batch, []T) error
+	// month, when set, is the partition of a row in a table PARTITION BY toYYYYMM(a DateTime('UTC') column): that
+	// column's year*12+month. nil: the table is not partitioned.
+	month func(*T) int
+}
+
+// monthOf is the partition number month returns for t (UTC).
+func monthOf(t time.Time) int {
+	t = t.UTC()
+	return t.Year()*12 + int(t.Month()) - 1
 }
 
 func newTable[T any](database, name string) *table[T] {
@@ -110,9 +124,49 @@ func (t *table[T]) insert(ctx context.Context, conn driver.Conn) (err error) {
 	return nil
 }
 
+// split: current ClickHouse refuses an INSERT block that touches more than max_partitions_per_insert_block
+// partitions (100 by default; ClickHouse 18.16 has no such limit), and retrying it would stall the sink for good.
+// A batch of a backfill can span years of event_time months, so it is sorted by month and cut into blocks of at
+// most maxPartitions months each. The usual batch, within the limit, is returned as is: no copy, no reordering.
+func (t *table[T]) split(maxPartitions int) []buffer {
+	if t.month == nil || len(t.rows) == 0 {
+		return []buffer{t}
+	}
+	months := map[int]struct{}{}
+	last := t.month(&t.rows[0])
+	months[last] = struct{}{}
+	for i := range t.rows {
+		if m := t.month(&t.rows[i]); m != last { // rows mostly come in runs of one month: skip the map for those
+			months[m] = struct{}{}
+			last = m
+		}
+	}
+	if len(months) <= maxPartitions {
+		return []buffer{t}
+	}
+	// The job owns the rows: reordering them is safe (every table is a ReplacingMergeTree whose winner does not
+	// depend on insert order within a batch).
+	slices.SortStableFunc(t.rows, func(a, b T) int { return cmp.Compare(t.month(&a), t.month(&b)) })
+	var blocks []buffer
+	start, n := 0, 1
+	for i := 1; i <= len(t.rows); i++ {
+		if i < len(t.rows) && t.month(&t.rows[i]) == t.month(&t.rows[i-1]) {
+			continue
+		}
+		if i == len(t.rows) || n == maxPartitions {
+			blocks = append(blocks, &table[T]{name: t.name, query: t.query, rows: t.rows[start:i:i],
+				columnar: t.columnar, month: t.month})
+			start, n = i, 1
+			continue
+		}
+		n++
+	}
+	return blocks
+}
+
 func (t *table[T]) take() buffer {
 	out := &table[T]{name: t.name, query: t.query, rows: t.rows, bytes: t.bytes, since: t.since, firstAt: t.firstAt,
-		columnar: t.columnar}
+		columnar: t.columnar, month: t.month}
 	t.rows = make([]T, 0, cap(t.rows))
 	t.bytes = 0
 	t.since = time.Time{}

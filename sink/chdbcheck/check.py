@@ -5,8 +5,9 @@ Usage: python check.py [SINK_DIR]   (default: the sink directory this file lives
 The production CI server is ClickHouse 18.16; this proves the same files also run on a current release. It
 mirrors the Go side: migrations are split into statements the same way (comment lines dropped, a statement ends
 with ";" at a line end) with {database} replaced, and query parameters {name:Type} are rendered as quoted
-literals. It loads a few rows, runs every query and checks each returns rows. It exits non-zero naming every
-failing file.
+literals. It loads a few rows, runs every query and checks each returns rows; it also checks the engine's limit on
+the monthly partitions one INSERT may touch, which the sink's -max-partitions-per-insert default mirrors. It exits
+non-zero naming every failing file.
 """
 
 import glob
@@ -102,6 +103,30 @@ def load(sess):
                "('acme', 'sink', 'not avro', 'signals.resolved', now())" % DATABASE)
 
 
+# The sink's default -max-partitions-per-insert: one INSERT may touch this many monthly partitions of signals and no
+# more. Current ClickHouse refuses a block over max_partitions_per_insert_block; the check proves the engine's limit
+# still is this value, so the sink's split (sink/table.go split) keeps backfills spanning years loadable.
+MAX_PARTITIONS_PER_INSERT = 100
+
+
+def check_partition_limit(sess):
+    def insert(months):
+        sess.query("INSERT INTO %s.signals (tenant, signal_id, version, event_time) SELECT 'limit', toString(number), 1, "
+                   "addMonths(toDateTime('2000-01-15 00:00:00', 'UTC'), number) FROM numbers(%d)" % (DATABASE, months))
+
+    insert(MAX_PARTITIONS_PER_INSERT)
+    try:
+        insert(MAX_PARTITIONS_PER_INSERT + 1)
+    except Exception as e:
+        if "max_partitions_per_insert_block" not in str(e):
+            raise RuntimeError("a block of %d months failed for another reason: %s" % (MAX_PARTITIONS_PER_INSERT + 1, e))
+    else:
+        raise RuntimeError("a block of %d months was accepted: the engine's max_partitions_per_insert_block is no longer "
+                           "%d; revisit the sink's -max-partitions-per-insert default" % (MAX_PARTITIONS_PER_INSERT + 1,
+                                                                                          MAX_PARTITIONS_PER_INSERT))
+    sess.query("ALTER TABLE %s.signals DELETE WHERE tenant = 'limit'" % DATABASE)
+
+
 def main():
     sink_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     failed = []
@@ -130,6 +155,13 @@ def main():
         except Exception as e:
             print("FAIL loading rows: %s" % e)
             return fail(["sink/chdbcheck/check.py (loading rows)"])
+        try:
+            check_partition_limit(sess)
+            print("ok   an INSERT may touch %d monthly partitions of signals, not %d" % (MAX_PARTITIONS_PER_INSERT,
+                                                                                     MAX_PARTITIONS_PER_INSERT + 1))
+        except Exception as e:
+            print("FAIL partition limit: %s" % e)
+            failed.append("sink/chdbcheck/check.py (partition limit)")
         sess.query("USE %s" % DATABASE)
         for path in sorted(glob.glob(os.path.join(sink_dir, "queries", "*.sql"))):
             name = os.path.relpath(path, os.path.dirname(sink_dir))

@@ -78,6 +78,7 @@ func run(args []string) int {
 	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
 	flushInterval := fs.Duration("flush-interval", envDuration("SIGNALSTAGE_SINK_FLUSH_INTERVAL", time.Second), "flush a table's batch when its oldest row is this old (env SIGNALSTAGE_SINK_FLUSH_INTERVAL)")
 	insertConcurrency := fs.Int("insert-concurrency", envInt("SIGNALSTAGE_SINK_INSERT_CONCURRENCY", 2), "batches inserted at once (env SIGNALSTAGE_SINK_INSERT_CONCURRENCY)")
+	maxPartitions := fs.Int("max-partitions-per-insert", envInt("SIGNALSTAGE_SINK_MAX_PARTITIONS_PER_INSERT", 100), "most monthly partitions one INSERT touches; keep at or below ClickHouse's max_partitions_per_insert_block (env SIGNALSTAGE_SINK_MAX_PARTITIONS_PER_INSERT)")
 	retryMax := fs.Duration("retry-max", envDuration("SIGNALSTAGE_SINK_RETRY_MAX", 10*time.Second), "longest wait between insert retries (env SIGNALSTAGE_SINK_RETRY_MAX)")
 	var params paramFlag
 	fs.Var(&params, "param", "query: a parameter name=value (repeatable)")
@@ -93,18 +94,19 @@ func run(args []string) int {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	cfg := sink.Config{
-		Brokers:            strings.Split(*brokers, ","),
-		Topics:             schemas.Config{Prefix: *prefix, Partitions: int32(*partitions)},
-		ClickHouseAddr:     *chAddr,
-		Database:           *chDB,
-		ClickHouseUser:     *chUser,
-		ClickHousePassword: os.Getenv("SIGNALSTAGE_CLICKHOUSE_PASSWORD"),
-		FlushRows:          *flushRows,
-		FlushBytes:         *flushBytes,
-		FlushInterval:      *flushInterval,
-		RetryMax:           *retryMax,
-		InsertConcurrency:  *insertConcurrency,
-		Logger:             log,
+		Brokers:                strings.Split(*brokers, ","),
+		Topics:                 schemas.Config{Prefix: *prefix, Partitions: int32(*partitions)},
+		ClickHouseAddr:         *chAddr,
+		Database:               *chDB,
+		ClickHouseUser:         *chUser,
+		ClickHousePassword:     os.Getenv("SIGNALSTAGE_CLICKHOUSE_PASSWORD"),
+		FlushRows:              *flushRows,
+		FlushBytes:             *flushBytes,
+		FlushInterval:          *flushInterval,
+		RetryMax:               *retryMax,
+		InsertConcurrency:      *insertConcurrency,
+		MaxPartitionsPerInsert: *maxPartitions,
+		Logger:                 log,
 	}
 
 	ctx, stop := signalContext(log)

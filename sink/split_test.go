@@ -1,0 +1,75 @@
+package sink
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// TestSplitByPartitions: a batch whose rows span more event-time months than one INSERT may touch is cut into
+// blocks of at most that many months, every row in exactly one block; a batch within the limit, or a table
+// without partitions, is one block with its rows untouched.
+func TestSplitByPartitions(t *testing.T) {
+	signals := func(months int, perMonth int) *table[signalRow] {
+		tb := newTable[signalRow]("db", "signals")
+		tb.month = func(r *signalRow) int { return monthOf(r.EventTime) }
+		for m := range months {
+			for j := range perMonth {
+				tb.rows = append(tb.rows, signalRow{SignalID: fmt.Sprintf("m%03d-%d", m, j),
+					EventTime: time.Date(2000, time.Month(1+m), 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(j) * time.Hour)})
+			}
+		}
+		rand.Shuffle(len(tb.rows), func(i, j int) { tb.rows[i], tb.rows[j] = tb.rows[j], tb.rows[i] })
+		return tb
+	}
+	for _, tc := range []struct {
+		months, limit, blocks int
+	}{
+		{1, 100, 1}, {100, 100, 1}, {101, 100, 2}, {250, 100, 3}, {312, 100, 4}, {7, 3, 3}, {5, 1, 5},
+	} {
+		tb := signals(tc.months, 3)
+		first := &tb.rows[0]
+		blocks := tb.split(tc.limit)
+		if len(blocks) != tc.blocks {
+			t.Errorf("%d months, limit %d: %d blocks, want %d", tc.months, tc.limit, len(blocks), tc.blocks)
+		}
+		if len(blocks) == 1 {
+			if blocks[0] != buffer(tb) || &tb.rows[0] != first {
+				t.Errorf("%d months, limit %d: a batch within the limit was copied or reordered", tc.months, tc.limit)
+			}
+			continue
+		}
+		seen := map[string]int{}
+		for i, b := range blocks {
+			months := map[int]bool{}
+			for _, r := range b.(*table[signalRow]).rows {
+				months[monthOf(r.EventTime)] = true
+				seen[r.SignalID]++
+			}
+			if len(months) > tc.limit {
+				t.Errorf("%d months, limit %d: block %d touches %d months", tc.months, tc.limit, i, len(months))
+			}
+		}
+		if len(seen) != tc.months*3 {
+			t.Errorf("%d months, limit %d: %d distinct rows in the blocks, want %d", tc.months, tc.limit, len(seen), tc.months*3)
+		}
+		for id, n := range seen {
+			if n != 1 {
+				t.Errorf("row %s is in %d blocks", id, n)
+			}
+		}
+	}
+
+	// ClickHouse computes toYYYYMM of a DateTime('UTC') column in UTC, whatever zone the time was written in.
+	cet := time.FixedZone("CET", 3600)
+	if got, want := monthOf(time.Date(2026, 2, 1, 0, 30, 0, 0, cet)), 2026*12+0; got != want {
+		t.Errorf("monthOf(2026-02-01T00:30+01:00) = %d, want %d (January in UTC)", got, want)
+	}
+
+	ids := newTable[identityRow]("db", "identities") // not partitioned: never split
+	ids.rows = make([]identityRow, 1000)
+	if n := len(ids.split(1)); n != 1 {
+		t.Errorf("identities: %d blocks, want 1", n)
+	}
+}
