@@ -54,6 +54,11 @@ type Config struct {
 	// default 100), so a batch spanning more event-time months, as a backfill can, is inserted in several blocks.
 	// Keep it at or below the server's setting.
 	MaxPartitionsPerInsert int
+	// MaxRefusedRows is how many rows of one batch ClickHouse may refuse for their data (a value a column or a
+	// check cannot take) before the sink stops isolating them (default 100; flag -max-refused-rows). Up to that
+	// many, each refused row goes to dead_letters and the rest of the batch is stored; beyond it the cause is
+	// not a few bad rows but something like a schema mismatch, so the batch is retried until it is taken.
+	MaxRefusedRows int
 	// MaxPollRecords caps the records taken from the client per poll (default 10,000).
 	MaxPollRecords int
 
@@ -93,6 +98,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPartitionsPerInsert == 0 {
 		c.MaxPartitionsPerInsert = 100
 	}
+	if c.MaxRefusedRows == 0 {
+		c.MaxRefusedRows = 100
+	}
 	if c.MaxPollRecords == 0 {
 		c.MaxPollRecords = 10_000
 	}
@@ -131,6 +139,8 @@ func (c Config) validate() error {
 		return bad("insert-concurrency", "%d is less than 1", c.InsertConcurrency)
 	case c.MaxPartitionsPerInsert < 1:
 		return bad("max-partitions-per-insert", "%d is less than 1", c.MaxPartitionsPerInsert)
+	case c.MaxRefusedRows < 1:
+		return bad("max-refused-rows", "%d is less than 1", c.MaxRefusedRows)
 	case c.Topics.Partitions < 0:
 		return bad("partitions", "%d is negative", c.Topics.Partitions)
 	}

@@ -25,6 +25,7 @@ func TestConfigValidation(t *testing.T) {
 		{"negative bytes", func(c *Config) { c.FlushBytes = -5 }, "-flush-bytes"},
 		{"tiny interval", func(c *Config) { c.FlushInterval = time.Microsecond }, "-flush-interval"},
 		{"retry bounds", func(c *Config) { c.RetryMin, c.RetryMax = time.Second, time.Millisecond }, "-retry-max"},
+		{"negative refused rows", func(c *Config) { c.MaxRefusedRows = -1 }, "-max-refused-rows"},
 		{"negative partitions per insert", func(c *Config) { c.MaxPartitionsPerInsert = -1 }, "-max-partitions-per-insert"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

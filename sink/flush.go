@@ -2,8 +2,12 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -146,10 +150,128 @@ func (s *Sink) insert(ctx context.Context, b buffer, reason string) error {
 	return nil
 }
 
-// insertBlock inserts b as one INSERT, retrying with capped exponential backoff until ClickHouse takes it or ctx
-// ends. While it retries, fetching is paused, so kgo stops buffering records and memory stays bounded by the
-// batches; nothing is lost because no offset moves past a row that is not in ClickHouse.
+// insertBlock inserts b. A block ClickHouse refuses for its data (see refusedByData) is bisected until the rows it
+// refuses are isolated: the others are stored, the refused ones go to dead_letters, so one bad row never stalls
+// the sink. When more than MaxRefusedRows of the block are refused, the cause is not a few bad rows (a schema
+// mismatch, say): nothing is dead-lettered and the whole block is retried until ClickHouse takes it.
 func (s *Sink) insertBlock(ctx context.Context, b buffer) error {
+	err := s.insertRetrying(ctx, b, false)
+	if err == nil || !refusedByData(err) {
+		return err
+	}
+	var refused []refusal
+	if b.len() == 1 {
+		refused = append(refused, refusal{b, err})
+	} else {
+		s.log.Warn("ClickHouse refused a block for its data; isolating the rows it refuses", "table", b.table(),
+			"rows", b.len(), "err", err)
+		err = s.bisect(ctx, b, &refused)
+		if errors.Is(err, errTooManyRefused) {
+			s.log.Error("ClickHouse refuses too many rows of this block to dead-letter them (more than "+
+				"-max-refused-rows); retrying the whole block until it is taken", "table", b.table(), "rows", b.len(),
+				"max_refused_rows", s.cfg.MaxRefusedRows, "first_refusal", refused[0].err)
+			return s.insertRetrying(ctx, b, true)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return s.deadLetterRefused(ctx, b.table(), refused)
+}
+
+// refusal is a one-row block ClickHouse refused, and why.
+type refusal struct {
+	b   buffer
+	err error
+}
+
+var errTooManyRefused = errors.New("too many rows refused")
+
+// bisect inserts both halves of b, recursing into a half ClickHouse refuses for its data and collecting the single
+// rows it refuses into refused, up to MaxRefusedRows.
+func (s *Sink) bisect(ctx context.Context, b buffer, refused *[]refusal) error {
+	lo, hi := b.halves()
+	for _, h := range []buffer{lo, hi} {
+		err := s.insertRetrying(ctx, h, false)
+		switch {
+		case err == nil:
+		case !refusedByData(err):
+			return err
+		case h.len() == 1:
+			*refused = append(*refused, refusal{h, err})
+			if len(*refused) > s.cfg.MaxRefusedRows {
+				return errTooManyRefused
+			}
+		default:
+			if err := s.bisect(ctx, h, refused); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// deadLetterRefused writes a dead_letters row for each refused row of table. A refused row of dead_letters itself
+// has nowhere further to go: it is logged and counted, and its record stays in signals.dlq.
+func (s *Sink) deadLetterRefused(ctx context.Context, table string, refused []refusal) error {
+	now := time.Now()
+	var rows []deadLetterRow
+	for _, r := range refused {
+		o := r.b.origins()[0]
+		if table == s.dead.table() {
+			s.m.refusedRows.WithLabelValues(table, "dropped").Inc()
+			s.log.Error("ClickHouse refused a dead_letters row; not stored, its record stays in Kafka", "row", o.describe,
+				"topic", o.topic, "partition", o.partition, "offset", o.offset, "err", r.err)
+			continue
+		}
+		s.m.refusedRows.WithLabelValues(table, "dead_lettered").Inc()
+		s.m.deadLetters.WithLabelValues("refused").Inc()
+		s.log.Warn("ClickHouse refused a row; it goes to dead_letters", "table", table, "row", o.describe,
+			"topic", o.topic, "partition", o.partition, "offset", o.offset, "err", r.err)
+		rows = append(rows, refusedDeadLetter(o, fmt.Sprintf("%s: ClickHouse refused the %s row (%s): %v",
+			o.topic, table, o.describe, r.err), now))
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	return s.insertBlock(ctx, s.dead.block(rows))
+}
+
+// refusedByData reports whether ClickHouse refused an insert because of the rows' values, so that the same rows
+// can never be taken: a value a type, a function or a constraint rejects, or a block over the partition limit.
+// Everything else (the server down or overloaded, too many parts, a timeout, a missing table) is worth retrying.
+func refusedByData(err error) bool {
+	var ex *clickhouse.Exception
+	if !errors.As(err, &ex) {
+		return false
+	}
+	switch ex.Code {
+	case 6, // CANNOT_PARSE_TEXT
+		27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+		38,  // CANNOT_PARSE_DATE
+		41,  // CANNOT_PARSE_DATETIME
+		53,  // TYPE_MISMATCH
+		69,  // ARGUMENT_OUT_OF_BOUND
+		70,  // CANNOT_CONVERT_TYPE
+		72,  // CANNOT_PARSE_NUMBER
+		117, // INCORRECT_DATA
+		131, // TOO_LARGE_STRING_SIZE
+		190, // SIZES_OF_ARRAYS_DOESNT_MATCH
+		321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+		395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO
+		469: // VIOLATED_CONSTRAINT
+		return true
+	case 252: // TOO_MANY_PARTS: "Too many partitions for single INSERT block" is about the rows; "Too many parts" is load
+		return strings.Contains(ex.Message, "partitions for single INSERT block")
+	}
+	return false
+}
+
+// insertRetrying inserts b as one INSERT, retrying with capped exponential backoff until ClickHouse takes it or
+// ctx ends; a refusal for the data (refusedByData) is returned at once unless retryRefused. While it retries,
+// fetching is paused, so kgo stops buffering records and memory stays bounded by the batches; nothing is lost
+// because no offset moves past a row that is not in ClickHouse.
+func (s *Sink) insertRetrying(ctx context.Context, b buffer, retryRefused bool) error {
 	wait := s.cfg.RetryMin
 	failing := false
 	defer func() {
@@ -175,6 +297,9 @@ func (s *Sink) insertBlock(ctx context.Context, b buffer) error {
 			return ctx.Err()
 		}
 		s.m.insertErrors.WithLabelValues(b.table()).Inc()
+		if !retryRefused && refusedByData(err) {
+			return err
+		}
 		if !failing {
 			failing = true
 			s.setFailing(true)

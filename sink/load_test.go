@@ -318,3 +318,128 @@ func TestBackfillSpanningManyMonths(t *testing.T) {
 		t.Errorf("inserts_total{signals} = %v, want 3 (250 months, at most 100 per INSERT)", n)
 	}
 }
+
+// refuseEvent makes ClickHouse itself refuse every signals row of event name event, as a value a column or check
+// cannot take would: the insert of a block holding one fails whole (code 395, from throwIf).
+func (e *env) refuseEvent(event string) {
+	e.t.Helper()
+	if err := e.ch.Conn.Exec(context.Background(), "ALTER TABLE signals ADD COLUMN refused UInt8 MATERIALIZED throwIf(event = '"+event+"')"); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestRefusedRowsGoToDeadLetters: rows ClickHouse refuses for their data are isolated by bisecting the batch and
+// go to dead_letters with the refusal; the rest of the batch is stored and the offsets move on. Before, the
+// sink retried the whole batch forever.
+func TestRefusedRowsGoToDeadLetters(t *testing.T) {
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	cfg := e.config()
+	cfg.Registry = reg
+	e.start(cfg)
+	e.produce(e.signalRecords(0, 1)...)
+	e.waitCount(1, 60*time.Second, "SELECT count() FROM signals") // migrated
+	e.refuseEvent("Refused")
+
+	const n = 200
+	bad := map[int]bool{37: true, 150: true}
+	var recs []*kgo.Record
+	for i := 1; i <= n; i++ {
+		s := signal("acme", i)
+		if bad[i] {
+			s.Event = "Refused"
+		}
+		recs = append(recs, e.signalRecord(s))
+	}
+	e.produce(recs...)
+	e.waitCommitted(e.k.Topic(schemas.TopicResolved), n+1, 60*time.Second)
+
+	if got := e.count("SELECT count() FROM signals"); got != n+1-uint64(len(bad)) {
+		t.Errorf("signals: %d rows, want %d", got, n+1-len(bad))
+	}
+	if got := e.count("SELECT count() FROM signals WHERE event = 'Refused'"); got != 0 {
+		t.Errorf("%d refused rows in signals", got)
+	}
+	rows, err := e.ch.Conn.Query(context.Background(),
+		"SELECT stage, reason, origin_topic, origin_partition, origin_offset, payload FROM dead_letters ORDER BY reason")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var found int
+	for rows.Next() {
+		var stage, reason, topic, payload string
+		var part int32
+		var off int64
+		if err := rows.Scan(&stage, &reason, &topic, &part, &off, &payload); err != nil {
+			t.Fatal(err)
+		}
+		found++
+		var origin *kgo.Record
+		for i, r := range recs {
+			if bad[i+1] && r.Partition == part && r.Offset == off {
+				origin = r
+			}
+		}
+		switch {
+		case origin == nil:
+			t.Errorf("dead letter for %s/%d@%d, which is not a refused record", topic, part, off)
+		case stage != "sink" || topic != e.k.Topic(schemas.TopicResolved):
+			t.Errorf("dead letter stage %q topic %q, want sink and %s", stage, topic, e.k.Topic(schemas.TopicResolved))
+		case !strings.Contains(reason, "395") || !strings.Contains(reason, "signal sig-"):
+			t.Errorf("dead letter reason %q does not give ClickHouse's refusal and the signal", reason)
+		case payload != `{"type":"track","event":"Clicked"}`:
+			t.Errorf("dead letter payload %q, want the signal's input payload", payload)
+		}
+	}
+	if found != len(bad) {
+		t.Errorf("%d dead letters, want %d", found, len(bad))
+	}
+	if got := metric(t, reg, "signalstage_sink_refused_rows_total", "table", "signals", "outcome", "dead_lettered"); got != float64(len(bad)) {
+		t.Errorf("refused_rows_total{signals,dead_lettered} = %v, want %d", got, len(bad))
+	}
+}
+
+// TestTooManyRefusedRowsHoldTheBatch: when ClickHouse refuses more rows of a batch than -max-refused-rows, the
+// cause is not a few bad rows; nothing is dead-lettered, the batch is retried with fetching paused and its offsets
+// held, and it is stored whole once ClickHouse takes it again.
+func TestTooManyRefusedRowsHoldTheBatch(t *testing.T) {
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	cfg := e.config()
+	cfg.Registry = reg
+	cfg.MaxRefusedRows = 2
+	e.start(cfg)
+	e.produce(e.signalRecords(0, 1)...)
+	e.waitCount(1, 60*time.Second, "SELECT count() FROM signals")
+	e.waitCommitted(e.k.Topic(schemas.TopicResolved), 1, 30*time.Second)
+	e.refuseEvent("Refused")
+
+	var recs []*kgo.Record
+	for i := 1; i <= 40; i++ {
+		s := signal("acme", i)
+		if i%10 == 0 {
+			s.Event = "Refused"
+		}
+		recs = append(recs, e.signalRecord(s))
+	}
+	e.produce(recs...)
+	waitPaused(t, reg, 5, 60*time.Second)
+	if got := e.count("SELECT count() FROM dead_letters"); got != 0 {
+		t.Errorf("%d dead letters while the batch is held, want 0", got)
+	}
+	if got := e.committed(e.k.Topic(schemas.TopicResolved)); got >= 41 {
+		t.Errorf("committed %d while the batch is held, want less than 41", got)
+	}
+
+	if err := e.ch.Conn.Exec(context.Background(), "ALTER TABLE signals DROP COLUMN refused"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCommitted(e.k.Topic(schemas.TopicResolved), 41, 60*time.Second)
+	if got := e.count("SELECT count() FROM signals FINAL"); got != 41 {
+		t.Errorf("signals FINAL: %d rows, want 41", got)
+	}
+	if got := e.count("SELECT count() FROM dead_letters"); got != 0 {
+		t.Errorf("%d dead letters, want 0", got)
+	}
+}

@@ -11,6 +11,7 @@ type metrics struct {
 	flushSeconds  *prometheus.HistogramVec // by table, one successful insert
 	inserts       *prometheus.CounterVec   // by table: INSERTs acknowledged (a batch split by partitions takes several)
 	insertErrors  *prometheus.CounterVec   // by table: failed attempts, each followed by a retry
+	refusedRows   *prometheus.CounterVec   // by table and outcome: rows ClickHouse refused for their data
 	deadLetters   *prometheus.CounterVec   // by reason kind: records the sink could not decode or convert
 	bufferedRows  *prometheus.GaugeVec     // by table
 	paused        prometheus.Gauge
@@ -38,8 +39,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 				"partitions than one INSERT may touch."}, []string{"table"}),
 		insertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "insert_errors_total",
 			Help: "Failed insert attempts, by table; each is retried with capped backoff."}, []string{"table"}),
+		refusedRows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "refused_rows_total",
+			Help: "Rows ClickHouse refused for their data, by table and outcome: dead_lettered, or dropped (a row of " +
+				"dead_letters itself, logged; its record stays in signals.dlq)."}, []string{"table", "outcome"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
-			Help: "Records the sink could not decode or convert, written to dead_letters, by reason."}, []string{"reason"}),
+			Help: "Records the sink could not decode, convert or get ClickHouse to take, written to dead_letters, by reason."}, []string{"reason"}),
 		bufferedRows: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "buffered_rows",
 			Help: "Rows waiting for the next insert, by table."}, []string{"table"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "lag_records",
@@ -55,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Migrations applied by this process."}),
 	}
 	for _, c := range []prometheus.Collector{m.records, m.tombstones, m.rowsInserted, m.flushes, m.flushSeconds,
-		m.inserts, m.insertErrors, m.deadLetters, m.bufferedRows, m.paused, m.lag, m.commits, m.commitErrors, m.migrationsRun} {
+		m.inserts, m.insertErrors, m.refusedRows, m.deadLetters, m.bufferedRows, m.paused, m.lag, m.commits, m.commitErrors, m.migrationsRun} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -172,6 +172,34 @@ func sinkDeadLetter(r *kgo.Record, reason error) deadLetterRow {
 	}
 }
 
+// originOfSignal: a refused signal is kept as its input payload; the reason names its id and version.
+func originOfSignal(r *signalRow) origin {
+	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
+		payload: string(r.Payload), describe: fmt.Sprintf("signal %s version %d", r.SignalID, r.Version)}
+}
+
+// originOfIdentity returns the origin of an identities row read from topic (the full topic name).
+func originOfIdentity(topic string) func(*identityRow) origin {
+	return func(r *identityRow) origin {
+		return origin{tenant: r.Tenant, topic: topic, partition: r.KafkaPartition, offset: int64(r.KafkaOffset),
+			payload: r.Traits, describe: fmt.Sprintf("identity %s %s -> %s", r.IDKind, r.ID, r.Email)}
+	}
+}
+
+func originOfDeadLetter(r *deadLetterRow) origin {
+	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
+		payload: r.Payload, describe: fmt.Sprintf("dead letter of %s/%d@%d", r.OriginTopic, r.OriginPartition, r.OriginOffset)}
+}
+
+// refusedDeadLetter is the dead_letters row of a row ClickHouse refused to store.
+func refusedDeadLetter(o origin, reason string, now time.Time) deadLetterRow {
+	return deadLetterRow{
+		Tenant: o.tenant, Stage: "sink", Reason: reason, OriginTopic: o.topic, OriginPartition: o.partition,
+		OriginOffset: o.offset, Payload: o.payload, FailedAt: clampTime(now),
+		KafkaTopic: o.topic, KafkaPartition: o.partition, KafkaOffset: o.offset,
+	}
+}
+
 func clampTime(t time.Time) time.Time {
 	switch {
 	case t.Before(minDateTime):

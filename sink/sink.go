@@ -88,6 +88,9 @@ func New(cfg Config) (*Sink, error) {
 	s.signals.columnar = appendSignalColumns
 	s.signals.month = func(r *signalRow) int { return monthOf(r.EventTime) }
 	s.dead.month = func(r *deadLetterRow) int { return monthOf(r.FailedAt) }
+	s.signals.origin = originOfSignal
+	s.identities.origin = originOfIdentity(cfg.Topics.Name(schemas.TopicIdentities))
+	s.dead.origin = originOfDeadLetter
 	s.tables = []buffer{s.signals, s.identities, s.dead}
 	var names []string
 	for _, base := range []string{schemas.TopicResolved, schemas.TopicIdentities, schemas.TopicDLQ} {

@@ -33,6 +33,10 @@ type buffer interface {
 	// split cuts the batch into blocks that each touch at most maxPartitions of the table's partitions, one
 	// INSERT each; a batch within the limit is its own only block.
 	split(maxPartitions int) []buffer
+	// halves cuts a block of two rows or more into two blocks.
+	halves() (buffer, buffer)
+	// origins says where each row of the block came from, for the dead letter of a row ClickHouse refuses.
+	origins() []origin
 	// take moves the rows into a new buffer for the flusher and leaves this one empty, ready for more rows.
 	take() buffer
 	reset()
@@ -51,6 +55,17 @@ type table[T any] struct {
 	// month, when set, is the partition of a row in a table PARTITION BY toYYYYMM(a DateTime('UTC') column): that
 	// column's year*12+month. nil: the table is not partitioned.
 	month func(*T) int
+	// origin tells where a row came from (see origin).
+	origin func(*T) origin
+}
+
+// origin is what the sink keeps of a row ClickHouse refused: the record it came from and the content worth
+// looking at.
+type origin struct {
+	tenant, topic     string
+	partition         int32
+	offset            int64
+	payload, describe string
 }
 
 // monthOf is the partition number month returns for t (UTC).
@@ -154,8 +169,7 @@ func (t *table[T]) split(maxPartitions int) []buffer {
 			continue
 		}
 		if i == len(t.rows) || n == maxPartitions {
-			blocks = append(blocks, &table[T]{name: t.name, query: t.query, rows: t.rows[start:i:i],
-				columnar: t.columnar, month: t.month})
+			blocks = append(blocks, t.block(t.rows[start:i:i]))
 			start, n = i, 1
 			continue
 		}
@@ -164,9 +178,27 @@ func (t *table[T]) split(maxPartitions int) []buffer {
 	return blocks
 }
 
+// block is a buffer of rows (a part of t's) that is only ever inserted: no size, age or offsets.
+func (t *table[T]) block(rows []T) *table[T] {
+	return &table[T]{name: t.name, query: t.query, rows: rows, columnar: t.columnar, month: t.month, origin: t.origin}
+}
+
+func (t *table[T]) halves() (buffer, buffer) {
+	h := len(t.rows) / 2
+	return t.block(t.rows[:h:h]), t.block(t.rows[h:])
+}
+
+func (t *table[T]) origins() []origin {
+	out := make([]origin, len(t.rows))
+	for i := range t.rows {
+		out[i] = t.origin(&t.rows[i])
+	}
+	return out
+}
+
 func (t *table[T]) take() buffer {
-	out := &table[T]{name: t.name, query: t.query, rows: t.rows, bytes: t.bytes, since: t.since, firstAt: t.firstAt,
-		columnar: t.columnar, month: t.month}
+	out := t.block(t.rows)
+	out.bytes, out.since, out.firstAt = t.bytes, t.since, t.firstAt
 	t.rows = make([]T, 0, cap(t.rows))
 	t.bytes = 0
 	t.since = time.Time{}

@@ -1,10 +1,14 @@
 package sink
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // TestSplitByPartitions: a batch whose rows span more event-time months than one INSERT may touch is cut into
@@ -71,5 +75,32 @@ func TestSplitByPartitions(t *testing.T) {
 	ids.rows = make([]identityRow, 1000)
 	if n := len(ids.split(1)); n != 1 {
 		t.Errorf("identities: %d blocks, want 1", n)
+	}
+}
+
+// TestRefusedByData: only refusals about the rows' values are isolated; load, outages and schema problems are
+// retried.
+func TestRefusedByData(t *testing.T) {
+	ex := func(code int32, msg string) error {
+		return fmt.Errorf("inserting 10 rows into signals: %w", &clickhouse.Exception{Code: code, Message: msg})
+	}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{ex(395, "Value passed to 'throwIf' function is non zero"), true},
+		{ex(53, "Type mismatch"), true},
+		{ex(469, "Constraint `c` is violated"), true},
+		{ex(252, "Too many partitions for single INSERT block (more than 100)"), true},
+		{ex(252, "Too many parts (300). Merges are processing significantly slower than inserts"), false},
+		{ex(241, "Memory limit (total) exceeded"), false},
+		{ex(60, "Table signalstage.signals doesn't exist"), false},
+		{ex(16, "No such column refused in table"), false},
+		{fmt.Errorf("inserting: %w", io.ErrUnexpectedEOF), false},
+		{context.DeadlineExceeded, false},
+	} {
+		if got := refusedByData(tc.err); got != tc.want {
+			t.Errorf("refusedByData(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
