@@ -28,7 +28,7 @@ type Config struct {
 	// ReplicationFactor of the topics Run creates (default -1: the broker's default).
 	ReplicationFactor int16
 
-	// KeysFile is the JSON key registry (-keys, env SIGNALSTAGE_KEYS_FILE, default testenv/dev-keys.json).
+	// KeysFile is the JSON key registry (-keys, env SIGNALSTAGE_KEYS_FILE). Required.
 	KeysFile string
 	// KeysPollInterval is how often the registry file is checked for changes (-keys-poll, default 2s); SIGHUP
 	// reloads it at once.
@@ -91,7 +91,6 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultAddr            = "127.0.0.1:8080"
-	DefaultKeysFile        = "testenv/dev-keys.json"
 	DefaultMaxEventBytes   = 32 << 10
 	DefaultMaxRequestBytes = 500 << 10
 	DefaultProduceTimeout  = 8 * time.Second
@@ -111,9 +110,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 6
-	}
-	if c.KeysFile == "" {
-		c.KeysFile = DefaultKeysFile
 	}
 	set(&c.KeysPollInterval, 2*time.Second)
 	if c.MaxEventBytes == 0 {
@@ -173,6 +169,11 @@ func (c Config) validate() error {
 	}
 	if c.Partitions < 1 {
 		bad("partitions", "must be at least 1, got %d", c.Partitions)
+	}
+	if c.KeysFile == "" {
+		// No default: a default pointing at the repository's development keys would let a deployment that
+		// forgot the flag accept keys anyone can read.
+		bad("keys", "is required: the JSON key registry file (for local development: testenv/dev-keys.json)")
 	}
 	if c.KeysPollInterval < 0 {
 		bad("keys-poll", "must not be negative")

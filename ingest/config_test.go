@@ -21,10 +21,14 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{"in flight", Config{MaxInFlight: -1}, "-max-in-flight"},
 		{"partitions", Config{Partitions: -2}, "-partitions"},
 		{"keys file", Config{KeysFile: "/nonexistent/keys.json"}, "-keys"},
+		{"no keys file", Config{KeysFile: "none"}, "-keys: is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.cfg.KeysFile == "" {
+			switch tc.cfg.KeysFile {
+			case "":
 				tc.cfg.KeysFile = "../testenv/dev-keys.json"
+			case "none": // no -keys given: required, never defaulted to the development keys
+				tc.cfg.KeysFile = ""
 			}
 			_, err := New(tc.cfg)
 			if err == nil || !strings.Contains(err.Error(), tc.flag) {
