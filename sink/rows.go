@@ -59,6 +59,8 @@ type signalRow struct {
 	KafkaTopic     string    `ch:"kafka_topic"`
 	KafkaPartition int32     `ch:"kafka_partition"`
 	KafkaOffset    int64     `ch:"kafka_offset"`
+	// recKey and recValue are the record's, for the dead letter if ClickHouse refuses the row (not columns).
+	recKey, recValue []byte
 }
 
 func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
@@ -98,7 +100,7 @@ func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
 		EventTime: s.EventTime.UTC(), EventTimeMs: s.EventTime.UnixMilli(),
 		ReceivedAt: s.ReceivedAt.UTC(), ProcessedAt: s.ProcessedAt.UTC(),
 		RawPartition: s.RawPartition, RawOffset: s.RawOffset, Payload: s.Payload,
-		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
+		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, recKey: r.Key, recValue: r.Value,
 	}, nil
 }
 
@@ -116,6 +118,8 @@ type identityRow struct {
 	SignalID       string    `ch:"signal_id"`
 	KafkaPartition int32     `ch:"kafka_partition"`
 	KafkaOffset    uint64    `ch:"kafka_offset"`
+	// recKey and recValue are the record's, for the dead letter if ClickHouse refuses the row (not columns).
+	recKey, recValue []byte
 }
 
 func newIdentityRow(l *schemas.IdentityLink, r *kgo.Record) (identityRow, error) {
@@ -128,7 +132,7 @@ func newIdentityRow(l *schemas.IdentityLink, r *kgo.Record) (identityRow, error)
 	return identityRow{
 		Tenant: l.Tenant, IDKind: l.IDKind, ID: l.ID, Email: l.Email, AnonymousID: l.AnonymousID, UserID: l.UserID,
 		Traits: l.Traits, LinkedAt: l.LinkedAt.UTC(), LinkedAtMs: l.LinkedAt.UnixMilli(), SignalID: l.SignalID,
-		KafkaPartition: r.Partition, KafkaOffset: uint64(r.Offset),
+		KafkaPartition: r.Partition, KafkaOffset: uint64(r.Offset), recKey: r.Key, recValue: r.Value,
 	}, nil
 }
 
@@ -172,30 +176,31 @@ func sinkDeadLetter(r *kgo.Record, reason error) deadLetterRow {
 	}
 }
 
-// originOfSignal: a refused signal is kept as its input payload; the reason names its id and version.
+// originOfSignal: a refused signal is kept as its record (key and value, as the sink's other dead letters, so
+// Redrive can send it again); the reason names its id and version.
 func originOfSignal(r *signalRow) origin {
 	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
-		payload: string(r.Payload), describe: fmt.Sprintf("signal %s version %d", r.SignalID, r.Version)}
+		key: string(r.recKey), payload: string(r.recValue), describe: fmt.Sprintf("signal %s version %d", r.SignalID, r.Version)}
 }
 
 // originOfIdentity returns the origin of an identities row read from topic (the full topic name).
 func originOfIdentity(topic string) func(*identityRow) origin {
 	return func(r *identityRow) origin {
 		return origin{tenant: r.Tenant, topic: topic, partition: r.KafkaPartition, offset: int64(r.KafkaOffset),
-			payload: r.Traits, describe: fmt.Sprintf("identity %s %s -> %s", r.IDKind, r.ID, r.Email)}
+			key: string(r.recKey), payload: string(r.recValue), describe: fmt.Sprintf("identity %s %s -> %s", r.IDKind, r.ID, r.Email)}
 	}
 }
 
 func originOfDeadLetter(r *deadLetterRow) origin {
 	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
-		payload: r.Payload, describe: fmt.Sprintf("dead letter of %s/%d@%d", r.OriginTopic, r.OriginPartition, r.OriginOffset)}
+		key: r.Key, payload: r.Payload, describe: fmt.Sprintf("dead letter of %s/%d@%d", r.OriginTopic, r.OriginPartition, r.OriginOffset)}
 }
 
 // refusedDeadLetter is the dead_letters row of a row ClickHouse refused to store.
 func refusedDeadLetter(o origin, reason string, now time.Time) deadLetterRow {
 	return deadLetterRow{
 		Tenant: o.tenant, Stage: "sink", Reason: reason, OriginTopic: o.topic, OriginPartition: o.partition,
-		OriginOffset: o.offset, Payload: o.payload, FailedAt: clampTime(now),
+		OriginOffset: o.offset, Key: o.key, Payload: o.payload, FailedAt: clampTime(now),
 		KafkaTopic: o.topic, KafkaPartition: o.partition, KafkaOffset: o.offset,
 	}
 }

@@ -59,13 +59,13 @@ type table[T any] struct {
 	origin func(*T) origin
 }
 
-// origin is what the sink keeps of a row ClickHouse refused: the record it came from and the content worth
-// looking at.
+// origin is what the sink keeps of a row ClickHouse refused: where the record came from, its key and value, and
+// a description for the reason.
 type origin struct {
-	tenant, topic     string
-	partition         int32
-	offset            int64
-	payload, describe string
+	tenant, topic          string
+	partition              int32
+	offset                 int64
+	key, payload, describe string
 }
 
 // monthOf is the partition number month returns for t (UTC).

@@ -83,6 +83,9 @@ func run(args []string) int {
 	retryMax := fs.Duration("retry-max", envDuration("SIGNALSTAGE_SINK_RETRY_MAX", 10*time.Second), "longest wait between insert retries (env SIGNALSTAGE_SINK_RETRY_MAX)")
 	var params paramFlag
 	fs.Var(&params, "param", "query: a parameter name=value (repeatable)")
+	where := fs.String("where", "", "redrive: which dead_letters rows, a ClickHouse condition (default: retries = 0, those not redriven yet)")
+	limit := fs.Int("limit", 10_000, "redrive: at most this many dead letters")
+	dryRun := fs.Bool("dry-run", false, "redrive: list what would be sent, send nothing")
 	from := fs.String("from", "", "replay: load again the records written at or after this RFC 3339 time (default: from the start)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -132,8 +135,21 @@ func run(args []string) int {
 		if err = sink.Replay(ctx, cfg, at); err == nil {
 			log.Info("consumer group rewound; start the sink to load again", "group", sink.Group(cfg.Topics.Prefix), "from", *from)
 		}
+	case "redrive":
+		var res sink.RedriveResult
+		res, err = sink.Redrive(ctx, cfg, sink.RedriveConfig{Where: *where, Limit: *limit, DryRun: *dryRun}, func(r sink.Redriven) {
+			what := "send"
+			if r.Skipped != "" {
+				what = "skip (" + r.Skipped + ")"
+			}
+			fmt.Printf("%s\t%s/%d@%d\tstage %s, retries %d: %s\n", what, r.OriginTopic, r.OriginPartition, r.OriginOffset,
+				r.Stage, r.Retries, r.Reason)
+		})
+		if err == nil {
+			log.Info("redrive done", "sent", res.Sent, "skipped", res.Skipped, "dry_run", *dryRun)
+		}
 	default:
-		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate, query or replay)\n", verb)
+		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate, query, replay or redrive)\n", verb)
 		return 2
 	}
 	if err != nil {
