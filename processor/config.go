@@ -1,10 +1,13 @@
 package processor
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -38,7 +41,8 @@ type Config struct {
 	// Group is the consumer group (default <prefix>processor). Every instance of one deployment uses the same.
 	Group string
 	// TransactionalID must be unique per live instance and stable across its restarts, so a restarted instance
-	// fences its predecessor at once (flag -transactional-id; default <prefix>processor-<hostname>).
+	// fences its predecessor at once (flag -transactional-id; default <prefix>processor-<hostname>-<state dir
+	// hash>, see defaultTransactionalID).
 	TransactionalID string
 	// TransactionTimeout bounds how long a crashed instance's open transaction blocks its partitions (default 20s).
 	TransactionTimeout time.Duration
@@ -99,9 +103,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Group == "" {
 		c.Group = c.Topics.Prefix + "processor"
 	}
-	if c.TransactionalID == "" {
-		host, _ := os.Hostname()
-		c.TransactionalID = c.Topics.Prefix + "processor-" + host
+	if c.TransactionalID == "" && c.StateDir != "" {
+		c.TransactionalID = defaultTransactionalID(c.Topics.Prefix, c.StateDir)
 	}
 	if c.TransactionTimeout <= 0 {
 		c.TransactionTimeout = 20 * time.Second
@@ -153,6 +156,20 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: -max-held-age must be positive", ErrConfig)
 	}
 	return c, nil
+}
+
+// defaultTransactionalID is <prefix>processor-<hostname>-<8 hex digits of the absolute state dir's SHA-256>. An
+// instance restarted on the same host with the same -state-dir keeps it, so it fences its predecessor's open
+// transaction at once; two instances on one host differ by their state dirs, which must differ (Run locks the
+// dir), so they never fence each other.
+func defaultTransactionalID(prefix, stateDir string) string {
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(stateDir)
+	if err != nil {
+		dir = filepath.Clean(stateDir)
+	}
+	sum := sha256.Sum256([]byte(dir))
+	return prefix + "processor-" + host + "-" + hex.EncodeToString(sum[:4])
 }
 
 // internalSpecs are the topics the processor adds to the deployment's table.

@@ -105,6 +105,11 @@ func (p *Processor) AdminAddr(ctx context.Context) (string, error) {
 // rules, it runs the rules watcher alongside and processes nothing before the rules that existed at start are in
 // effect; the watcher's failure stops the processor with its error.
 func (p *Processor) Run(ctx context.Context) (err error) {
+	lock, err := lockStateDir(p.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

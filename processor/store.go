@@ -5,12 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"time"
 	"unsafe"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // metaKey holds the local bookkeeping of a partition store: which changelog partition it mirrors and the last
@@ -140,6 +143,28 @@ func decodeMeta(b []byte) (string, int64, time.Time, bool) {
 	at := r.varint()
 	return src, cp, time.UnixMilli(at), r.err == nil
 }
+
+// lockStateDir makes dir this instance's until the returned closer is closed: a second instance (process or
+// Processor) given the same -state-dir fails at start, instead of two instances sharing partition stores and the
+// transactional id derived from the dir.
+func lockStateDir(dir string) (io.Closer, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	l, err := vfs.Default.Lock(filepath.Join(abs, "LOCK"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: -state-dir %s is in use by another processor instance (each needs its own): %w",
+			ErrStateDirInUse, abs, err)
+	}
+	return l, nil
+}
+
+// ErrStateDirInUse: another instance holds the state dir.
+var ErrStateDirInUse = errors.New("state dir in use")
 
 // get reads committed state.
 func (s *partStore) get(key []byte) ([]byte, error) {

@@ -2,11 +2,19 @@ package processor
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/signalstage/signalstage/schemas"
 )
 
 func testStore(t *testing.T) *partStore {
@@ -150,4 +158,61 @@ func TestVisitorCacheSkipsPerEventKeys(t *testing.T) {
 	if newVisitorCache(0) != nil || newVisitorCache(-1) != nil {
 		t.Error("a budget of 0 or less must disable the cache")
 	}
+}
+
+// TestDefaultTransactionalID: the default id is stable for one instance (same host, same state dir, however the
+// dir is written) and differs between two instances on one host, whose state dirs differ.
+func TestDefaultTransactionalID(t *testing.T) {
+	t.Chdir(t.TempDir())
+	abs, err := filepath.Abs("state-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := defaultTransactionalID("p.", "state-a")
+	if b := defaultTransactionalID("p.", abs+"/"); b != a {
+		t.Errorf("same dir, written two ways: %q and %q", a, b)
+	}
+	if b := defaultTransactionalID("p.", "state-b"); b == a {
+		t.Errorf("two state dirs on one host share the id %q", a)
+	}
+	host, _ := os.Hostname()
+	if !strings.HasPrefix(a, "p.processor-"+host+"-") {
+		t.Errorf("id %q does not start with the prefix, processor and the hostname", a)
+	}
+	cfg, err := Config{StateDir: "state-a", Topics: schemas.Config{Prefix: "p."}}.withDefaults()
+	if err != nil || cfg.TransactionalID != a {
+		t.Errorf("withDefaults: id %q (err %v), want %q", cfg.TransactionalID, err, a)
+	}
+	cfg, _ = Config{StateDir: "state-a", TransactionalID: "mine"}.withDefaults()
+	if cfg.TransactionalID != "mine" {
+		t.Errorf("an explicit -transactional-id was replaced by %q", cfg.TransactionalID)
+	}
+}
+
+// TestStateDirInUse: a second processor given a state dir another instance holds refuses to run, with an error
+// naming the flag; once the dir is free it is usable again.
+func TestStateDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	held, err := lockStateDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Config{StateDir: dir, DisableRules: true, Brokers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	if !errors.Is(err, ErrStateDirInUse) || !strings.Contains(err.Error(), "-state-dir") {
+		t.Fatalf("Run on a held state dir = %v, want ErrStateDirInUse naming -state-dir", err)
+	}
+	if err := held.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := lockStateDir(dir)
+	if err != nil {
+		t.Fatalf("state dir not usable once released: %v", err)
+	}
+	again.Close()
 }

@@ -95,7 +95,7 @@ func run(args []string) int {
 	fs.StringVar(&cfg.AdminToken, "admin-token", env("SIGNALSTAGE_ADMIN_TOKEN", ""), "bearer token of the rules HTTP API on -admin-addr; empty disables the API (env SIGNALSTAGE_ADMIN_TOKEN)")
 	fs.BoolVar(&cfg.DisableRules, "disable-rules", false, "do not read signals.rules: every signal comes out unmapped")
 	fs.StringVar(&cfg.Group, "group", env("SIGNALSTAGE_PROCESSOR_GROUP", ""), "consumer group (default <prefix>processor)")
-	fs.StringVar(&cfg.TransactionalID, "transactional-id", env("SIGNALSTAGE_PROCESSOR_TRANSACTIONAL_ID", ""), "unique per instance, stable across its restarts (default <prefix>processor-<hostname>)")
+	fs.StringVar(&cfg.TransactionalID, "transactional-id", env("SIGNALSTAGE_PROCESSOR_TRANSACTIONAL_ID", ""), "unique per instance, stable across its restarts (default <prefix>processor-<hostname>-<state dir hash>)")
 	fs.DurationVar(&cfg.DedupWindow, "dedup-window", processor.DefaultDedupWindow, "how long a signal id is remembered")
 	fs.IntVar(&cfg.MaxHeldPerVisitor, "max-held", processor.DefaultMaxHeldPerVisitor, "cold signals held per visitor")
 	fs.DurationVar(&cfg.MaxHeldAge, "max-held-age", processor.DefaultMaxHeldAge, "how long a cold signal is held")
