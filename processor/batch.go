@@ -335,7 +335,8 @@ func (e *emitter) deadLetter(r *kgo.Record, reason, tenant string) {
 		tenant, _, _ = schemas.SplitKey(r.Key)
 	}
 	d := &schemas.DeadLetter{Tenant: tenant, Stage: "processor", Reason: reason, Topic: r.Topic,
-		Partition: r.Partition, Offset: r.Offset, Key: r.Key, Payload: r.Value, FailedAt: e.p.cfg.Now().UTC()}
+		Partition: r.Partition, Offset: r.Offset, Key: r.Key, Payload: r.Value, Retries: schemas.Redrives(r),
+		FailedAt: e.p.cfg.Now().UTC()}
 	if d.Key == nil {
 		d.Key = []byte{}
 	}

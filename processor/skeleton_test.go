@@ -23,10 +23,10 @@ func TestPassThroughAndDeadLetter(t *testing.T) {
 		rawIn{"t1", `{"order":42,"status":"paid"}`},
 		rawIn{"t1", `not json`},
 	)
-	// A record that is not even a RawEvent.
+	// A record that is not even a RawEvent, sent for the second time by a redrive.
 	cl := k.Client()
 	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: k.Topic(schemas.TopicRaw), Key: []byte("t1|a1"),
-		Value: []byte("garbage")}).FirstErr(); err != nil {
+		Value: []byte("garbage"), Headers: []kgo.RecordHeader{{Key: schemas.RedriveHeader, Value: []byte("2")}}}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	produce(t, k, rawIn{"t1", `{"type":"track","anonymousId":"a1","event":"After Poison","messageId":"m9"}`})
@@ -77,6 +77,9 @@ func TestPassThroughAndDeadLetter(t *testing.T) {
 		}
 		if d.Stage != "processor" || d.Topic != k.Topic(schemas.TopicRaw) || d.Offset < 0 || d.Reason == "" {
 			t.Errorf("dead letter %+v", d)
+		}
+		if want := map[bool]int32{true: 2}[string(d.Payload) == "garbage"]; d.Retries != want {
+			t.Errorf("dead letter of %q: retries %d, want %d (the record's redrive count)", d.Payload, d.Retries, want)
 		}
 	}
 	r.stop(t)

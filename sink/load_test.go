@@ -509,3 +509,32 @@ func TestRedrive(t *testing.T) {
 		t.Errorf("a bad -where: err %v, want one naming -where", err)
 	}
 }
+
+// TestRedriveOfARecordThatFailsAgain: a redriven record that fails again comes back as a new dead letter that
+// carries its redrive count, so the default selection (retries = 0) does not send it round again.
+func TestRedriveOfARecordThatFailsAgain(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	e.start(cfg)
+	e.produce(e.signalRecords(0, 1)...)
+	e.waitCount(1, 60*time.Second, "SELECT count() FROM signals")
+	e.refuseEvent("Refused")
+	refused := signal("acme", 1)
+	refused.Event = "Refused"
+	e.produce(e.signalRecord(refused))
+	e.waitCount(1, 60*time.Second, "SELECT count() FROM dead_letters")
+
+	res, err := sink.Redrive(context.Background(), cfg, sink.RedriveConfig{}, nil)
+	if err != nil || res.Sent != 1 {
+		t.Fatalf("redrive: sent %d (err %v), want 1", res.Sent, err)
+	}
+	// Refused again: a second dead letter, of the redriven record, with retries 1.
+	e.waitCount(2, 60*time.Second, "SELECT count() FROM dead_letters FINAL")
+	if n := e.count("SELECT count() FROM dead_letters FINAL WHERE retries = 1"); n != 2 {
+		t.Errorf("%d dead letters with retries 1, want 2 (the marked one and the new one)", n)
+	}
+	res, err = sink.Redrive(context.Background(), cfg, sink.RedriveConfig{}, nil)
+	if err != nil || res.Sent != 0 {
+		t.Errorf("second redrive: sent %d (err %v), want 0", res.Sent, err)
+	}
+}

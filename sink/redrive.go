@@ -107,7 +107,7 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 		} else {
 			res.Sent++
 			rec := &kgo.Record{Topic: d.OriginTopic, Partition: d.OriginPartition, Value: []byte(d.Payload),
-				Headers: []kgo.RecordHeader{{Key: "signalstage-redrive", Value: []byte(strconv.Itoa(int(d.Retries) + 1))}}}
+				Headers: []kgo.RecordHeader{{Key: schemas.RedriveHeader, Value: []byte(strconv.Itoa(int(d.Retries) + 1))}}}
 			if d.Key != "" {
 				rec.Key = []byte(d.Key)
 			}

@@ -59,8 +59,10 @@ type signalRow struct {
 	KafkaTopic     string    `ch:"kafka_topic"`
 	KafkaPartition int32     `ch:"kafka_partition"`
 	KafkaOffset    int64     `ch:"kafka_offset"`
-	// recKey and recValue are the record's, for the dead letter if ClickHouse refuses the row (not columns).
+	// recKey, recValue and recRedrives are the record's, for the dead letter if ClickHouse refuses the row (not
+	// columns).
 	recKey, recValue []byte
+	recRedrives      int32
 }
 
 func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
@@ -101,6 +103,7 @@ func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
 		ReceivedAt: s.ReceivedAt.UTC(), ProcessedAt: s.ProcessedAt.UTC(),
 		RawPartition: s.RawPartition, RawOffset: s.RawOffset, Payload: s.Payload,
 		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, recKey: r.Key, recValue: r.Value,
+		recRedrives: schemas.Redrives(r),
 	}, nil
 }
 
@@ -118,8 +121,10 @@ type identityRow struct {
 	SignalID       string    `ch:"signal_id"`
 	KafkaPartition int32     `ch:"kafka_partition"`
 	KafkaOffset    uint64    `ch:"kafka_offset"`
-	// recKey and recValue are the record's, for the dead letter if ClickHouse refuses the row (not columns).
+	// recKey, recValue and recRedrives are the record's, for the dead letter if ClickHouse refuses the row (not
+	// columns).
 	recKey, recValue []byte
+	recRedrives      int32
 }
 
 func newIdentityRow(l *schemas.IdentityLink, r *kgo.Record) (identityRow, error) {
@@ -133,6 +138,7 @@ func newIdentityRow(l *schemas.IdentityLink, r *kgo.Record) (identityRow, error)
 		Tenant: l.Tenant, IDKind: l.IDKind, ID: l.ID, Email: l.Email, AnonymousID: l.AnonymousID, UserID: l.UserID,
 		Traits: l.Traits, LinkedAt: l.LinkedAt.UTC(), LinkedAtMs: l.LinkedAt.UnixMilli(), SignalID: l.SignalID,
 		KafkaPartition: r.Partition, KafkaOffset: uint64(r.Offset), recKey: r.Key, recValue: r.Value,
+		recRedrives: schemas.Redrives(r),
 	}, nil
 }
 
@@ -171,7 +177,8 @@ func sinkDeadLetter(r *kgo.Record, reason error) deadLetterRow {
 	tenant, _, _ := schemas.SplitKey(r.Key)
 	return deadLetterRow{
 		Tenant: tenant, Stage: "sink", Reason: reason.Error(), OriginTopic: r.Topic, OriginPartition: r.Partition,
-		OriginOffset: r.Offset, Key: string(r.Key), Payload: string(r.Value), FailedAt: clampTime(r.Timestamp),
+		OriginOffset: r.Offset, Key: string(r.Key), Payload: string(r.Value), Retries: schemas.Redrives(r),
+		FailedAt:   clampTime(r.Timestamp),
 		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
 	}
 }
@@ -180,27 +187,27 @@ func sinkDeadLetter(r *kgo.Record, reason error) deadLetterRow {
 // Redrive can send it again); the reason names its id and version.
 func originOfSignal(r *signalRow) origin {
 	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
-		key: string(r.recKey), payload: string(r.recValue), describe: fmt.Sprintf("signal %s version %d", r.SignalID, r.Version)}
+		key: string(r.recKey), payload: string(r.recValue), retries: r.recRedrives, describe: fmt.Sprintf("signal %s version %d", r.SignalID, r.Version)}
 }
 
 // originOfIdentity returns the origin of an identities row read from topic (the full topic name).
 func originOfIdentity(topic string) func(*identityRow) origin {
 	return func(r *identityRow) origin {
 		return origin{tenant: r.Tenant, topic: topic, partition: r.KafkaPartition, offset: int64(r.KafkaOffset),
-			key: string(r.recKey), payload: string(r.recValue), describe: fmt.Sprintf("identity %s %s -> %s", r.IDKind, r.ID, r.Email)}
+			key: string(r.recKey), payload: string(r.recValue), retries: r.recRedrives, describe: fmt.Sprintf("identity %s %s -> %s", r.IDKind, r.ID, r.Email)}
 	}
 }
 
 func originOfDeadLetter(r *deadLetterRow) origin {
 	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
-		key: r.Key, payload: r.Payload, describe: fmt.Sprintf("dead letter of %s/%d@%d", r.OriginTopic, r.OriginPartition, r.OriginOffset)}
+		key: r.Key, payload: r.Payload, retries: r.Retries, describe: fmt.Sprintf("dead letter of %s/%d@%d", r.OriginTopic, r.OriginPartition, r.OriginOffset)}
 }
 
 // refusedDeadLetter is the dead_letters row of a row ClickHouse refused to store.
 func refusedDeadLetter(o origin, reason string, now time.Time) deadLetterRow {
 	return deadLetterRow{
 		Tenant: o.tenant, Stage: "sink", Reason: reason, OriginTopic: o.topic, OriginPartition: o.partition,
-		OriginOffset: o.offset, Key: o.key, Payload: o.payload, FailedAt: clampTime(now),
+		OriginOffset: o.offset, Key: o.key, Payload: o.payload, Retries: o.retries, FailedAt: clampTime(now),
 		KafkaTopic: o.topic, KafkaPartition: o.partition, KafkaOffset: o.offset,
 	}
 }

@@ -66,6 +66,7 @@ type origin struct {
 	partition              int32
 	offset                 int64
 	key, payload, describe string
+	retries                int32 // times the record was redriven
 }
 
 // monthOf is the partition number month returns for t (UTC).
