@@ -319,37 +319,48 @@ func TestBackfillSpanningManyMonths(t *testing.T) {
 	}
 }
 
-// refuseEvent makes ClickHouse itself refuse every signals row of event name event, as a value a column or check
-// cannot take would: the insert of a block holding one fails whole (code 395, from throwIf).
-func (e *env) refuseEvent(event string) {
-	e.t.Helper()
-	if err := e.ch.Conn.Exec(context.Background(), "ALTER TABLE signals ADD COLUMN refused UInt8 MATERIALIZED throwIf(event = '"+event+"')"); err != nil {
-		e.t.Fatal(err)
+// startRefusing starts a sink (cfg edited by edit, when not nil) on a fresh env, waits until it has migrated and
+// stored one signal, then makes ClickHouse itself refuse every signals row of event "Refused", as a value a
+// column or check cannot take would: the insert of a block holding one fails whole (code 395, from throwIf).
+func startRefusing(t *testing.T, edit func(*sink.Config)) (*env, sink.Config) {
+	t.Helper()
+	e := newEnv(t)
+	cfg := e.config()
+	if edit != nil {
+		edit(&cfg)
 	}
+	e.start(cfg)
+	e.produce(e.signalRecords(0, 1)...)
+	e.waitCount(1, 60*time.Second, "SELECT count() FROM signals")
+	e.waitCommitted(e.k.Topic(schemas.TopicResolved), 1, 30*time.Second)
+	if err := e.ch.Conn.Exec(context.Background(), "ALTER TABLE signals ADD COLUMN refused UInt8 MATERIALIZED throwIf(event = 'Refused')"); err != nil {
+		t.Fatal(err)
+	}
+	return e, cfg
+}
+
+// refusedRecord is the record of signal i of acme with the event ClickHouse refuses after startRefusing.
+func (e *env) refusedRecord(i int) *kgo.Record {
+	s := signal("acme", i)
+	s.Event = "Refused"
+	return e.signalRecord(s)
 }
 
 // TestRefusedRowsGoToDeadLetters: rows ClickHouse refuses for their data are isolated by bisecting the batch and
 // go to dead_letters with the refusal; the rest of the batch is stored and the offsets move on. Before, the
 // sink retried the whole batch forever.
 func TestRefusedRowsGoToDeadLetters(t *testing.T) {
-	e := newEnv(t)
 	reg := prometheus.NewRegistry()
-	cfg := e.config()
-	cfg.Registry = reg
-	e.start(cfg)
-	e.produce(e.signalRecords(0, 1)...)
-	e.waitCount(1, 60*time.Second, "SELECT count() FROM signals") // migrated
-	e.refuseEvent("Refused")
-
+	e, _ := startRefusing(t, func(c *sink.Config) { c.Registry = reg })
 	const n = 200
 	bad := map[int]bool{37: true, 150: true}
 	var recs []*kgo.Record
 	for i := 1; i <= n; i++ {
-		s := signal("acme", i)
 		if bad[i] {
-			s.Event = "Refused"
+			recs = append(recs, e.refusedRecord(i))
+		} else {
+			recs = append(recs, e.signalRecord(signal("acme", i)))
 		}
-		recs = append(recs, e.signalRecord(s))
 	}
 	e.produce(recs...)
 	e.waitCommitted(e.k.Topic(schemas.TopicResolved), n+1, 60*time.Second)
@@ -404,24 +415,15 @@ func TestRefusedRowsGoToDeadLetters(t *testing.T) {
 // cause is not a few bad rows; nothing is dead-lettered, the batch is retried with fetching paused and its offsets
 // held, and it is stored whole once ClickHouse takes it again.
 func TestTooManyRefusedRowsHoldTheBatch(t *testing.T) {
-	e := newEnv(t)
 	reg := prometheus.NewRegistry()
-	cfg := e.config()
-	cfg.Registry = reg
-	cfg.MaxRefusedRows = 2
-	e.start(cfg)
-	e.produce(e.signalRecords(0, 1)...)
-	e.waitCount(1, 60*time.Second, "SELECT count() FROM signals")
-	e.waitCommitted(e.k.Topic(schemas.TopicResolved), 1, 30*time.Second)
-	e.refuseEvent("Refused")
-
+	e, _ := startRefusing(t, func(c *sink.Config) { c.Registry, c.MaxRefusedRows = reg, 2 })
 	var recs []*kgo.Record
 	for i := 1; i <= 40; i++ {
-		s := signal("acme", i)
 		if i%10 == 0 {
-			s.Event = "Refused"
+			recs = append(recs, e.refusedRecord(i))
+		} else {
+			recs = append(recs, e.signalRecord(signal("acme", i)))
 		}
-		recs = append(recs, e.signalRecord(s))
 	}
 	e.produce(recs...)
 	waitPaused(t, reg, 5, 60*time.Second)
@@ -448,16 +450,8 @@ func TestTooManyRefusedRowsHoldTheBatch(t *testing.T) {
 // is fixed, and are marked so the default selection does not send them twice; an event the edge refused (no
 // origin topic) is skipped.
 func TestRedrive(t *testing.T) {
-	e := newEnv(t)
-	cfg := e.config()
-	e.start(cfg)
-	e.produce(e.signalRecords(0, 1)...)
-	e.waitCount(1, 60*time.Second, "SELECT count() FROM signals")
-	e.refuseEvent("Refused")
-
-	refused := signal("acme", 1)
-	refused.Event = "Refused"
-	rec := e.signalRecord(refused)
+	e, cfg := startRefusing(t, nil)
+	rec := e.refusedRecord(1)
 	e.produce(rec)
 	// A processor's dead letter of a signals.raw record, and one of the edge (an event it refused).
 	raw := e.k.Topic(schemas.TopicRaw)
@@ -513,15 +507,8 @@ func TestRedrive(t *testing.T) {
 // TestRedriveOfARecordThatFailsAgain: a redriven record that fails again comes back as a new dead letter that
 // carries its redrive count, so the default selection (retries = 0) does not send it round again.
 func TestRedriveOfARecordThatFailsAgain(t *testing.T) {
-	e := newEnv(t)
-	cfg := e.config()
-	e.start(cfg)
-	e.produce(e.signalRecords(0, 1)...)
-	e.waitCount(1, 60*time.Second, "SELECT count() FROM signals")
-	e.refuseEvent("Refused")
-	refused := signal("acme", 1)
-	refused.Event = "Refused"
-	e.produce(e.signalRecord(refused))
+	e, cfg := startRefusing(t, nil)
+	e.produce(e.refusedRecord(1))
 	e.waitCount(1, 60*time.Second, "SELECT count() FROM dead_letters")
 
 	res, err := sink.Redrive(context.Background(), cfg, sink.RedriveConfig{}, nil)
