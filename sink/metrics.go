@@ -10,7 +10,7 @@ type metrics struct {
 	flushes       *prometheus.CounterVec   // by table and reason (rows, bytes, age, shutdown)
 	flushSeconds  *prometheus.HistogramVec // by table, one successful insert
 	inserts       *prometheus.CounterVec   // by table: INSERTs acknowledged (a batch split by partitions takes several)
-	insertErrors  *prometheus.CounterVec   // by table: failed attempts, each followed by a retry
+	insertErrors  *prometheus.CounterVec   // by table: failed attempts (retried, or bisected when the rows were refused)
 	refusedRows   *prometheus.CounterVec   // by table and outcome: rows ClickHouse refused for their data
 	deadLetters   *prometheus.CounterVec   // by reason kind: records the sink could not decode or convert
 	bufferedRows  *prometheus.GaugeVec     // by table
@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "INSERTs ClickHouse acknowledged, by table: one per batch, more for a batch that spans more " +
 				"partitions than one INSERT may touch."}, []string{"table"}),
 		insertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "insert_errors_total",
-			Help: "Failed insert attempts, by table; each is retried with capped backoff."}, []string{"table"}),
+			Help: "Failed insert attempts, by table: retried with capped backoff, or, when ClickHouse refused the rows themselves, bisected to isolate them."}, []string{"table"}),
 		refusedRows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "refused_rows_total",
 			Help: "Rows ClickHouse refused for their data, by table and outcome: dead_lettered, or dropped (a row of " +
 				"dead_letters itself, logged; its record stays in signals.dlq)."}, []string{"table", "outcome"}),
