@@ -59,10 +59,10 @@ type signalRow struct {
 	KafkaTopic     string    `ch:"kafka_topic"`
 	KafkaPartition int32     `ch:"kafka_partition"`
 	KafkaOffset    int64     `ch:"kafka_offset"`
-	// recKey, recValue and recRedrives are the record's, for the dead letter if ClickHouse refuses the row (not
-	// columns).
-	recKey, recValue []byte
-	recRedrives      int32
+	// recKey and recRedrives are the record's, for the dead letter if ClickHouse refuses the row (not columns).
+	// Its value is encoded again from the row then (recordValue): keeping it would pin the fetched records.
+	recKey      string
+	recRedrives int32
 }
 
 func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
@@ -102,7 +102,7 @@ func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
 		EventTime: s.EventTime.UTC(), EventTimeMs: s.EventTime.UnixMilli(),
 		ReceivedAt: s.ReceivedAt.UTC(), ProcessedAt: s.ProcessedAt.UTC(),
 		RawPartition: s.RawPartition, RawOffset: s.RawOffset, Payload: s.Payload,
-		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, recKey: r.Key, recValue: r.Value,
+		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, recKey: string(r.Key),
 		recRedrives: schemas.Redrives(r),
 	}, nil
 }
@@ -121,10 +121,10 @@ type identityRow struct {
 	SignalID       string    `ch:"signal_id"`
 	KafkaPartition int32     `ch:"kafka_partition"`
 	KafkaOffset    uint64    `ch:"kafka_offset"`
-	// recKey, recValue and recRedrives are the record's, for the dead letter if ClickHouse refuses the row (not
-	// columns).
-	recKey, recValue []byte
-	recRedrives      int32
+	// recKey and recRedrives are the record's, for the dead letter if ClickHouse refuses the row (not columns).
+	// Its value is encoded again from the row then (recordValue): keeping it would pin the fetched records.
+	recKey      string
+	recRedrives int32
 }
 
 func newIdentityRow(l *schemas.IdentityLink, r *kgo.Record) (identityRow, error) {
@@ -137,7 +137,7 @@ func newIdentityRow(l *schemas.IdentityLink, r *kgo.Record) (identityRow, error)
 	return identityRow{
 		Tenant: l.Tenant, IDKind: l.IDKind, ID: l.ID, Email: l.Email, AnonymousID: l.AnonymousID, UserID: l.UserID,
 		Traits: l.Traits, LinkedAt: l.LinkedAt.UTC(), LinkedAtMs: l.LinkedAt.UnixMilli(), SignalID: l.SignalID,
-		KafkaPartition: r.Partition, KafkaOffset: uint64(r.Offset), recKey: r.Key, recValue: r.Value,
+		KafkaPartition: r.Partition, KafkaOffset: uint64(r.Offset), recKey: string(r.Key),
 		recRedrives: schemas.Redrives(r),
 	}, nil
 }
@@ -187,14 +187,49 @@ func sinkDeadLetter(r *kgo.Record, reason error) deadLetterRow {
 // Redrive can send it again); the reason names its id and version.
 func originOfSignal(r *signalRow) origin {
 	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
-		key: string(r.recKey), payload: string(r.recValue), retries: r.recRedrives, describe: fmt.Sprintf("signal %s version %d", r.SignalID, r.Version)}
+		key: r.recKey, payload: string(r.recordValue()), retries: r.recRedrives, describe: fmt.Sprintf("signal %s version %d", r.SignalID, r.Version)}
+}
+
+// recordValue is the row's signal encoded again: its record's value, field for field (Mapped entries in key
+// order; nil if it cannot be encoded, which the row's own decoding rules out).
+func (r *signalRow) recordValue() []byte {
+	s := schemas.Signal{
+		Tenant: r.Tenant, SignalID: r.SignalID, Version: int64(r.Version), Status: r.Status, Source: r.Source,
+		Type: r.Type, Event: r.Event, MessageID: r.MessageID, AnonymousID: r.AnonymousID, UserID: r.UserID,
+		Email: r.Email, URL: r.URL, PageName: r.PageName, Properties: r.Properties, Traits: r.Traits,
+		RuleID: r.RuleID, MappedName: r.MappedName, EventTime: time.UnixMilli(r.EventTimeMs).UTC(),
+		ReceivedAt: r.ReceivedAt, ProcessedAt: r.ProcessedAt, RawPartition: r.RawPartition, RawOffset: r.RawOffset,
+		Payload: r.Payload,
+	}
+	if len(r.MappedKeys) > 0 {
+		s.Mapped = make(map[string]string, len(r.MappedKeys))
+		for i, k := range r.MappedKeys {
+			s.Mapped[k] = r.MappedValues[i]
+		}
+	}
+	b, err := schemas.EncodeSignal(&s)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// recordValue is the row's identity link encoded again: its record's value, field for field.
+func (r *identityRow) recordValue() []byte {
+	l := schemas.IdentityLink{Tenant: r.Tenant, IDKind: r.IDKind, ID: r.ID, Email: r.Email, AnonymousID: r.AnonymousID,
+		UserID: r.UserID, Traits: r.Traits, LinkedAt: time.UnixMilli(r.LinkedAtMs).UTC(), SignalID: r.SignalID}
+	b, err := schemas.IdentityLinks.Encode(&l)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // originOfIdentity returns the origin of an identities row read from topic (the full topic name).
 func originOfIdentity(topic string) func(*identityRow) origin {
 	return func(r *identityRow) origin {
 		return origin{tenant: r.Tenant, topic: topic, partition: r.KafkaPartition, offset: int64(r.KafkaOffset),
-			key: string(r.recKey), payload: string(r.recValue), retries: r.recRedrives, describe: fmt.Sprintf("identity %s %s -> %s", r.IDKind, r.ID, r.Email)}
+			key: r.recKey, payload: string(r.recordValue()), retries: r.recRedrives, describe: fmt.Sprintf("identity %s %s -> %s", r.IDKind, r.ID, r.Email)}
 	}
 }
 
