@@ -12,7 +12,7 @@ import (
 )
 
 // TestVerbs runs the binary's verbs in process against the real ClickHouse: migrate creates the schema (and is
-// idempotent), query renders and runs a query file, bad usage exits 2.
+// idempotent), query renders and runs a query file, redrive -dry-run lists dead letters, bad usage exits 2.
 func TestVerbs(t *testing.T) {
 	ch := testenv.NewClickHouse(t)
 	t.Setenv("SIGNALSTAGE_CLICKHOUSE_ADDR", ch.Addr)
@@ -44,6 +44,29 @@ func TestVerbs(t *testing.T) {
 	})
 	if !strings.Contains(out, `"event":"Clicked"`) || !strings.Contains(out, `"signals_24h":1`) {
 		t.Errorf("query output = %s", out)
+	}
+	// redrive -dry-run lists what it would send (a processor's dead letter of signals.raw) and skip (an event
+	// the edge refused), and sends nothing (no broker is needed for that).
+	dl, err := ch.Conn.PrepareBatch(context.Background(), "INSERT INTO dead_letters (tenant, stage, reason, origin_topic, origin_partition, origin_offset, failed_at)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.Append("acme", "processor", "corrupt state value", "signals.raw", int32(1), int64(7), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.Append("acme", "ingest", "missing type", "", int32(-1), int64(-1), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.Send(); err != nil {
+		t.Fatal(err)
+	}
+	out = captureStdout(t, func() {
+		if code := run(append(append([]string{"redrive"}, db...), "-dry-run")); code != 0 {
+			t.Errorf("redrive -dry-run: exit %d", code)
+		}
+	})
+	if !strings.Contains(out, "send\tsignals.raw/1@7\tstage processor") || !strings.Contains(out, "skip (no origin topic") {
+		t.Errorf("redrive -dry-run output = %s", out)
 	}
 	for _, args := range [][]string{
 		{"frobnicate"},
