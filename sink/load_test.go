@@ -2,6 +2,7 @@ package sink_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -523,5 +524,48 @@ func TestRedriveOfARecordThatFailsAgain(t *testing.T) {
 	res, err = sink.Redrive(context.Background(), cfg, sink.RedriveConfig{}, nil)
 	if err != nil || res.Sent != 0 {
 		t.Errorf("second redrive: sent %d (err %v), want 0", res.Sent, err)
+	}
+}
+
+// TestRedriveInChunks: more dead letters than one chunk are all sent, each once, and all marked.
+func TestRedriveInChunks(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	if _, err := sink.Migrate(context.Background(), e.ch.Conn, e.ch.Database); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1234
+	raw := e.k.Topic(schemas.TopicRaw)
+	b, err := e.ch.Conn.PrepareBatch(context.Background(), "INSERT INTO dead_letters (tenant, stage, reason, origin_topic, origin_partition, origin_offset, key, payload, failed_at, kafka_offset)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := b.Append("acme", "processor", "bug", raw, int32(i%3), int64(i), fmt.Sprint("k", i), fmt.Sprint("v", i),
+			time.Now(), int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := sink.Redrive(context.Background(), cfg, sink.RedriveConfig{}, nil)
+	if err != nil || res.Sent != n {
+		t.Fatalf("redrive: sent %d (err %v), want %d", res.Sent, err, n)
+	}
+	got := e.k.ReadAll(raw, n, 60*time.Second)
+	seen := map[string]bool{}
+	for _, r := range got {
+		var i int
+		if _, err := fmt.Sscanf(string(r.Key), "k%d", &i); err != nil || string(r.Value) != fmt.Sprint("v", i) || r.Partition != int32(i%3) {
+			t.Fatalf("record %q=%q on partition %d", r.Key, r.Value, r.Partition)
+		}
+		seen[string(r.Key)] = true
+	}
+	if len(got) != n || len(seen) != n {
+		t.Errorf("%d records on signals.raw, %d distinct, want %d", len(got), len(seen), n)
+	}
+	if m := e.count("SELECT count() FROM dead_letters FINAL WHERE retries = 1"); m != n {
+		t.Errorf("%d dead letters marked, want %d", m, n)
 	}
 }

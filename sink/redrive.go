@@ -32,6 +32,9 @@ type Redriven struct {
 	Skipped string
 }
 
+// redriveChunk is how many dead letters Redrive sends and marks at a time.
+const redriveChunk = 500
+
 // RedriveResult counts what Redrive did.
 type RedriveResult struct {
 	Sent    int            // produced again to their origin topic (in a dry run: would be)
@@ -71,27 +74,54 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 	if err != nil {
 		return res, fmt.Errorf("selecting dead letters (-where %q): %w", rc.Where, err)
 	}
-	var selected []deadLetterRow
-	for rows.Next() {
-		var d deadLetterRow
-		if err := rows.ScanStruct(&d); err != nil {
-			rows.Close()
-			return res, fmt.Errorf("reading dead letters: %w", err)
-		}
-		selected = append(selected, d)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return res, fmt.Errorf("reading dead letters: %w", err)
-	}
+	defer rows.Close()
 
 	redrivable := map[string]bool{}
 	for _, base := range []string{schemas.TopicRaw, schemas.TopicIdentities, schemas.TopicResolved} {
 		redrivable[cfg.Topics.Name(base)] = true
 	}
-	var send []*kgo.Record
-	var marked []deadLetterRow
-	for _, d := range selected {
+	// Sent and marked a chunk at a time, so memory stays bounded by the chunk (payloads can be large).
+	var (
+		cl     *kgo.Client
+		send   []*kgo.Record
+		marked []deadLetterRow
+	)
+	defer func() {
+		if cl != nil {
+			cl.Close()
+		}
+	}()
+	flush := func() error {
+		if len(send) == 0 {
+			return nil
+		}
+		if cl == nil {
+			// The origin partition, not a partitioner's choice: the co-partitioned topics must keep each key
+			// where it was.
+			if cl, err = kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())); err != nil {
+				return fmt.Errorf("creating kafka client: %w", err)
+			}
+		}
+		if err := cl.ProduceSync(ctx, send...).FirstErr(); err != nil {
+			return fmt.Errorf("producing dead letters again (some may have been sent; sending twice is harmless): %w", err)
+		}
+		marks := newTable[deadLetterRow](cfg.Database, "dead_letters")
+		marks.month = func(r *deadLetterRow) int { return monthOf(r.FailedAt) }
+		marks.rows = marked
+		for _, b := range marks.split(cfg.MaxPartitionsPerInsert) {
+			if err := b.insert(ctx, conn); err != nil {
+				return fmt.Errorf("marking dead letters redriven (they were sent): %w", err)
+			}
+		}
+		res.Sent += len(send)
+		send, marked = send[:0], marked[:0]
+		return nil
+	}
+	for rows.Next() {
+		var d deadLetterRow
+		if err := rows.ScanStruct(&d); err != nil {
+			return res, fmt.Errorf("reading dead letters: %w", err)
+		}
 		r := Redriven{Stage: d.Stage, Reason: d.Reason, OriginTopic: d.OriginTopic, OriginPartition: d.OriginPartition,
 			OriginOffset: d.OriginOffset, Retries: d.Retries}
 		switch {
@@ -102,10 +132,15 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 		case d.OriginPartition < 0:
 			r.Skipped = "no origin partition"
 		}
-		if r.Skipped != "" {
+		if each != nil {
+			each(r)
+		}
+		switch {
+		case r.Skipped != "":
 			res.Skipped[r.Skipped]++
-		} else {
+		case rc.DryRun:
 			res.Sent++
+		default:
 			rec := &kgo.Record{Topic: d.OriginTopic, Partition: d.OriginPartition, Value: []byte(d.Payload),
 				Headers: []kgo.RecordHeader{{Key: schemas.RedriveHeader, Value: []byte(strconv.Itoa(int(d.Retries) + 1))}}}
 			if d.Key != "" {
@@ -114,31 +149,18 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 			send = append(send, rec)
 			d.Retries++
 			marked = append(marked, d)
+			if len(send) == redriveChunk {
+				if err := flush(); err != nil {
+					return res, err
+				}
+			}
 		}
-		if each != nil {
-			each(r)
-		}
 	}
-	if rc.DryRun || len(send) == 0 {
-		return res, nil
+	if err := rows.Err(); err != nil {
+		return res, fmt.Errorf("reading dead letters: %w", err)
 	}
-
-	// The origin partition, not a partitioner's choice: the co-partitioned topics must keep each key where it was.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		return res, fmt.Errorf("creating kafka client: %w", err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(ctx, send...).FirstErr(); err != nil {
-		return res, fmt.Errorf("producing the dead letters again (some may have been sent; sending twice is harmless): %w", err)
-	}
-	marks := newTable[deadLetterRow](cfg.Database, "dead_letters")
-	marks.month = func(r *deadLetterRow) int { return monthOf(r.FailedAt) }
-	marks.rows = marked
-	for _, b := range marks.split(cfg.MaxPartitionsPerInsert) {
-		if err := b.insert(ctx, conn); err != nil {
-			return res, fmt.Errorf("marking the dead letters redriven (they were sent): %w", err)
-		}
+	if err := flush(); err != nil {
+		return res, err
 	}
 	return res, nil
 }
