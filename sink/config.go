@@ -54,10 +54,11 @@ type Config struct {
 	// default 100), so a batch spanning more event-time months, as a backfill can, is inserted in several blocks.
 	// Keep it at or below the server's setting.
 	MaxPartitionsPerInsert int
-	// MaxRefusedRows is how many rows of one batch ClickHouse may refuse for their data (a value a column or a
-	// check cannot take) before the sink stops isolating them (default 100; flag -max-refused-rows). Up to that
-	// many, each refused row goes to dead_letters and the rest of the batch is stored; beyond it the cause is
-	// not a few bad rows but something like a schema mismatch, so the batch is retried until it is taken.
+	// MaxRefusedRows is how many rows ClickHouse may refuse for their data (a value a column or a check cannot
+	// take), in one batch or in a row since it last took a block of the table, before the sink stops isolating
+	// them (default 100; flag -max-refused-rows). Up to that many, each refused row goes to dead_letters and the
+	// rest of the batch is stored; beyond it the cause is not a few bad rows but something like a schema
+	// mismatch, so the batch is retried until it is taken.
 	MaxRefusedRows int
 	// MaxPollRecords caps the records taken from the client per poll (default 10,000).
 	MaxPollRecords int

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -152,31 +151,52 @@ func (s *Sink) insert(ctx context.Context, b buffer, reason string) error {
 
 // insertBlock inserts b. A block ClickHouse refuses for its data (see refusedByData) is bisected until the rows it
 // refuses are isolated: the others are stored, the refused ones go to dead_letters, so one bad row never stalls
-// the sink. When more than MaxRefusedRows of the block are refused, the cause is not a few bad rows (a schema
-// mismatch, say): nothing is dead-lettered and the whole block is retried until ClickHouse takes it.
+// the sink. When more than MaxRefusedRows rows are refused, in this block or in a row since ClickHouse last took
+// a block of the table, the cause is not a few bad rows but the table refusing everything (a schema mismatch,
+// say): nothing more is dead-lettered and the block is retried until ClickHouse takes it.
 func (s *Sink) insertBlock(ctx context.Context, b buffer) error {
 	err := s.insertRetrying(ctx, b, false)
 	if err == nil || !refusedByData(err) {
 		return err
 	}
-	var refused []refusal
+	refused := []refusal{{b, err}}
 	if b.len() == 1 {
-		refused = append(refused, refusal{b, err})
+		err = nil
+		if !s.refuse(b.table()) {
+			err = errTooManyRefused
+		}
 	} else {
 		s.log.Warn("ClickHouse refused a block for its data; isolating the rows it refuses", "table", b.table(),
 			"rows", b.len(), "err", err)
+		refused = refused[:0]
 		err = s.bisect(ctx, b, &refused)
-		if errors.Is(err, errTooManyRefused) {
-			s.log.Error("ClickHouse refuses too many rows of this block to dead-letter them (more than "+
-				"-max-refused-rows); retrying the whole block until it is taken", "table", b.table(), "rows", b.len(),
-				"max_refused_rows", s.cfg.MaxRefusedRows, "first_refusal", refused[0].err)
-			return s.insertRetrying(ctx, b, true)
-		}
-		if err != nil {
-			return err
-		}
+	}
+	if errors.Is(err, errTooManyRefused) {
+		s.log.Error("ClickHouse refuses more rows than -max-refused-rows, in this block or since it last took one; "+
+			"not dead-lettering them: retrying the block until it is taken", "table", b.table(), "rows", b.len(),
+			"max_refused_rows", s.cfg.MaxRefusedRows, "first_refusal", refused[0].err)
+		return s.insertRetrying(ctx, b, true)
+	}
+	if err != nil {
+		return err
 	}
 	return s.deadLetterRefused(ctx, b.table(), refused)
+}
+
+// refuse counts one more row of table refused for its data and reports whether it may be dead-lettered: at most
+// MaxRefusedRows in a row, until ClickHouse takes a block of the table again (took).
+func (s *Sink) refuse(table string) bool {
+	s.pauseMu.Lock()
+	defer s.pauseMu.Unlock()
+	s.refusedStreak[table]++
+	return s.refusedStreak[table] <= s.cfg.MaxRefusedRows
+}
+
+// took notes that ClickHouse took a block of table.
+func (s *Sink) took(table string) {
+	s.pauseMu.Lock()
+	defer s.pauseMu.Unlock()
+	delete(s.refusedStreak, table)
 }
 
 // refusal is a one-row block ClickHouse refused, and why.
@@ -188,7 +208,7 @@ type refusal struct {
 var errTooManyRefused = errors.New("too many rows refused")
 
 // bisect inserts both halves of b, recursing into a half ClickHouse refuses for its data and collecting the single
-// rows it refuses into refused, up to MaxRefusedRows.
+// rows it refuses into refused, up to MaxRefusedRows (in the block, and in a row: see refuse).
 func (s *Sink) bisect(ctx context.Context, b buffer, refused *[]refusal) error {
 	lo, hi := b.halves()
 	for _, h := range []buffer{lo, hi} {
@@ -199,7 +219,7 @@ func (s *Sink) bisect(ctx context.Context, b buffer, refused *[]refusal) error {
 			return err
 		case h.len() == 1:
 			*refused = append(*refused, refusal{h, err})
-			if len(*refused) > s.cfg.MaxRefusedRows {
+			if !s.refuse(h.table()) || len(*refused) > s.cfg.MaxRefusedRows {
 				return errTooManyRefused
 			}
 		default:
@@ -285,6 +305,7 @@ func (s *Sink) insertRetrying(ctx context.Context, b buffer, retryRefused bool) 
 		err := b.insert(ictx, s.conn)
 		cancel()
 		if err == nil {
+			s.took(b.table())
 			s.m.flushSeconds.WithLabelValues(b.table()).Observe(time.Since(start).Seconds())
 			s.m.rowsInserted.WithLabelValues(b.table()).Add(float64(b.len()))
 			s.m.inserts.WithLabelValues(b.table()).Inc()

@@ -569,3 +569,28 @@ func TestRedriveInChunks(t *testing.T) {
 		t.Errorf("%d dead letters marked, want %d", m, n)
 	}
 }
+
+// TestRefusalsInARowHoldTheSink: when ClickHouse refuses row after row (one-row batches here, as at low traffic)
+// and takes none, only -max-refused-rows of them are dead-lettered; the next ones wait, fetching paused, until
+// ClickHouse takes them again.
+func TestRefusalsInARowHoldTheSink(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e, _ := startRefusing(t, func(c *sink.Config) { c.Registry, c.MaxRefusedRows, c.FlushRows = reg, 2, 1 })
+	for i := 1; i <= 5; i++ {
+		e.produce(e.refusedRecord(i))
+	}
+	waitPaused(t, reg, 3, 60*time.Second)
+	if n := e.count("SELECT count() FROM dead_letters"); n != 2 {
+		t.Errorf("%d dead letters while ClickHouse refuses every row, want 2 (-max-refused-rows)", n)
+	}
+	if err := e.ch.Conn.Exec(context.Background(), "ALTER TABLE signals DROP COLUMN refused"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCommitted(e.k.Topic(schemas.TopicResolved), 6, 60*time.Second)
+	if n := e.count("SELECT count() FROM signals WHERE event = 'Refused'"); n != 3 {
+		t.Errorf("%d refused rows stored once ClickHouse took them, want 3", n)
+	}
+	if n := e.count("SELECT count() FROM dead_letters"); n != 2 {
+		t.Errorf("%d dead letters, want 2", n)
+	}
+}

@@ -51,6 +51,9 @@ type Sink struct {
 	inflight map[*job]struct{}
 	pauseMu  sync.Mutex
 	failing  int
+	// refusedStreak counts, per table, the rows ClickHouse refused for their data since it last took a block
+	// (under pauseMu; see Sink.refuse).
+	refusedStreak map[string]int
 	// wake cancels the poll in progress (set by the loop around each poll, called by flushers).
 	wake atomic.Pointer[context.CancelFunc]
 
@@ -73,17 +76,18 @@ func New(cfg Config) (*Sink, error) {
 	}
 	s := &Sink{
 		cfg: cfg, log: cfg.Logger, m: m,
-		signals:    newTable[signalRow](cfg.Database, "signals"),
-		identities: newTable[identityRow](cfg.Database, "identities"),
-		dead:       newTable[deadLetterRow](cfg.Database, "dead_letters"),
-		next:       map[tp]kgo.EpochOffset{},
-		committed:  map[tp]int64{},
-		stable:     map[tp]int64{},
-		jobs:       make(chan *job, 1),
-		results:    make(chan *job, 16),
-		inflight:   map[*job]struct{}{},
-		topics:     map[string]string{},
-		consumed:   map[string]prometheus.Counter{},
+		signals:       newTable[signalRow](cfg.Database, "signals"),
+		identities:    newTable[identityRow](cfg.Database, "identities"),
+		dead:          newTable[deadLetterRow](cfg.Database, "dead_letters"),
+		next:          map[tp]kgo.EpochOffset{},
+		committed:     map[tp]int64{},
+		stable:        map[tp]int64{},
+		jobs:          make(chan *job, 1),
+		results:       make(chan *job, 16),
+		inflight:      map[*job]struct{}{},
+		refusedStreak: map[string]int{},
+		topics:        map[string]string{},
+		consumed:      map[string]prometheus.Counter{},
 	}
 	s.signals.columnar = appendSignalColumns
 	s.signals.month = func(r *signalRow) int { return monthOf(r.EventTime) }

@@ -79,7 +79,7 @@ func run(args []string) int {
 	flushInterval := fs.Duration("flush-interval", envDuration("SIGNALSTAGE_SINK_FLUSH_INTERVAL", time.Second), "flush a table's batch when its oldest row is this old (env SIGNALSTAGE_SINK_FLUSH_INTERVAL)")
 	insertConcurrency := fs.Int("insert-concurrency", envInt("SIGNALSTAGE_SINK_INSERT_CONCURRENCY", 2), "batches inserted at once (env SIGNALSTAGE_SINK_INSERT_CONCURRENCY)")
 	maxPartitions := fs.Int("max-partitions-per-insert", envInt("SIGNALSTAGE_SINK_MAX_PARTITIONS_PER_INSERT", 100), "most monthly partitions one INSERT touches; keep at or below ClickHouse's max_partitions_per_insert_block (env SIGNALSTAGE_SINK_MAX_PARTITIONS_PER_INSERT)")
-	maxRefused := fs.Int("max-refused-rows", envInt("SIGNALSTAGE_SINK_MAX_REFUSED_ROWS", 100), "rows of one batch ClickHouse may refuse for their data, each then dead-lettered, before the batch is retried whole instead (env SIGNALSTAGE_SINK_MAX_REFUSED_ROWS)")
+	maxRefused := fs.Int("max-refused-rows", envInt("SIGNALSTAGE_SINK_MAX_REFUSED_ROWS", 100), "rows ClickHouse may refuse for their data (in a batch, or in a row), each then dead-lettered, before batches wait and are retried instead (env SIGNALSTAGE_SINK_MAX_REFUSED_ROWS)")
 	retryMax := fs.Duration("retry-max", envDuration("SIGNALSTAGE_SINK_RETRY_MAX", 10*time.Second), "longest wait between insert retries (env SIGNALSTAGE_SINK_RETRY_MAX)")
 	var params paramFlag
 	fs.Var(&params, "param", "query: a parameter name=value (repeatable)")
