@@ -78,7 +78,11 @@ func TestPassThroughAndDeadLetter(t *testing.T) {
 		if d.Stage != "processor" || d.Topic != k.Topic(schemas.TopicRaw) || d.Offset < 0 || d.Reason == "" {
 			t.Errorf("dead letter %+v", d)
 		}
-		if want := map[bool]int32{true: 2}[string(d.Payload) == "garbage"]; d.Retries != want {
+		want := int32(0)
+		if string(d.Payload) == "garbage" {
+			want = 2
+		}
+		if d.Retries != want {
 			t.Errorf("dead letter of %q: retries %d, want %d (the record's redrive count)", d.Payload, d.Retries, want)
 		}
 	}

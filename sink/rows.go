@@ -178,8 +178,7 @@ func sinkDeadLetter(r *kgo.Record, reason error) deadLetterRow {
 	return deadLetterRow{
 		Tenant: tenant, Stage: "sink", Reason: reason.Error(), OriginTopic: r.Topic, OriginPartition: r.Partition,
 		OriginOffset: r.Offset, Key: string(r.Key), Payload: string(r.Value), Retries: schemas.Redrives(r),
-		FailedAt:   clampTime(r.Timestamp),
-		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
+		FailedAt: clampTime(r.Timestamp), KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
 	}
 }
 
@@ -187,7 +186,8 @@ func sinkDeadLetter(r *kgo.Record, reason error) deadLetterRow {
 // Redrive can send it again); the reason names its id and version.
 func originOfSignal(r *signalRow) origin {
 	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
-		key: r.recKey, payload: string(r.recordValue()), retries: r.recRedrives, describe: fmt.Sprintf("signal %s version %d", r.SignalID, r.Version)}
+		key: r.recKey, payload: string(r.recordValue()), retries: r.recRedrives,
+		describe: fmt.Sprintf("signal %s version %d", r.SignalID, r.Version)}
 }
 
 // recordValue is the row's signal encoded again: its record's value, field for field (Mapped entries in key
@@ -229,13 +229,15 @@ func (r *identityRow) recordValue() []byte {
 func originOfIdentity(topic string) func(*identityRow) origin {
 	return func(r *identityRow) origin {
 		return origin{tenant: r.Tenant, topic: topic, partition: r.KafkaPartition, offset: int64(r.KafkaOffset),
-			key: r.recKey, payload: string(r.recordValue()), retries: r.recRedrives, describe: fmt.Sprintf("identity %s %s -> %s", r.IDKind, r.ID, r.Email)}
+			key: r.recKey, payload: string(r.recordValue()), retries: r.recRedrives,
+			describe: fmt.Sprintf("identity %s %s -> %s", r.IDKind, r.ID, r.Email)}
 	}
 }
 
 func originOfDeadLetter(r *deadLetterRow) origin {
 	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
-		key: r.Key, payload: r.Payload, retries: r.Retries, describe: fmt.Sprintf("dead letter of %s/%d@%d", r.OriginTopic, r.OriginPartition, r.OriginOffset)}
+		key: r.Key, payload: r.Payload, retries: r.Retries,
+		describe: fmt.Sprintf("dead letter of %s/%d@%d", r.OriginTopic, r.OriginPartition, r.OriginOffset)}
 }
 
 // refusedDeadLetter is the dead_letters row of a row ClickHouse refused to store.
