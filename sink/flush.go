@@ -159,18 +159,12 @@ func (s *Sink) insertBlock(ctx context.Context, b buffer) error {
 	if err == nil || !refusedByData(err) {
 		return err
 	}
-	refused := []refusal{{b, err}}
-	if b.len() == 1 {
-		err = nil
-		if !s.refuse(b.table()) {
-			err = errTooManyRefused
-		}
-	} else {
+	if b.len() > 1 {
 		s.log.Warn("ClickHouse refused a block for its data; isolating the rows it refuses", "table", b.table(),
 			"rows", b.len(), "err", err)
-		refused = refused[:0]
-		err = s.bisect(ctx, b, &refused)
 	}
+	var refused []refusal
+	err = s.isolate(ctx, b, err, &refused)
 	if errors.Is(err, errTooManyRefused) {
 		s.log.Error("ClickHouse refuses more rows than -max-refused-rows, in this block or since it last took one; "+
 			"not dead-lettering them: retrying the block until it is taken", "table", b.table(), "rows", b.len(),
@@ -207,23 +201,25 @@ type refusal struct {
 
 var errTooManyRefused = errors.New("too many rows refused")
 
-// bisect inserts both halves of b, recursing into a half ClickHouse refuses for its data and collecting the single
-// rows it refuses into refused, up to MaxRefusedRows (in the block, and in a row: see refuse).
-func (s *Sink) bisect(ctx context.Context, b buffer, refused *[]refusal) error {
+// isolate handles b, which ClickHouse refused with err for its data: a single row is collected into refused, up to
+// MaxRefusedRows (in the block, and in a row: see refuse); a larger block is bisected, each half inserted on its
+// own and isolated in turn when refused again.
+func (s *Sink) isolate(ctx context.Context, b buffer, err error, refused *[]refusal) error {
+	if b.len() == 1 {
+		*refused = append(*refused, refusal{b, err})
+		if !s.refuse(b.table()) || len(*refused) > s.cfg.MaxRefusedRows {
+			return errTooManyRefused
+		}
+		return nil
+	}
 	lo, hi := b.halves()
 	for _, h := range []buffer{lo, hi} {
-		err := s.insertRetrying(ctx, h, false)
-		switch {
+		switch err := s.insertRetrying(ctx, h, false); {
 		case err == nil:
 		case !refusedByData(err):
 			return err
-		case h.len() == 1:
-			*refused = append(*refused, refusal{h, err})
-			if !s.refuse(h.table()) || len(*refused) > s.cfg.MaxRefusedRows {
-				return errTooManyRefused
-			}
 		default:
-			if err := s.bisect(ctx, h, refused); err != nil {
+			if err := s.isolate(ctx, h, err, refused); err != nil {
 				return err
 			}
 		}

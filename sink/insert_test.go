@@ -21,8 +21,7 @@ import (
 // without partitions, is one block with its rows untouched.
 func TestSplitByPartitions(t *testing.T) {
 	signals := func(months int, perMonth int) *table[signalRow] {
-		tb := newTable[signalRow]("db", "signals")
-		tb.month = func(r *signalRow) int { return monthOf(r.EventTime) }
+		tb := newSignalsTable("db")
 		for m := range months {
 			for j := range perMonth {
 				tb.rows = append(tb.rows, signalRow{SignalID: fmt.Sprintf("m%03d-%d", m, j),

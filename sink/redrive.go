@@ -105,8 +105,7 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 		if err := cl.ProduceSync(ctx, send...).FirstErr(); err != nil {
 			return fmt.Errorf("producing dead letters again (some may have been sent; sending twice is harmless): %w", err)
 		}
-		marks := newTable[deadLetterRow](cfg.Database, "dead_letters")
-		marks.month = func(r *deadLetterRow) int { return monthOf(r.FailedAt) }
+		marks := newDeadLettersTable(cfg.Database)
 		marks.rows = marked
 		for _, b := range marks.split(cfg.MaxPartitionsPerInsert) {
 			if err := b.insert(ctx, conn); err != nil {

@@ -182,6 +182,30 @@ func sinkDeadLetter(r *kgo.Record, reason error) deadLetterRow {
 	}
 }
 
+// newSignalsTable is the buffer of signals: appended column by column, PARTITION BY toYYYYMM(event_time).
+func newSignalsTable(database string) *table[signalRow] {
+	t := newTable[signalRow](database, "signals")
+	t.columnar = appendSignalColumns
+	t.month = func(r *signalRow) int { return monthOf(r.EventTime) }
+	t.origin = originOfSignal
+	return t
+}
+
+// newIdentitiesTable is the buffer of identities, read from topic (its full name); not partitioned.
+func newIdentitiesTable(database, topic string) *table[identityRow] {
+	t := newTable[identityRow](database, "identities")
+	t.origin = originOfIdentity(topic)
+	return t
+}
+
+// newDeadLettersTable is the buffer of dead_letters: PARTITION BY toYYYYMM(failed_at).
+func newDeadLettersTable(database string) *table[deadLetterRow] {
+	t := newTable[deadLetterRow](database, "dead_letters")
+	t.month = func(r *deadLetterRow) int { return monthOf(r.FailedAt) }
+	t.origin = originOfDeadLetter
+	return t
+}
+
 // originOfSignal: a refused signal is kept as its record (key and value, as the sink's other dead letters, so
 // Redrive can send it again); the reason names its id and version.
 func originOfSignal(r *signalRow) origin {

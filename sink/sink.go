@@ -76,9 +76,9 @@ func New(cfg Config) (*Sink, error) {
 	}
 	s := &Sink{
 		cfg: cfg, log: cfg.Logger, m: m,
-		signals:       newTable[signalRow](cfg.Database, "signals"),
-		identities:    newTable[identityRow](cfg.Database, "identities"),
-		dead:          newTable[deadLetterRow](cfg.Database, "dead_letters"),
+		signals:       newSignalsTable(cfg.Database),
+		identities:    newIdentitiesTable(cfg.Database, cfg.Topics.Name(schemas.TopicIdentities)),
+		dead:          newDeadLettersTable(cfg.Database),
 		next:          map[tp]kgo.EpochOffset{},
 		committed:     map[tp]int64{},
 		stable:        map[tp]int64{},
@@ -89,12 +89,6 @@ func New(cfg Config) (*Sink, error) {
 		topics:        map[string]string{},
 		consumed:      map[string]prometheus.Counter{},
 	}
-	s.signals.columnar = appendSignalColumns
-	s.signals.month = func(r *signalRow) int { return monthOf(r.EventTime) }
-	s.dead.month = func(r *deadLetterRow) int { return monthOf(r.FailedAt) }
-	s.signals.origin = originOfSignal
-	s.identities.origin = originOfIdentity(cfg.Topics.Name(schemas.TopicIdentities))
-	s.dead.origin = originOfDeadLetter
 	s.tables = []buffer{s.signals, s.identities, s.dead}
 	var names []string
 	for _, base := range []string{schemas.TopicResolved, schemas.TopicIdentities, schemas.TopicDLQ} {
