@@ -16,6 +16,7 @@ import (
 	gojson "github.com/goccy/go-json"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/signalstage/signalstage/schemas/contract"
 	"github.com/signalstage/signalstage/testenv"
 )
 
@@ -76,14 +77,14 @@ func BenchmarkHandlerBatch100(b *testing.B) {
 	serveLoop(b, h, req, rd, body, 100)
 }
 
-// BenchmarkParseBatch100 is the parse step alone (the scanner), for comparison with encoding/json.
+// BenchmarkParseBatch100 is the split step alone (the contract's scanner), for comparison with encoding/json.
 func BenchmarkParseBatch100(b *testing.B) {
 	body := batchBody(100)
-	var p parsed
+	var p contract.Body
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := parseBody(body, &p); err != nil {
+		if err := contract.SplitBody(body, &p); err != nil {
 			b.Fatal(err)
 		}
 	}

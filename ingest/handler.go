@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/contract"
 )
 
 // route is one event-accepting endpoint.
@@ -36,8 +37,10 @@ type rejection struct {
 // A request that timed out is not returned to the pool: the producer may still hold its records.
 type reqState struct {
 	body     []byte
-	p        parsed
+	p        contract.Body
 	preps    []prep
+	deriver  contract.Deriver
+	ev       schemas.RawEvent // the event being encoded
 	scratch  []byte
 	slab     []byte
 	recs     []kgo.Record
@@ -46,7 +49,11 @@ type reqState struct {
 	resp     []byte
 }
 
-var statePool = sync.Pool{New: func() any { return new(reqState) }}
+var statePool = sync.Pool{New: func() any {
+	st := new(reqState)
+	st.deriver.Unsafe = true // each event's fields are encoded right after they are derived (check)
+	return st
+}}
 
 // maxPooledBody keeps an occasional huge request from pinning memory in the pool.
 const maxPooledBody = 1 << 20
@@ -56,6 +63,7 @@ func (st *reqState) release() {
 		return
 	}
 	clear(st.recs) // drop references to payloads before pooling
+	st.ev = schemas.RawEvent{}
 	st.counts = [2][numKinds][2]int{}
 	statePool.Put(st)
 }
@@ -130,20 +138,22 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, rt *route) 
 		st.release()
 		return writeError(w, errAuth)
 	}
-	st.p.maxEvents = s.cfg.MaxEventsPerRequest
-	if err := parseBody(st.body, &st.p); err != nil {
+	st.p.MaxEvents = s.cfg.MaxEventsPerRequest
+	if err := contract.SplitBody(st.body, &st.p); err != nil {
 		st.release()
-		if errors.Is(err, errTooManyEvents) {
+		if errors.Is(err, contract.ErrTooManyEvents) {
 			return writeError(w, fail(http.StatusRequestEntityTooLarge, "%s", err.Error()))
 		}
 		return writeError(w, fail(http.StatusBadRequest, "%s", err.Error()))
 	}
-	// Merged contexts and encoded records: about the body again, plus the batch context once per event.
-	need := 2*int64(len(st.body)) + int64(len(st.p.events))*(2*int64(len(st.p.batchCtx))+320)
+	// The body, the encoded records (each payload with its derived fields: canonical properties and traits,
+	// ids, context) and merged payloads: about three times the body, plus the batch envelope twice per event.
+	env := int64(len(st.p.Envelope.Context) + len(st.p.Envelope.SentAt))
+	need := 3*int64(len(st.body)) + int64(len(st.p.Events))*(2*env+400)
 	if need > s.cfg.MaxRequestMemory {
 		st.release()
 		return writeError(w, fail(http.StatusRequestEntityTooLarge,
-			"request too large once the batch context is merged into each of its %d events", len(st.p.events)))
+			"request too large once the batch context is merged into each of its %d events", len(st.p.Events)))
 	}
 	if extra := need - held; extra > 0 {
 		if !s.reserve(extra) {
@@ -152,11 +162,13 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, rt *route) 
 		}
 		held = need
 	}
-	if herr := s.prepare(st, k, rt); herr != nil {
+	rq := request{rt: rt, key: k, received: received, requestID: s.requestID(r), maxEvent: s.cfg.MaxEventBytes,
+		rewrite: contract.Rewrite{Type: rt.impliedType, Context: st.p.Envelope.Context, SentAt: st.p.Envelope.SentAt}}
+	if herr := s.prepare(st, &rq); herr != nil {
 		st.release()
 		return writeError(w, herr)
 	}
-	accepted, herr := s.produce(r.Context(), st, k, received, s.requestID(r))
+	accepted, herr := s.produce(r.Context(), st, &rq)
 	if herr != nil {
 		// st is not released: records of a timed-out request may still be in the producer.
 		return writeError(w, herr)
@@ -202,27 +214,32 @@ func (s *Server) authenticate(r *http.Request, rt *route) (*Key, *httpError) {
 	return k, nil
 }
 
-// prepare validates every event. A single event that is invalid fails the request (400, or 413 when too
-// large); in a batch, invalid events are listed and dead-lettered while the valid ones go through.
-func (s *Server) prepare(st *reqState, k *Key, rt *route) *httpError {
+// prepare validates every event, derives its contract fields and encodes its record. A single event that is
+// invalid fails the request (400, or 413 when too large); in a batch, invalid events are listed and
+// dead-lettered while the valid ones go through.
+func (s *Server) prepare(st *reqState, rq *request) *httpError {
 	st.preps, st.scratch, st.rejected = st.preps[:0], st.scratch[:0], st.rejected[:0]
-	if len(st.p.events) == 0 {
+	if len(st.p.Events) == 0 {
 		return fail(http.StatusBadRequest, "no events in the request")
 	}
-	for i := range st.p.events {
-		e := &st.p.events[i]
-		p, reason, tooLarge := check(e, rt, st.p.batchCtx, s.cfg.MaxEventBytes, &st.scratch)
-		if reason != "" {
-			if !st.p.multi {
+	// Records, keys and derived fields take about twice the body; appends past this only cost a copy.
+	if want := 2*len(st.body) + len(st.p.Events)*(len(st.p.Envelope.Context)+len(st.p.Envelope.SentAt)+512); cap(st.slab) < want {
+		st.slab = make([]byte, 0, want)
+	}
+	st.slab = st.slab[:0]
+	for i := range st.p.Events {
+		p, tooLarge := check(st, &st.p.Events[i], rq)
+		if p.reason != "" {
+			if !st.p.Multi {
 				if tooLarge {
-					return fail(http.StatusRequestEntityTooLarge, "%s", reason)
+					return fail(http.StatusRequestEntityTooLarge, "%s", p.reason)
 				}
-				return fail(http.StatusBadRequest, "%s", reason)
+				return fail(http.StatusBadRequest, "%s", p.reason)
 			}
-			st.rejected = append(st.rejected, rejection{index: i, reason: reason})
+			st.rejected = append(st.rejected, rejection{index: i, reason: p.reason})
 		}
 		st.preps = append(st.preps, p)
-		st.counts[b2i(p.segment)][p.kind][b2i(reason != "")]++
+		st.counts[b2i(p.segment)][p.kind][b2i(p.reason != "")]++
 	}
 	return nil
 }

@@ -63,45 +63,23 @@ func (p *pending) sub(n int64) {
 // produce encodes the request's events (accepted ones to signals.raw, rejected ones to signals.dlq), sends them,
 // and waits until Kafka acknowledged every one. Any failure, a full producer buffer, or the timeout is a 503:
 // the client retries, and the processor's dedup absorbs whatever part of the request did reach Kafka.
-func (s *Server) produce(_ context.Context, st *reqState, k *Key, received time.Time, reqID string) (int, *httpError) {
-	size, accepted := 0, 0
-	for i := range st.preps {
-		p := &st.preps[i]
-		if p.kind == kindInvalid {
-			continue
-		}
-		accepted++
-		n := len(p.payload)
-		if p.off >= 0 {
-			n = p.end - p.off
-		}
-		size += schemas.RawEventSize(k.Tenant, k.ID, sourceOf(p), reqID, n) + len(k.Tenant) + 1 + len(p.id)
-	}
-	if cap(st.slab) < size {
-		st.slab = make([]byte, 0, size)
-	}
-	slab := st.slab[:0]
+func (s *Server) produce(_ context.Context, st *reqState, rq *request) (int, *httpError) {
+	k, received := rq.key, rq.received
 	if cap(st.recs) < len(st.preps) {
 		st.recs = make([]kgo.Record, len(st.preps))
 	}
 	recs := st.recs[:len(st.preps)]
+	accepted := 0
 	for i := range st.preps {
 		p := &st.preps[i]
 		if p.kind == kindInvalid {
-			key := p.deadKey(k.Tenant)
-			recs[i] = kgo.Record{Topic: s.dlqTopic, Key: key, Value: s.deadLetter(k, st.p.events[i].raw, p.reason, key, received)}
+			e := &st.p.Events[i]
+			key := deadKey(k.Tenant, e)
+			recs[i] = kgo.Record{Topic: s.dlqTopic, Key: key, Value: s.deadLetter(k, e.Raw, p.reason, key, received)}
 			continue
 		}
-		payload := p.payload
-		if p.off >= 0 {
-			payload = st.scratch[p.off:p.end]
-		}
-		// The slab was sized for everything, so these appends never move it and earlier slices stay valid.
-		ks := len(slab)
-		slab = routingKey(slab, k.Tenant, p.id)
-		vs := len(slab)
-		slab = schemas.AppendRawEvent(slab, k.Tenant, k.ID, sourceOf(p), received, reqID, payload)
-		recs[i] = kgo.Record{Topic: s.rawTopic, Key: slab[ks:vs], Value: slab[vs:]}
+		accepted++
+		recs[i] = kgo.Record{Topic: s.rawTopic, Key: st.slab[p.keyOff:p.valOff], Value: st.slab[p.valOff:p.end]}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout)
@@ -145,21 +123,6 @@ func (s *Server) produce(_ context.Context, st *reqState, k *Key, received time.
 // unavailable is a 503 with Retry-After: Segment retries it.
 func (s *Server) unavailable(msg string) *httpError {
 	return &httpError{code: http.StatusServiceUnavailable, msg: msg, retryAfter: retryAfterValue(s.cfg.RetryAfter)}
-}
-
-func sourceOf(p *prep) string {
-	if p.segment {
-		return schemas.SourceSegment
-	}
-	return schemas.SourceWebhook
-}
-
-// deadKey is the key an invalid event would have had, so it lands next to its visitor's events; nil without one.
-func (p *prep) deadKey(tenant string) []byte {
-	if p.id == nil {
-		return nil
-	}
-	return routingKey(nil, tenant, p.id)
 }
 
 // deadLetter encodes the DLQ record of a rejected event. Rejections are rare, so the reflective codec is fine.

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/contract"
 )
 
 // producer is the one method of the Kafka client the handler uses: the seam where the handler benchmark swaps in
@@ -93,7 +94,7 @@ func (s *Server) Handler() http.Handler { return s.router }
 func (s *Server) routes() *mux.Router {
 	r := mux.NewRouter()
 	r.Handle("/api/signal-staging/webhook/{apiKey}", s.handler(&route{name: "webhook"})).Methods(http.MethodPost)
-	for _, t := range segmentTypes {
+	for _, t := range contract.SegmentTypes {
 		r.Handle("/v1/"+t, s.handler(&route{name: "v1_" + t, impliedType: t, segmentOnly: true, basicAuth: true})).
 			Methods(http.MethodPost)
 	}

@@ -97,26 +97,26 @@ func mustEncode[T any](t *testing.T, c *Codec[T], v *T) []byte {
 	return b
 }
 
-// rawEventV2 is RawEvent as a future version that adds an optional field would declare it.
-type rawEventV2 struct {
+// rawEventFuture is RawEvent as a future version that adds an optional field would declare it.
+type rawEventFuture struct {
 	RawEvent
-	UserAgent *string `avro:"user_agent"`
+	FutureField *string `avro:"future_field"`
 }
 
 func TestOldWriterNewReader(t *testing.T) {
-	v1, err := avscFS.ReadFile("avsc/raw_event.v1.avsc")
+	v2, err := avscFS.ReadFile("avsc/raw_event.v2.avsc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	v2, err := os.ReadFile("testdata/raw_event.v2.avsc")
+	future, err := os.ReadFile("testdata/raw_event.future.avsc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldCodec, err := NewCodec[RawEvent]("raw_event", string(v1))
+	oldCodec, err := NewCodec[RawEvent]("raw_event", string(v2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	newCodec, err := NewCodec[rawEventV2]("raw_event", string(v1), string(v2))
+	newCodec, err := NewCodec[rawEventFuture]("raw_event", string(v2), string(future))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,21 +125,22 @@ func TestOldWriterNewReader(t *testing.T) {
 	}
 	now := ms0(time.Now())
 	old := RawEvent{Tenant: "t", KeyID: "k", Source: SourceWebhook, ReceivedAt: now, Payload: []byte(`{"a":1}`)}
-	var got rawEventV2
+	old.Contract, old.SignalID, old.UserAgent, old.Properties, old.Traits = 1, "abc", "curl/8", "{}", "{}"
+	var got rawEventFuture
 	if err := newCodec.Decode(mustEncode(t, oldCodec, &old), &got); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got.RawEvent, old) || got.UserAgent != nil {
-		t.Fatalf("v1 read as v2: %+v", got)
+	if !reflect.DeepEqual(got.RawEvent, old) || got.FutureField != nil {
+		t.Fatalf("v2 read as the future version: %+v", got)
 	}
-	// And the v2 writer round-trips its new field.
-	ua := "curl/8"
-	b := mustEncode(t, newCodec, &rawEventV2{RawEvent: old, UserAgent: &ua})
-	var back rawEventV2
-	if err := newCodec.Decode(b, &back); err != nil || back.UserAgent == nil || *back.UserAgent != ua {
-		t.Fatalf("v2 round trip: %+v, %v", back, err)
+	// And the future writer round-trips its new field.
+	ff := "x"
+	b := mustEncode(t, newCodec, &rawEventFuture{RawEvent: old, FutureField: &ff})
+	var back rawEventFuture
+	if err := newCodec.Decode(b, &back); err != nil || back.FutureField == nil || *back.FutureField != ff {
+		t.Fatalf("future round trip: %+v, %v", back, err)
 	}
-	// The embedded production codec does not know the test-only v2 fingerprint.
+	// The embedded production codec does not know the test-only future fingerprint.
 	var prod RawEvent
 	if err := RawEvents.Decode(b, &prod); !errors.Is(err, ErrUnknownFingerprint) {
 		t.Fatalf("production codec on v2 record: %v", err)

@@ -1,25 +1,29 @@
-package ingest
+package contract
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
-// The edge never builds a tree of the events it forwards: it validates the JSON once and remembers where the few
-// fields it needs (type, ids, context) start and end. That keeps the handler at a few hundred nanoseconds per
-// event and free of per-field allocations, where encoding/json needs several microseconds per Segment event.
+// The scanner validates JSON syntax (RFC 8259, strictly: no leading zeros, no trailing commas, no NaN, no
+// comments, control characters only escaped) without building a tree: it reports where values start and end, so
+// the callers decode only the few members they read. The semantic checks (UTF-8, surrogates, duplicate names,
+// number range) happen in the canonicalizer, which reads every string and number anyway.
 
-// maxDepth bounds nesting so that a hostile body cannot exhaust the stack.
-const maxDepth = 128
+// MaxDepth bounds the nesting of arrays and objects in a request body, counted from the body's root (an event in
+// a batch starts two levels down), so that a hostile body cannot exhaust the stack.
+const MaxDepth = 128
 
-// errSyntax is wrapped by every scanner error; the message says what and where.
-var errSyntax = errors.New("invalid JSON")
+// ErrSyntax is wrapped by every syntax error; the message says what and where.
+var ErrSyntax = errors.New("invalid JSON")
 
 func syntaxErr(b []byte, i int, what string) error {
 	if i >= len(b) {
-		return fmt.Errorf("%w: unexpected end of input, %s", errSyntax, what)
+		return fmt.Errorf("%w: unexpected end of input, %s", ErrSyntax, what)
 	}
-	return fmt.Errorf("%w at byte %d: %s", errSyntax, i, what)
+	return fmt.Errorf("%w at byte %d: %s", ErrSyntax, i, what)
 }
 
 func skipWS(b []byte, i int) int {
@@ -67,50 +71,93 @@ func scanLiteral(b []byte, i int, lit string) (int, error) {
 	return i + len(lit), nil
 }
 
-// strPlain marks the bytes a string can hold without a closer look: not '"', '\\' or a control character.
-var strPlain = func() (t [256]bool) {
+// strPlain marks the bytes a string can hold without a closer look: not '"', '\\' or a control character;
+// strASCII the same without the bytes of multi-byte UTF-8 sequences.
+var strPlain, strASCII = func() (p, a [256]bool) {
 	for c := 0x20; c < 256; c++ {
-		t[c] = c != '"' && c != '\\'
+		p[c] = c != '"' && c != '\\'
+		a[c] = p[c] && c < 0x80
 	}
-	return t
+	return p, a
 }()
+
+// Flags scanStringFlags reports about a string's contents.
+const (
+	strEscaped  = 1 << iota // has a backslash escape
+	strNonASCII             // has a byte >= 0x80 (UTF-8 to check)
+)
 
 // scanString validates the string starting at the quote b[i]; escaped reports whether it contains a backslash.
 func scanString(b []byte, i int) (end int, escaped bool, err error) {
+	end, flags, err := scanStringFlags(b, i)
+	return end, flags&strEscaped != 0, err
+}
+
+// scanStringFlags is scanString reporting strEscaped and strNonASCII, so that callers copy plain strings as
+// they are without looking at them again.
+func scanStringFlags(b []byte, i int) (end int, flags uint8, err error) {
 	i++ // opening quote
 	for i < len(b) {
-		// Invalid UTF-8 is passed through as bytes: the payload is kept byte for byte and Go's decoders
-		// downstream replace it rather than fail.
-		for i < len(b) && strPlain[b[i]] {
-			i++
-		}
+		// UTF-8 is checked by the canonicalizer: the scanner only needs the ASCII delimiters, which never occur
+		// inside a multi-byte sequence.
+		i = skipPlain(b, i, flags&strNonASCII != 0)
 		if i >= len(b) {
 			break
 		}
 		switch c := b[i]; {
 		case c == '"':
-			return i + 1, escaped, nil
+			return i + 1, flags, nil
+		case c >= 0x80:
+			flags |= strNonASCII
+			i++
 		case c == '\\':
-			escaped = true
+			flags |= strEscaped
 			if i+1 >= len(b) {
-				return i, escaped, syntaxErr(b, i+1, "unterminated escape")
+				return i, flags, syntaxErr(b, i+1, "unterminated escape")
 			}
 			switch b[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
 				if len(b)-i < 6 || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
-					return i, escaped, syntaxErr(b, i, "invalid \\u escape")
+					return i, flags, syntaxErr(b, i, "invalid \\u escape")
 				}
 				i += 6
 			default:
-				return i, escaped, syntaxErr(b, i, "invalid escape")
+				return i, flags, syntaxErr(b, i, "invalid escape")
 			}
 		default:
-			return i, escaped, syntaxErr(b, i, "control character in string")
+			return i, flags, syntaxErr(b, i, "control character in string")
 		}
 	}
-	return i, escaped, syntaxErr(b, i, "unterminated string")
+	return i, flags, syntaxErr(b, i, "unterminated string")
+}
+
+// skipPlain returns the index of the first byte at or after i that ends a run of plain string bytes: '"', '\\',
+// a control character, or (unless nonASCII, once one was seen) a byte >= 0x80. Eight bytes at a time: the
+// lowest flagged byte of each word is exact (a borrow only starts at a real match).
+func skipPlain(b []byte, i int, nonASCII bool) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q, bs := x^(lo*'"'), x^(lo*'\\')
+		m := ((q - lo) &^ q) | ((bs - lo) &^ bs) | ((x - lo*0x20) &^ x)
+		if !nonASCII {
+			m |= x
+		}
+		if m &= hi; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+		i += 8
+	}
+	tab := &strASCII
+	if nonASCII {
+		tab = &strPlain
+	}
+	for i < len(b) && tab[b[i]] {
+		i++
+	}
+	return i
 }
 
 func isHex(c byte) bool {
@@ -165,7 +212,7 @@ type memberFunc func(key []byte, keyEscaped bool, b []byte, vstart, depth int) (
 
 // scanObject validates the object starting at b[i] == '{' and calls visit (when not nil) for each member.
 func scanObject(b []byte, i, depth int, visit memberFunc) (int, error) {
-	if depth >= maxDepth {
+	if depth >= MaxDepth {
 		return i, syntaxErr(b, i, "nesting too deep")
 	}
 	i = skipWS(b, i+1)
@@ -203,7 +250,7 @@ func scanObject(b []byte, i, depth int, visit memberFunc) (int, error) {
 
 // scanArray validates the array starting at b[i] == '[' and calls elem (when not nil) with each element's span.
 func scanArray(b []byte, i, depth int, elem func(val []byte) error) (int, error) {
-	if depth >= maxDepth {
+	if depth >= MaxDepth {
 		return i, syntaxErr(b, i, "nesting too deep")
 	}
 	i = skipWS(b, i+1)

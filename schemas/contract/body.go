@@ -1,0 +1,255 @@
+package contract
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrTooManyEvents stops the scan of a body with more events than the caller takes in one request.
+var ErrTooManyEvents = errors.New("too many events in one request")
+
+// ErrBadBody means a request body is not JSON, or is JSON of a shape the contract does not accept (anything but
+// an object, an array of events, or {"batch":[...]}).
+var ErrBadBody = errors.New("bad request body")
+
+// Span is one element of a request body, as spans into the body: nothing is copied or decoded.
+type Span struct {
+	Raw      []byte // the element's bytes as sent
+	IsObject bool
+	// Raw JSON values of the root members the edge reads (strings keep their quotes); nil when absent. A later
+	// duplicate wins here; the canonical form refuses duplicates anyway.
+	Type, AnonymousID, UserID, MessageID, Context, SentAt []byte
+}
+
+// Envelope is the rest of a {"batch":[...]} body: Segment's batch-level members, as raw JSON values (nil when
+// absent). Context is merged into each event (SplitBody's caller does it with AppendEvent); SentAt is the
+// client's send time of the whole batch, which the clock-skew correction needs for each event.
+type Envelope struct {
+	Context, SentAt, MessageID, Integrations, WriteKey []byte
+}
+
+// Body is a request body split into events.
+type Body struct {
+	Events []Span
+	// Envelope holds the members of a {"batch":[...]} body besides batch; Context only when it is an object,
+	// SentAt only when it is a string.
+	Envelope Envelope
+	// Multi is false when the body was a single event object.
+	Multi bool
+	// MaxEvents bounds len(Events); the scan stops with ErrTooManyEvents beyond it (0: no bound).
+	MaxEvents int
+}
+
+// SplitBody validates b as JSON (syntax, and nesting up to MaxDepth from the body's root) and splits it into
+// events, reusing the backing array of out.Events. The three accepted shapes are one event object, an array of
+// events, and an object with a "batch" array (its other members are the envelope). Elements that are not
+// objects are returned too (IsObject false): the caller refuses them one by one. The semantic checks of each
+// event (see ErrInvalidEvent) are Derive's.
+func SplitBody(b []byte, out *Body) error {
+	out.Events, out.Envelope, out.Multi = out.Events[:0], Envelope{}, false
+	i := skipWS(b, 0)
+	if i >= len(b) {
+		return fmt.Errorf("%w: empty body, expected a JSON object or array", ErrBadBody)
+	}
+	var err error
+	switch b[i] {
+	case '[':
+		out.Multi = true
+		i, err = scanEvents(b, i, 0, out)
+	case '{':
+		var top Span
+		var env Envelope
+		var batchSeen bool
+		start := i
+		i, err = scanObject(b, i, 0, func(key []byte, kesc bool, b []byte, vstart, depth int) (int, error) {
+			k := memberName(key, kesc)
+			if k == keyBatch && vstart < len(b) && b[vstart] == '[' {
+				// The events are inspected while the batch is validated: one pass over the body.
+				batchSeen = true
+				out.Events = out.Events[:0]
+				return scanEvents(b, vstart, depth, out)
+			}
+			vend, err := scanValue(b, vstart, depth)
+			if err == nil {
+				v := b[vstart:vend]
+				top.record(k, v)
+				switch k {
+				case keyContext:
+					env.Context = v
+				case keySentAt:
+					env.SentAt = v
+				case keyMessage:
+					env.MessageID = v
+				case keyIntegrations:
+					env.Integrations = v
+				case keyWriteKey:
+					env.WriteKey = v
+				}
+			}
+			return vend, err
+		})
+		if err == nil {
+			if batchSeen {
+				out.Multi = true
+				if len(env.Context) > 0 && env.Context[0] != '{' {
+					env.Context = nil
+				}
+				if len(env.SentAt) > 0 && env.SentAt[0] != '"' {
+					env.SentAt = nil
+				}
+				out.Envelope = env
+			} else {
+				top.Raw, top.IsObject = b[start:i], true
+				out.Events = append(out.Events, top)
+			}
+		}
+	default:
+		if _, err := scanValue(b, i, 0); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadBody, err)
+		}
+		return fmt.Errorf("%w: expected a JSON object, an array of events, or {\"batch\":[...]}", ErrBadBody)
+	}
+	if errors.Is(err, ErrTooManyEvents) {
+		return fmt.Errorf("%w: more than %d", ErrTooManyEvents, out.MaxEvents)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadBody, err)
+	}
+	if i = skipWS(b, i); i != len(b) {
+		return fmt.Errorf("%w: %w", ErrBadBody, syntaxErr(b, i, "unexpected data after the JSON value"))
+	}
+	return nil
+}
+
+// Names of the members the splitter reads.
+const (
+	keyType         = "type"
+	keyAnonymous    = "anonymousId"
+	keyUser         = "userId"
+	keyMessage      = "messageId"
+	keyContext      = "context"
+	keySentAt       = "sentAt"
+	keyBatch        = "batch"
+	keyIntegrations = "integrations"
+	keyWriteKey     = "writeKey"
+)
+
+// scanEvents validates the array at b[i] == '[' and appends each element to out.Events, recording the members
+// of object elements in the same pass.
+func scanEvents(b []byte, i, depth int, out *Body) (int, error) {
+	if depth >= MaxDepth {
+		return i, syntaxErr(b, i, "nesting too deep")
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for {
+		if out.MaxEvents > 0 && len(out.Events) >= out.MaxEvents {
+			return i, ErrTooManyEvents
+		}
+		start := i
+		var err error
+		out.Events = append(out.Events, Span{})
+		if i, err = scanEvent(b, i, depth+1, &out.Events[len(out.Events)-1]); err != nil {
+			return i, err
+		}
+		out.Events[len(out.Events)-1].Raw = b[start:i]
+		var done bool
+		if i, done, err = afterMember(b, i, ']'); done || err != nil {
+			return i, err
+		}
+	}
+}
+
+// scanEvent validates the value at b[i] and, when it is an object, records the members the edge reads into e.
+func scanEvent(b []byte, i, depth int, e *Span) (int, error) {
+	if i >= len(b) || b[i] != '{' {
+		return scanValue(b, i, depth)
+	}
+	e.IsObject = true
+	return scanObject(b, i, depth, func(key []byte, kesc bool, b []byte, vstart, depth int) (int, error) {
+		vend, err := scanValue(b, vstart, depth)
+		if err == nil {
+			e.record(memberName(key, kesc), b[vstart:vend])
+		}
+		return vend, err
+	})
+}
+
+// Inspect splits one element the way SplitBody does (for tests and callers that hold a single event).
+func Inspect(val []byte) Span {
+	e := Span{Raw: val}
+	_, _ = scanEvent(val, 0, 0, &e)
+	return e
+}
+
+// record keeps val when name is one the edge reads.
+func (e *Span) record(name string, val []byte) {
+	switch name {
+	case keyType:
+		e.Type = val
+	case keyAnonymous:
+		e.AnonymousID = val
+	case keyUser:
+		e.UserID = val
+	case keyMessage:
+		e.MessageID = val
+	case keyContext:
+		e.Context = val
+	case keySentAt:
+		e.SentAt = val
+	}
+}
+
+// memberName returns the key as a string for the switches above; the conversion in a switch on string(key) does
+// not allocate, so only escaped keys (rare) pay for decoding.
+func memberName(key []byte, escaped bool) string {
+	if !escaped {
+		switch string(key) {
+		case keyType:
+			return keyType
+		case keyAnonymous:
+			return keyAnonymous
+		case keyUser:
+			return keyUser
+		case keyMessage:
+			return keyMessage
+		case keyContext:
+			return keyContext
+		case keySentAt:
+			return keySentAt
+		case keyBatch:
+			return keyBatch
+		case keyIntegrations:
+			return keyIntegrations
+		case keyWriteKey:
+			return keyWriteKey
+		}
+		return ""
+	}
+	s, _ := appendDecoded(nil, key)
+	return string(s)
+}
+
+// IDText returns the text of an id member's raw value: a string's contents (escapes decoded) or a number's
+// literal. ok is false for other JSON types; absent and null ids are empty. The result may alias v.
+func IDText(v []byte) (id []byte, ok bool) {
+	switch {
+	case len(v) == 0 || string(v) == "null":
+		return nil, true
+	case v[0] == '"':
+		inner := v[1 : len(v)-1]
+		for _, c := range inner {
+			if c == '\\' {
+				s, _ := appendDecoded(nil, inner)
+				return s, true
+			}
+		}
+		return inner, true
+	case v[0] == '-' || isDigit(v[0]):
+		return v, true
+	default:
+		return nil, false
+	}
+}
