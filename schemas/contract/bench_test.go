@@ -18,7 +18,10 @@ var benchEvent = []byte(`{"type":"track","event":"Signed Up","anonymousId":"anon
 // on a shared machine it is the steadier figure.
 func cpuLoop(b *testing.B, f func()) {
 	var ru syscall.Rusage
-	cpu := func() int64 { _ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru); return ru.Utime.Nano() + ru.Stime.Nano() }
+	cpu := func() int64 {
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return ru.Utime.Nano() + ru.Stime.Nano()
+	}
 	b.SetBytes(int64(len(benchEvent)))
 	b.ReportAllocs()
 	c0 := cpu()

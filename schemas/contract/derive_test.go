@@ -38,13 +38,19 @@ func TestDeriveFields(t *testing.T) {
 		check         func(f schemas.EventFields) bool
 	}{
 		{"track name", `{"type":"track","event":"Demo","anonymousId":"a","properties":{"email":" Bob@X.io "}}`,
-			func(f schemas.EventFields) bool { return f.Type == "track" && f.Event == "Demo" && f.Email == "bob@x.io" }},
+			func(f schemas.EventFields) bool {
+				return f.Type == "track" && f.Event == "Demo" && f.Email == "bob@x.io"
+			}},
 		{"page name from properties", `{"type":"page","anonymousId":"a","properties":{"name":"Pricing","url":"https://x/p"}}`,
-			func(f schemas.EventFields) bool { return f.Event == "Pricing" && f.PageName == "Pricing" && f.URL == "https://x/p" }},
+			func(f schemas.EventFields) bool {
+				return f.Event == "Pricing" && f.PageName == "Pricing" && f.URL == "https://x/p"
+			}},
 		{"page name from name", `{"type":"page","anonymousId":"a","name":"Home","properties":{}}`,
 			func(f schemas.EventFields) bool { return f.Event == "Home" && f.PageName == "Home" }},
 		{"page name from the URL path", `{"type":"page","anonymousId":"a","context":{"page":{"url":"https://x/docs/a?b"}}}`,
-			func(f schemas.EventFields) bool { return f.Event == "/docs/a" && f.URL == "https://x/docs/a?b" && f.PageName == "" }},
+			func(f schemas.EventFields) bool {
+				return f.Event == "/docs/a" && f.URL == "https://x/docs/a?b" && f.PageName == ""
+			}},
 		{"page name from properties.path", `{"type":"screen","anonymousId":"a","properties":{"url":"https://x/a","path":"/b"}}`,
 			func(f schemas.EventFields) bool { return f.Event == "/b" }},
 		{"page name of a URL without path", `{"type":"page","anonymousId":"a","properties":{"url":"https://x.io"}}`,
@@ -64,13 +70,21 @@ func TestDeriveFields(t *testing.T) {
 		{"context.groupId", `{"type":"track","anonymousId":"a","event":"E","context":{"groupId":"g2"}}`,
 			func(f schemas.EventFields) bool { return f.GroupID == "g2" }},
 		{"alias", `{"type":"alias","previousId":"old","userId":"new"}`,
-			func(f schemas.EventFields) bool { return f.Event == "alias" && f.PreviousID == "old" && f.VisitorID == "new" }},
+			func(f schemas.EventFields) bool {
+				return f.Event == "alias" && f.PreviousID == "old" && f.VisitorID == "new"
+			}},
 		{"guest routes by the userId", `{"type":"track","anonymousId":"guest","userId":"U","event":"X"}`,
-			func(f schemas.EventFields) bool { return f.VisitorKind == schemas.IDKindUser && f.VisitorID == "U" && f.AnonymousID == "guest" }},
+			func(f schemas.EventFields) bool {
+				return f.VisitorKind == schemas.IDKindUser && f.VisitorID == "U" && f.AnonymousID == "guest"
+			}},
 		{"placeholders name no visitor", `{"type":"track","anonymousId":" NULL ","userId":"00000000-0000-0000-0000-000000000000","event":"X","messageId":"m"}`,
-			func(f schemas.EventFields) bool { return f.VisitorKind == "" && f.VisitorID == "" && RoutingID(&f) == "m" }},
+			func(f schemas.EventFields) bool {
+				return f.VisitorKind == "" && f.VisitorID == "" && RoutingID(&f) == "m"
+			}},
 		{"escaped slash (PHP)", `{"type":"identify","anonymousId":"a\/b","traits":{"email":"x\/y@z.io"}}`,
-			func(f schemas.EventFields) bool { return f.AnonymousID == "a/b" && f.VisitorID == "a/b" && f.Email == "x/y@z.io" }},
+			func(f schemas.EventFields) bool {
+				return f.AnonymousID == "a/b" && f.VisitorID == "a/b" && f.Email == "x/y@z.io"
+			}},
 		{"surrogate pair", `{"type":"track","anonymousId":"\ud83d\ude00","event":"\u00e9"}`,
 			func(f schemas.EventFields) bool { return f.AnonymousID == "😀" && f.Event == "é" }},
 		{"numeric ids", `{"type":"track","userId":42,"event":"E","messageId":7}`,
@@ -84,7 +98,9 @@ func TestDeriveFields(t *testing.T) {
 					IP: "1.2.3.4", Locale: "en-US", Timezone: "Europe/Berlin", LibraryName: "analytics.js", LibraryVersion: "4.1"}
 			}},
 		{"a page call's properties come first", `{"type":"page","anonymousId":"a","properties":{"path":"/pp","referrer":"r1"},"context":{"page":{"path":"/cp","referrer":"r2","title":"T"}}}`,
-			func(f schemas.EventFields) bool { return f.PagePath == "/pp" && f.Referrer == "r1" && f.PageTitle == "T" }},
+			func(f schemas.EventFields) bool {
+				return f.PagePath == "/pp" && f.Referrer == "r1" && f.PageTitle == "T"
+			}},
 		{"a track call's properties are not the page", `{"type":"track","anonymousId":"a","event":"E","properties":{"path":"/pp"},"context":{"page":{"path":"/cp"}}}`,
 			func(f schemas.EventFields) bool { return f.PagePath == "/cp" }},
 		{"properties canonical", `{"type":"track","anonymousId":"a","event":"E","properties":{ "b" : 1.50, "a" : "\u00e9" }}`,

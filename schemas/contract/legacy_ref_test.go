@@ -15,7 +15,6 @@ import (
 	"unsafe"
 )
 
-
 // refLegacyID is the old processor's signal id of payload (ok false when it did not parse).
 func refLegacyID(payload []byte) (string, bool) {
 	var p jparser
@@ -62,8 +61,8 @@ type jparser struct {
 	pos   int
 	nodes []jvalue
 	stack []jvalue
-	esc   bool   // the last string scanned had an escape
-		}
+	esc   bool // the last string scanned had an escape
+}
 
 // parseObject parses b, which must hold exactly one JSON object (surrounding whitespace allowed).
 func (p *jparser) parseObject(b []byte) (jvalue, error) {
