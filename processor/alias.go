@@ -57,17 +57,18 @@ func decodeAliases(b []byte) ([]string, error) {
 	return ids, r.err
 }
 
-// noteAlias sends the (anonymousId, userId) pair of a cold event to U's partition, once per dedup window.
-func (c *Core) noteAlias(st State, em Emitter, ev *Event, now time.Time) error {
+// noteAlias sends the pair (anon, user) to user's partition, once per dedup window: the anonymousId of a cold
+// event that carries both ids, or the previousId of an alias call.
+func (c *Core) noteAlias(st State, em Emitter, tenant, anon, user string, now time.Time) error {
 	ae, ok := em.(AliasEmitter)
-	if !ok || !LegalID(ev.AnonymousID) || !LegalID(ev.UserID) {
+	if !ok || !LegalID(anon) || !LegalID(user) {
 		return nil
 	}
-	k := aliasSentKey(ev.Tenant, ev.AnonymousID, ev.UserID)
+	k := aliasSentKey(tenant, anon, user)
 	if b, err := st.Get(k); err != nil || b != nil {
 		return err
 	}
-	ae.Alias(ev.Tenant, ev.UserID, ev.AnonymousID)
+	ae.Alias(tenant, user, anon)
 	st.Set(k, dedupEntry{FirstSeenMs: now.UnixMilli()}.encode())
 	c.Stats.AliasesOut++
 	return nil

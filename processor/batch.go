@@ -68,6 +68,11 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 	for _, part := range parts {
 		ov := newOverlay(stores[part].partStore)
 		overlays[part] = ov
+		legacy, err := p.legacyLookups(part, stores[part], ov, now)
+		if err != nil {
+			return p.abort(ctx, sess, err)
+		}
+		p.core.SetLegacyLookups(legacy)
 		in := inputs[part]
 		for _, r := range in.links {
 			if err := p.applyLink(ov, em, r); err != nil {
@@ -130,6 +135,13 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 	p.m.batchRecords.Observe(float64(nRaw + nLinks))
 	p.m.deadLetters.Add(float64(em.deadLetters))
 	p.m.addStats(p.core.Stats)
+	inWindow := 0
+	for _, s := range p.stores {
+		if s.legacyUntilMs > now.UnixMilli() {
+			inWindow++
+		}
+	}
+	p.m.legacyWindow.Set(float64(inWindow))
 	return nil
 }
 
@@ -165,7 +177,7 @@ func (p *Processor) record(ov *overlay, em *emitter, r *kgo.Record, tenant strin
 
 func (p *Processor) processRaw(ov *overlay, em *emitter, r *kgo.Record) error {
 	var raw schemas.RawEvent
-	if err := schemas.RawEvents.Decode(r.Value, &raw); err != nil {
+	if err := schemas.DecodeRawEvent(r.Value, &raw); err != nil {
 		em.deadLetter(r, "decoding RawEvent: "+err.Error(), "")
 		return nil
 	}

@@ -5,11 +5,12 @@ import (
 	"time"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/contract"
 )
 
 // hold puts a cold signal into the visitor's cold storage. The oldest signals fall out (counted) when the visitor
 // holds more than MaxHeldPerVisitor.
-func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, now time.Time) error {
+func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, ev *Event, now time.Time) error {
 	tenant := sig.Tenant
 	c.kbuf = appendStateKey(c.kbuf[:0], prefixCounter, tenant, v.kind, ":", v.id)
 	ck := c.kbuf
@@ -27,7 +28,8 @@ func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, now ti
 	}
 	st.Set(heldAt(cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: sig.Version, Key: key,
 		Source: sig.Source, ReceivedAtMs: sig.ReceivedAt.UnixMilli(), Partition: sig.RawPartition,
-		Offset: sig.RawOffset, Payload: sig.Payload, First: pinOf(sig)}.encode())
+		Offset: sig.RawOffset, Payload: sig.Payload, First: pinOf(sig), SignalID: sig.SignalID,
+		Derived: schemas.AppendEventFields(nil, &ev.EventFields)}.encode())
 	cnt.Next++
 	for cnt.Next-cnt.First > uint64(c.cfg.MaxHeldPerVisitor) {
 		hk := heldAt(cnt.First)
@@ -73,15 +75,12 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 			c.Stats.HeldExpired++
 			continue
 		}
-		raw := schemas.RawEvent{Tenant: tenant, Source: h.Source, ReceivedAt: time.UnixMilli(h.ReceivedAtMs).UTC(), Payload: h.Payload}
-		ev, scratch, err := c.rparser.event(&raw, c.rscratch)
-		c.rscratch = scratch
+		ev, id, err := c.heldEvent(tenant, &h)
 		if err != nil {
-			return fmt.Errorf("parsing held signal: %w", err)
+			return err
 		}
 		version := h.Version
-		dk := dedupKey(tenant, ev.SignalID)
-		entry, live, err := c.dedup(st, dk, now)
+		entry, live, err := c.dedup(st, tenant, id, now)
 		if err != nil {
 			return err
 		}
@@ -89,8 +88,16 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 			version = entry.Version
 		}
 		version++
-		sig, _ := c.signalOf(&c.rsig, ev, h.Partition, h.Offset, version, now)
+		sig, _ := c.signalOf(&c.rsig, ev, id, h.Partition, h.Offset, version, now)
 		sig.Status, sig.Email = schemas.StatusLinked, email
+		sig.EmailDomain = contract.EmailDomain(email)
+		if sig.GroupID == "" {
+			if vid, ok, err := c.getIdentity(st, tenant, v); err != nil {
+				return err
+			} else if ok {
+				sig.GroupID = vid.GroupID
+			}
+		}
 		if h.First.set {
 			h.First.apply(sig)
 		} else if live {
@@ -104,11 +111,34 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 		c.Stats.Rehydrated++
 		if live {
 			entry.Version = version
-			st.Set(dk, entry.encode())
+			st.Set(dedupKey(tenant, id), entry.encode())
 		}
 	}
 	st.Delete(ck)
 	return nil
+}
+
+// heldEvent rebuilds the Event of a held signal and the id it was first emitted with: from the contract's fields
+// held with it, or, for a signal held before the contract, derived again from its payload (its id was then the
+// legacy one).
+func (c *Core) heldEvent(tenant string, h *heldSignal) (*Event, string, error) {
+	raw := schemas.RawEvent{Tenant: tenant, Source: h.Source, ReceivedAt: time.UnixMilli(h.ReceivedAtMs).UTC(), Payload: h.Payload}
+	if h.SignalID != "" {
+		if err := schemas.DecodeEventFields(h.Derived, &raw.EventFields); err != nil {
+			return nil, "", fmt.Errorf("decoding held signal: %w", err)
+		}
+	}
+	ev, err := c.rreader.read(&raw)
+	if err != nil {
+		return nil, "", fmt.Errorf("reading held signal: %w", err)
+	}
+	id := h.SignalID
+	if id == "" {
+		if id = ev.legacyID(); id == "" {
+			id = ev.SignalID
+		}
+	}
+	return ev, id, nil
 }
 
 // Expire is the sweep the runner calls for committed state keys, a bounded number per batch: it removes dedup

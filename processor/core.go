@@ -6,10 +6,12 @@ import (
 	"time"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/contract"
 )
 
-// ErrPoison marks an input record the core can never process (undecodable, not a JSON object). The runner sends
-// it to the dead-letter topic and moves on; every other error from the core is a state failure that stops the batch.
+// ErrPoison marks an input record the core can never process (undecodable, a payload that is not a JSON
+// object). The runner sends it to the dead-letter topic and moves on; every other error from the core is a state
+// failure that stops the batch.
 var ErrPoison = errors.New("poison record")
 
 // Emitter receives the core's outputs for one batch.
@@ -48,6 +50,8 @@ type Stats struct {
 	LinksStale   int64 // identity links ignored because a newer link was known
 	AliasesOut   int64 // (anonymousId, userId) pairs sent to the userId's partition
 	AliasesIn    int64 // alias pairs recorded on the userId's partition
+	LegacyLookups int64 // dedup lookups of the other id of a signal (the upgrade to the contract; see dedupIDs)
+	LegacyHits    int64 // ... that found the signal under it
 }
 
 // Add adds o to s.
@@ -67,17 +71,19 @@ func (s *Stats) Add(o Stats) {
 	s.LinksStale += o.LinksStale
 	s.AliasesOut += o.AliasesOut
 	s.AliasesIn += o.AliasesIn
+	s.LegacyLookups += o.LegacyLookups
+	s.LegacyHits += o.LegacyHits
 }
 
 // Core is the processing logic without Kafka: dedup, identity, cold storage and rehydration over a State, with
 // outputs to an Emitter. It is not safe for concurrent use; the runner uses one per processor.
 type Core struct {
-	cfg     CoreConfig
-	scratch []byte
-	parser  jparser
-	// rehydration parses held payloads while the current event's tree is still in use
-	rscratch []byte
-	rparser  jparser
+	cfg CoreConfig
+	// reader turns the event's record into an Event; rreader the held records rehydration reads while the
+	// event is still in use.
+	reader, rreader eventReader
+	// legacyIDs turns on the second dedup lookup of every new signal (SetLegacyLookups).
+	legacyIDs bool
 	// key buffers for the hot path: State copies the keys it keeps, so a key needs to live only until the call
 	// that uses it returns (kbuf), or until the end of ProcessEvent (dkbuf: the event's dedup key)
 	kbuf, dkbuf, hkbuf []byte
@@ -104,20 +110,22 @@ func NewCore(cfg CoreConfig) *Core {
 	return &Core{cfg: cfg}
 }
 
+// SetLegacyLookups makes every new signal of the records processed from now on also be looked up under its
+// legacy id (contract.LegacySignalID), as the state of a partition may hold entries written before the upgrade
+// to the event contract. The runner turns it on per partition for one dedup window after the upgrade.
+func (c *Core) SetLegacyLookups(on bool) { c.legacyIDs = on }
+
 // ProcessEvent processes one signals.raw record read at (partition, offset) with key. It returns an error wrapping
 // ErrPoison for a record that can never be processed; st is untouched then.
 func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64, key []byte, raw *schemas.RawEvent) error {
 	now := c.cfg.Now().UTC().Truncate(time.Millisecond)
-	ev, scratch, err := c.parser.event(raw, c.scratch)
-	c.scratch = scratch
+	ev, err := c.reader.read(raw)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPoison, err)
+		return err
 	}
 	c.Stats.Events++
 
-	c.dkbuf = appendStateKey(c.dkbuf[:0], prefixDedup, ev.Tenant, ev.SignalID)
-	dk := c.dkbuf // until the end of this call; rehydration makes its own keys
-	entry, seen, err := c.dedup(st, dk, now)
+	id, entry, seen, err := c.dedupIDs(st, ev, now)
 	if err != nil {
 		return err
 	}
@@ -133,8 +141,10 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	} else {
 		entry = dedupEntry{FirstSeenMs: now.UnixMilli(), Offset: offset}
 	}
+	c.dkbuf = appendStateKey(c.dkbuf[:0], prefixDedup, ev.Tenant, id)
+	dk := c.dkbuf // until the end of this call; rehydration makes its own keys
 
-	sig, email := c.signalOf(&c.sig, ev, partition, offset, version, now)
+	sig, email := c.signalOf(&c.sig, ev, id, partition, offset, version, now)
 	if entry.First.set {
 		entry.First.apply(sig) // a replay: the first version's key columns, whatever the derivation says now
 	} else {
@@ -142,6 +152,12 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	}
 	ids := ev.ids()
 	switch {
+	case ev.Type == "group":
+		// A group call describes a group: it never creates or changes a lead, and its traits are the group's.
+		// The visitor remembers the group it joined, so its later signals carry it.
+		if err := c.recordGroup(st, ev, ids); err != nil {
+			return err
+		}
 	case email != "" && len(ids) > 0:
 		if err := c.link(st, em, ev, ids, email, now); err != nil {
 			return err
@@ -155,11 +171,10 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 		// An email without any legal visitor id: the signal is the lead's, but there is nothing to link.
 		sig.Status, sig.Email = schemas.StatusLinked, email
 	}
-	if sig.Status == schemas.StatusCold {
-		if err := c.resolve(st, ev.Tenant, ids, sig); err != nil {
-			return err
-		}
+	if err := c.resolve(st, ev.Tenant, ids, sig); err != nil {
+		return err
 	}
+	sig.EmailDomain = contract.EmailDomain(sig.Email)
 	enc, err := schemas.EncodeSignal(sig)
 	if err != nil {
 		return fmt.Errorf("encoding signal: %w", err)
@@ -171,15 +186,23 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 		case !ok:
 			c.Stats.NoVisitor++
 		case !seen:
-			if err := c.hold(st, v, key, sig, now); err != nil {
+			if err := c.hold(st, v, key, sig, ev, now); err != nil {
 				return err
 			}
 		}
-		if err := c.noteAlias(st, em, ev, now); err != nil {
-			return err
+		if LegalID(ev.AnonymousID) && LegalID(ev.UserID) {
+			if err := c.noteAlias(st, em, ev.Tenant, ev.AnonymousID, ev.UserID, now); err != nil {
+				return err
+			}
 		}
 	} else {
 		c.Stats.Linked++
+	}
+	if ev.Type == "alias" && LegalID(ev.PreviousID) && LegalID(ev.UserID) && ev.PreviousID != ev.UserID {
+		// alias: previousId is the same person as userId, linked with it (on the userId's partition) now or later.
+		if err := c.noteAlias(st, em, ev.Tenant, ev.PreviousID, ev.UserID, now); err != nil {
+			return err
+		}
 	}
 	em.Signal(key, sig, enc)
 	entry.Version = version
@@ -187,16 +210,52 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	return nil
 }
 
-// signalOf builds the signal of ev into sig, cold, with the mapping rules applied, and returns the lead email the event
-// carries (the rule's email field first).
-func (c *Core) signalOf(sig *schemas.Signal, ev *Event, partition int32, offset, version int64, now time.Time) (*schemas.Signal, string) {
+// dedupIDs finds the event's dedup entry and decides the id its signal carries. Before the event contract the
+// processor computed ids another way (contract.LegacySignalID), and a signal keeps the id it was first emitted
+// with: so a raw_event.v1 record (written before the upgrade, first processed under the legacy id) is emitted
+// under its legacy id, and its entry is also looked up under the contract's id (an edge upgraded first may
+// have sent its retry); a record the contract derived is looked up under its own id and, while the partition's
+// state may hold entries from before the upgrade (SetLegacyLookups), under its legacy id. An entry found under
+// the other id decides: the signal keeps that id.
+func (c *Core) dedupIDs(st State, ev *Event, now time.Time) (id string, entry dedupEntry, seen bool, err error) {
+	id, other := ev.SignalID, ""
+	switch {
+	case ev.legacy:
+		if l := ev.legacyID(); l != "" {
+			id, other = l, ev.SignalID
+		}
+	case c.legacyIDs:
+		other = "?" // computed only if the contract's id is not found: it costs a pass over the payload
+	}
+	entry, seen, err = c.dedup(st, ev.Tenant, id, now)
+	if err != nil || seen || other == "" {
+		return id, entry, seen, err
+	}
+	if other == "?" {
+		if other = ev.legacyID(); other == "" {
+			return id, entry, seen, nil
+		}
+	}
+	c.Stats.LegacyLookups++
+	e2, seen2, err := c.dedup(st, ev.Tenant, other, now)
+	if err != nil || !seen2 {
+		return id, entry, false, err
+	}
+	c.Stats.LegacyHits++
+	return other, e2, true, nil
+}
+
+// signalOf builds the signal of ev into sig, cold, under id, with the mapping rules applied, and returns the lead
+// email the event carries (the rule's email field first; none for a group call).
+func (c *Core) signalOf(sig *schemas.Signal, ev *Event, id string, partition int32, offset, version int64, now time.Time) (*schemas.Signal, string) {
 	*sig = schemas.Signal{
-		Tenant: ev.Tenant, SignalID: ev.SignalID, Version: version, Status: schemas.StatusCold,
-		Source: ev.Source, Type: ev.Type, Event: ev.Name, MessageID: ev.MessageID,
+		Tenant: ev.Tenant, SignalID: id, Version: version, Status: schemas.StatusCold,
+		Source: ev.Source, Type: ev.Type, Event: ev.Name(), MessageID: ev.MessageID,
 		AnonymousID: ev.AnonymousID, UserID: ev.UserID, URL: ev.URL, PageName: ev.PageName,
 		Properties: ev.Properties, Traits: ev.Traits, // Mapped: nil unless a rule maps fields; it encodes as {}
 		EventTime: ev.EventTime, ReceivedAt: ev.ReceivedAt, ProcessedAt: now,
 		RawPartition: partition, RawOffset: offset, Payload: ev.Payload,
+		GroupID: ev.GroupID, PreviousID: ev.PreviousID, EventContext: ev.EventContext,
 	}
 	email := ev.Email
 	if c.cfg.Mapper != nil {
@@ -204,17 +263,21 @@ func (c *Core) signalOf(sig *schemas.Signal, ev *Event, partition int32, offset,
 		sig.RuleID, sig.MappedName = ruleID, name
 		if fields != nil {
 			sig.Mapped = fields
-			if em := NormalizeEmail(fields["email"]); em != "" {
+			if em := contract.NormalizeEmail(fields["email"]); em != "" {
 				email = em
 			}
 		}
 	}
+	if ev.Type == "group" {
+		email = ""
+	}
 	return sig, email
 }
 
-// dedup returns the live dedup entry under dk; an entry older than the window counts as absent.
-func (c *Core) dedup(st State, dk []byte, now time.Time) (dedupEntry, bool, error) {
-	v, err := st.Get(dk)
+// dedup returns the live dedup entry of signal id; an entry older than the window counts as absent.
+func (c *Core) dedup(st State, tenant, id string, now time.Time) (dedupEntry, bool, error) {
+	c.kbuf = appendStateKey(c.kbuf[:0], prefixDedup, tenant, id)
+	v, err := st.Get(c.kbuf)
 	if err != nil || v == nil {
 		return dedupEntry{}, false, err
 	}
@@ -225,19 +288,30 @@ func (c *Core) dedup(st State, dk []byte, now time.Time) (dedupEntry, bool, erro
 	return e, now.UnixMilli()-e.FirstSeenMs <= c.cfg.DedupWindow.Milliseconds(), nil
 }
 
-// resolve links sig to the lead of the first of ids that has one, and enriches it with the lead's traits.
+// resolve completes sig from what the visitor's ids know: a cold signal is linked to the lead of the first id
+// that has one (and a traitless one takes the lead's traits), and a signal without a group of its own takes the
+// group the visitor last joined.
 func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Signal) error {
+	cold, needGroup := sig.Status == schemas.StatusCold, sig.GroupID == ""
 	for _, v := range ids {
+		if !cold && !needGroup {
+			return nil
+		}
 		id, ok, err := c.getIdentity(st, tenant, v)
 		if err != nil {
 			return err
 		}
-		if ok && id.Email != "" {
-			sig.Status, sig.Email = schemas.StatusLinked, id.Email
-			if sig.Traits == "{}" && id.Traits != "" {
+		if !ok {
+			continue
+		}
+		if needGroup && id.GroupID != "" {
+			sig.GroupID, needGroup = id.GroupID, false
+		}
+		if cold && id.Email != "" {
+			sig.Status, sig.Email, cold = schemas.StatusLinked, id.Email, false
+			if sig.Traits == "{}" && id.Traits != "" && sig.Type != "group" {
 				sig.Traits = id.Traits
 			}
-			return nil
 		}
 	}
 	return nil

@@ -1,13 +1,16 @@
 package processor
 
 import (
+	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/contract"
 )
 
 // memState is a State in a map, for tests of the pure core.
@@ -57,17 +60,27 @@ func (r *coreRig) event(tenant, payload string) []schemas.Signal {
 	return r.at(tenant, payload, r.off)
 }
 
+// at processes payload for tenant at offset, as the edge writes it (raw_event.v2), and returns the signals emitted.
 func (r *coreRig) at(tenant, payload string, offset int64) []schemas.Signal {
 	r.t.Helper()
+	return r.record(edgeRaw(r.t, tenant, payload, r.now), offset)
+}
+
+// record processes raw at offset and returns the signals emitted.
+func (r *coreRig) record(raw *schemas.RawEvent, offset int64) []schemas.Signal {
+	r.t.Helper()
 	n := len(r.em.signals)
-	raw := &schemas.RawEvent{Tenant: tenant, Source: schemas.SourceSegment, ReceivedAt: r.now, Payload: []byte(payload)}
-	if err := r.core.ProcessEvent(r.st, r.em, 0, offset, schemas.RoutingKey(tenant, routingID(payload)), raw); err != nil {
-		r.t.Fatalf("processing %s: %v", payload, err)
+	key := schemas.RoutingKey(raw.Tenant, contract.RoutingID(&edgeRaw(r.t, raw.Tenant, string(raw.Payload), raw.ReceivedAt).EventFields))
+	if err := r.core.ProcessEvent(r.st, r.em, 0, offset, key, raw); err != nil {
+		r.t.Fatalf("processing %s: %v", raw.Payload, err)
 	}
 	return r.em.signals[n:]
 }
 
-func TestCanonicalHash(t *testing.T) {
+// A retry re-serialized by another library (key order, whitespace, escapes, number forms, transport members) is a
+// duplicate of the first delivery; a change of content is a new signal. (Before the event contract, "1.5" and
+// "1.50" were two signals: the issue changed that expectation.)
+func TestRetriesAreDuplicates(t *testing.T) {
 	base := `{"type":"track","event":"E","anonymousId":"a","properties":{"b":1.50,"a":[1,{"y":2,"x":"\u00e9"}]},"sentAt":"1"}`
 	for _, tc := range []struct {
 		name    string
@@ -76,35 +89,49 @@ func TestCanonicalHash(t *testing.T) {
 	}{
 		{"key order and whitespace", "{ \"properties\": {\"a\":[1,{\"x\":\"\\u00e9\",\"y\":2}], \"b\":1.50},\n \"anonymousId\":\"a\",\"event\":\"E\",\"type\":\"track\"}", true},
 		{"other sentAt and receivedAt", `{"type":"track","event":"E","anonymousId":"a","properties":{"b":1.50,"a":[1,{"y":2,"x":"\u00e9"}]},"sentAt":"2","receivedAt":"x"}`, true},
-		{"number written differently", `{"type":"track","event":"E","anonymousId":"a","properties":{"b":1.5,"a":[1,{"y":2,"x":"\u00e9"}]}}`, false},
+		{"number written differently", `{"type":"track","event":"E","anonymousId":"a","properties":{"b":1.5,"a":[1,{"y":2.0,"x":"é"}]}}`, true},
 		{"array order", `{"type":"track","event":"E","anonymousId":"a","properties":{"b":1.50,"a":[{"y":2,"x":"\u00e9"},1]}}`, false},
 		{"nested sentAt is content", `{"type":"track","event":"E","anonymousId":"a","properties":{"sentAt":1,"b":1.50,"a":[1,{"y":2,"x":"\u00e9"}]}}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e1, _, err := parseEvent(&schemas.RawEvent{Payload: []byte(base)}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e2, _, err := parseEvent(&schemas.RawEvent{Payload: []byte(tc.payload)}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if (e1.SignalID == e2.SignalID) != tc.same {
-				t.Errorf("same id = %v, want %v", e1.SignalID == e2.SignalID, tc.same)
+			r := newRig(t, nil)
+			first := r.event("t", base)
+			again := r.event("t", tc.payload)
+			if len(first) != 1 || (len(again) == 0) != tc.same {
+				t.Fatalf("first %d signals, retry %d signals; want the retry to be a duplicate: %v", len(first), len(again), tc.same)
 			}
 		})
 	}
 }
 
-func TestParseRejects(t *testing.T) {
-	for _, p := range []string{``, `[]`, `"x"`, `{"a":}`, `{"a":1,}`, `{"a":1} x`, `{"a":"\x01"}`, `{"a":[1 2]}`, `{"a":01x}`, strings.Repeat("[", 100)} {
-		if _, _, err := parseEvent(&schemas.RawEvent{Payload: []byte(p)}, nil); err == nil {
-			t.Errorf("parsed %q", p)
+// What the edge accepted before the contract is processed, never dead-lettered for its shape: objects nested
+// deeper than the old processor's 64, duplicate names, invalid UTF-8, a lone surrogate (all read leniently). A
+// record that is not a JSON object at all (another producer's) is poison.
+func TestV1RecordsProcessLeniently(t *testing.T) {
+	deep := `{"type":"track","anonymousId":"d","event":"Deep","properties":` + strings.Repeat(`{"a":`, 100) + `1` + strings.Repeat(`}`, 100) + `}`
+	r := newRig(t, nil)
+	for _, p := range []string{deep, `{"type":"track","anonymousId":"a","anonymousId":"b","event":"Dup"}`,
+		"{\"type\":\"track\",\"anonymousId\":\"a\",\"event\":\"\xff\"}", `{"type":"track","anonymousId":"a","event":"\ud800"}`} {
+		r.off++
+		raw := &schemas.RawEvent{Tenant: "t", Source: schemas.SourceSegment, ReceivedAt: r.now, Payload: []byte(p)}
+		if err := r.core.ProcessEvent(r.st, r.em, 0, r.off, nil, raw); err != nil {
+			t.Errorf("%q: %v", p, err)
+		}
+	}
+	if len(r.em.signals) != 4 {
+		t.Fatalf("%d signals, want 4", len(r.em.signals))
+	}
+	for _, p := range []string{``, `[]`, `"x"`, `{"a":}`, `{"a":1,}`, `{"a":1} x`, "{\"a\":\"\x01\"}", `{"a":[1 2]}`, `{"a":01x}`} {
+		raw := &schemas.RawEvent{Tenant: "t", Source: schemas.SourceSegment, Payload: []byte(p)}
+		if err := r.core.ProcessEvent(r.st, r.em, 0, 1, nil, raw); !errors.Is(err, ErrPoison) {
+			t.Errorf("%q: %v, want ErrPoison", p, err)
 		}
 	}
 }
 
-func TestDerivedFields(t *testing.T) {
+// The signal's fields are the contract's: the same from the edge's record and from a v1 record of the same
+// payload (the processor derives it with the same function).
+func TestSignalFieldsAreTheContracts(t *testing.T) {
 	for _, tc := range []struct {
 		payload, typ, name, email, url, page string
 	}{
@@ -115,20 +142,20 @@ func TestDerivedFields(t *testing.T) {
 		{`{"type":"identify","userId":"u","context":{"traits":{"email":"C@x.io"}}}`, "identify", "identify", "c@x.io", "", ""},
 		{`{"type":"identify","userId":"u","traits":{"email":"not-an-email"}}`, "identify", "identify", "", "", ""},
 	} {
-		e, _, err := parseEvent(&schemas.RawEvent{Source: schemas.SourceSegment, Payload: []byte(tc.payload)}, nil)
-		if err != nil {
-			t.Fatal(err)
+		edge, old := newRig(t, nil), newRig(t, nil)
+		e := edge.event("t", tc.payload)
+		o := old.record(v1Raw(edgeRaw(t, "t", tc.payload, old.now)), 1)
+		if len(e) != 1 || len(o) != 1 {
+			t.Fatalf("%s: %d and %d signals", tc.payload, len(e), len(o))
 		}
-		if e.Type != tc.typ || e.Name != tc.name || e.Email != tc.email || e.URL != tc.url || e.PageName != tc.page {
-			t.Errorf("%s: got type %q name %q email %q url %q page %q", tc.payload, e.Type, e.Name, e.Email, e.URL, e.PageName)
+		s := e[0]
+		if s.Type != tc.typ || s.Event != tc.name || s.Email != tc.email || s.URL != tc.url || s.PageName != tc.page {
+			t.Errorf("%s: got type %q name %q email %q url %q page %q", tc.payload, s.Type, s.Event, s.Email, s.URL, s.PageName)
 		}
-	}
-	e, _, _ := parseEvent(&schemas.RawEvent{Payload: []byte(`{"properties":{"form":{"name":"x"}},"n":1}`)}, nil)
-	if v, ok := e.Field("properties.form.name"); !ok || v != "x" {
-		t.Errorf("Field = %q %v", v, ok)
-	}
-	if _, ok := e.Field("properties.nope"); ok {
-		t.Error("Field found a missing path")
+		o[0].SignalID = s.SignalID // a v1 record keeps its legacy id (TestUpgradeKeepsFirstIDs)
+		if !reflect.DeepEqual(s, o[0]) {
+			t.Errorf("%s: from the edge's record\n %+v\nfrom a v1 record\n %+v", tc.payload, s, o[0])
+		}
 	}
 }
 

@@ -23,7 +23,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	ins := make([]rawIn, n)
 	for i := range ins {
-		ev := benchEvent(i, 5_000)
+		ev := benchEvent(b, i, 5_000)
 		ins[i] = rawIn{"bench", string(ev.Payload)}
 	}
 	for _, poll := range []int{200, 1000, 5000} {

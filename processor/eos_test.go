@@ -45,8 +45,7 @@ func newStream(t *testing.T, n, visitors int) stream {
 	c := NewCore(CoreConfig{})
 	st, em := memState{}, &recorder{}
 	for i, in := range s.ins {
-		raw := &schemas.RawEvent{Tenant: in.tenant, Payload: []byte(in.payload), ReceivedAt: time.Now()}
-		if err := c.ProcessEvent(st, em, 0, int64(i), nil, raw); err != nil {
+		if err := c.ProcessEvent(st, em, 0, int64(i), nil, edgeRaw(t, in.tenant, in.payload, time.Now())); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -260,13 +259,8 @@ func crossStream(t *testing.T) ([]rawIn, map[string]string) {
 	}
 	// Expected ids and the lead of each.
 	want := map[string]string{} // id -> final email ("" when the visitor never identifies)
-	var sc []byte
 	for _, in := range ins {
-		var e *Event
-		var err error
-		if e, sc, err = parseEvent(&schemas.RawEvent{Tenant: "t", Payload: []byte(in.payload)}, sc); err != nil {
-			t.Fatal(err)
-		}
+		e := edgeRaw(t, "t", in.payload, time.Now())
 		var v int
 		id := e.AnonymousID + e.UserID
 		fmt.Sscanf(id[1:], "%d", &v)

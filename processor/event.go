@@ -1,103 +1,60 @@
 package processor
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"net/url"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/contract"
 )
 
-// transportFields are the top-level members a retry may change without changing the event; they are left out of
-// the content hash.
-var transportFields = []string{"sentAt", "receivedAt"}
-
-// Event is one raw event as the processor understands it: the parsed payload and what Segment semantics derive
-// from it. The mapping-rule engine reads it through Field. An Event is only valid during the call it is passed
-// to (its tree lives in an arena the next event reuses).
+// Event is one raw event as the processor sees it: the record with the fields the edge derived by the event
+// contract (schemas/contract). A record written before the contract (raw_event.v1, Contract 0) gets the same
+// fields derived here, by the same function, from its payload. The processor never parses a payload otherwise:
+// a mapping rule that looks into one asks the contract (Field). An Event is only valid during the call it is
+// passed to (the core reuses it).
 type Event struct {
-	Tenant     string
-	Source     string // schemas.SourceSegment or schemas.SourceWebhook
-	Type       string // Segment call type (track, page, identify, ...) or "webhook"
-	Name       string // track: event; page: properties.name, name or the URL path; identify: "identify"
-	MessageID  string
-	ReceivedAt time.Time
-	EventTime  time.Time // timestamp, else originalTimestamp, else ReceivedAt
-	// AnonymousID and UserID are as sent; use Visitor for the id the processor holds signals under.
-	AnonymousID string
-	UserID      string
-	// Email is the lower-cased email the event carries (traits.email, context.traits.email, properties.email),
-	// "" when none is valid.
-	Email      string
-	URL        string
-	PageName   string
-	Properties string // JSON object, canonical
-	Traits     string // JSON object, canonical (traits, else context.traits)
-	// SignalID is the hex SHA-256 of the canonical payload without transport fields.
-	SignalID string
-	Payload  []byte
-
-	root  jvalue
-	idBuf [2]visitor // backs ids
+	schemas.RawEvent
+	// EventTime is EventFields.EventTimeMs as a time.
+	EventTime time.Time
+	// legacy marks a raw_event.v1 record: the processor before the contract gave its signal the legacy id.
+	legacy bool
+	idBuf  [2]visitor // backs ids
 }
 
-// Field returns the value at a dot-separated path of the payload (properties.form_name, context.page.url), as text:
-// strings unescaped, numbers and booleans as written, objects and arrays as canonical JSON. ok is false when the
-// path does not exist or holds null.
+// Name is the event name (EventFields.Event): the signal queue's grouping and the rules' event.
+func (e *Event) Name() string { return e.EventFields.Event }
+
+// Field returns the value at a dot-separated path of the payload (properties.form_name, context.page.url), as
+// text: strings decoded, numbers and booleans as written, objects and arrays in canonical form. ok is false when
+// the path does not exist or holds null.
 func (e *Event) Field(path string) (string, bool) {
-	return e.FieldSegments(strings.Split(path, "."))
+	return contract.Lookup(e.Payload, strings.Split(path, "."))
 }
 
-// FieldSegments is Field with the path already split at the dots (the rules engine's allocation-free form);
-// segs is neither kept nor modified.
-func (e *Event) FieldSegments(segs []string) (string, bool) {
-	v := e.root.path(segs...)
-	if v == nil || v.kind == jNull {
-		return "", false
-	}
-	if v.kind == jObject || v.kind == jArray {
-		return string(appendCanonical(nil, v)), true
-	}
-	return v.text(), true
-}
+// FieldSegments is Field with the path already split at the dots (the rules engine's form); segs is neither kept
+// nor modified.
+func (e *Event) FieldSegments(segs []string) (string, bool) { return contract.Lookup(e.Payload, segs) }
 
-// illegalIDs never identify a visitor: SDK placeholders and common junk.
-var illegalIDs = map[string]bool{"": true, "null": true, "undefined": true, "0": true, "anonymous": true, "guest": true,
-	"none": true, "nil": true, "unknown": true}
+// LegalID reports whether id can identify a visitor: it is not one of the contract's placeholders.
+func LegalID(id string) bool { return !contract.IsPlaceholder(id) }
 
-// LegalID reports whether id can identify a visitor.
-func LegalID(id string) bool { return !illegalIDs[strings.ToLower(strings.TrimSpace(id))] }
-
-// NormalizeEmail returns the lower-cased, trimmed email, or "" when s does not look like one.
-func NormalizeEmail(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
-	at := strings.IndexByte(s, '@')
-	if at <= 0 || at == len(s)-1 || strings.ContainsAny(s, " \t\r\n,;<>\"") || strings.Count(s, "@") != 1 {
-		return ""
-	}
-	return s
-}
-
-// visitorKey is the identity state key suffix of a visitor id: kind prefix + id.
+// visitor is an id the processor keeps state under: its kind (schemas.IDKindAnonymous or IDKindUser) and id.
 type visitor struct {
-	kind string // schemas.IDKindAnonymous or schemas.IDKindUser
+	kind string
 	id   string
 }
 
-// Visitor returns the id the processor holds the event's signals under: a legal anonymousId, else a legal userId.
+// visitor returns the id the event's signals are held under: the contract's visitor, the one the edge routed by.
 func (e *Event) visitor() (visitor, bool) {
-	if LegalID(e.AnonymousID) {
-		return visitor{schemas.IDKindAnonymous, e.AnonymousID}, true
+	if e.VisitorID == "" {
+		return visitor{}, false
 	}
-	if LegalID(e.UserID) {
-		return visitor{schemas.IDKindUser, e.UserID}, true
-	}
-	return visitor{}, false
+	return visitor{e.VisitorKind, e.VisitorID}, true
 }
 
-// ids returns the legal visitor ids of the event.
+// ids returns the legal visitor ids of the event, the visitor's first.
 func (e *Event) ids() []visitor {
 	out := e.idBuf[:0]
 	if LegalID(e.AnonymousID) {
@@ -109,190 +66,50 @@ func (e *Event) ids() []visitor {
 	return out
 }
 
-// parseEvent parses a RawEvent's payload and derives the event. scratch is reused for the canonical form and
-// returned (possibly grown) for the next call.
-func parseEvent(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, error) {
-	var p jparser
-	return p.event(raw, scratch)
+// eventReader turns records into Events; it keeps the contract's buffers for records that need deriving.
+type eventReader struct {
+	d  contract.Deriver
+	ev Event
 }
 
-// event is parseEvent with the parser's arena reused; the Event's tree is valid until the parser's next parse.
-func (p *jparser) event(raw *schemas.RawEvent, scratch []byte) (*Event, []byte, error) {
-	root, err := p.parseObject(raw.Payload)
-	if err != nil {
-		return nil, scratch, err
-	}
-	scratch = appendCanonical(scratch[:0], &root, transportFields...)
-	sum := sha256.Sum256(scratch)
-	var hexID [2 * sha256.Size]byte
-	hex.Encode(hexID[:], sum[:])
-	e := &p.ev
-	*e = Event{Tenant: raw.Tenant, Source: raw.Source, ReceivedAt: raw.ReceivedAt, Payload: raw.Payload, root: root}
-	var f rootFields
-	f.collect(&root)
-	if e.Source != schemas.SourceSegment && e.Source != schemas.SourceWebhook {
-		e.Source = schemas.SourceWebhook
-		if f.typ != nil && (f.anonymousID != nil || f.userID != nil || f.messageID != nil) {
-			e.Source = schemas.SourceSegment
+// read returns the Event of raw (which it keeps pointers into). A record without derived fields is derived
+// here, leniently: what the edge accepted before the contract is never refused for its shape. A payload that is
+// not one JSON object (not from an edge of ours) is ErrPoison.
+func (r *eventReader) read(raw *schemas.RawEvent) (*Event, error) {
+	e := &r.ev
+	*e = Event{RawEvent: *raw}
+	if raw.Contract == 0 {
+		e.legacy = true
+		source := raw.Source
+		if source != schemas.SourceSegment && source != schemas.SourceWebhook {
+			source = inferSource(raw.Payload)
+			e.Source = source
+		}
+		in := contract.Input{Source: source, ReceivedAt: raw.ReceivedAt, Lenient: true}
+		if err := r.d.Derive(raw.Payload, in, &e.EventFields); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrPoison, err)
 		}
 	}
-	props := f.properties
-	ctxTraits := f.context.get("traits")
-	traits := f.traits
-	if traits == nil || traits.kind != jObject {
-		traits = ctxTraits
-	}
-	var email string
-	for _, v := range [...]*jvalue{f.traits.get("email"), ctxTraits.get("email"), props.get("email"), f.email} {
-		if email = NormalizeEmail(v.transientText()); email != "" {
-			break
-		}
-	}
-	e.Type = callType(f.typ)
-	var name, pageName *jvalue
-	switch {
-	case e.Source == schemas.SourceWebhook:
-		e.Type, name = "webhook", f.event
-	case e.Type == "track":
-		name = f.event
-	case e.Type == "page" || e.Type == "screen":
-		pageName = props.get("name")
-		if pageName.transientText() == "" {
-			pageName = f.name
-		}
-	}
-	url := props.get("url")
-	if url.transientText() == "" {
-		url = f.context.path("page", "url")
-	}
-	// The event's strings are gathered into one buffer and converted once: one allocation instead of one per
-	// field. Views into the payload (transientText) are copied here, before the payload can change hands.
-	b := append(p.strs[:0], hexID[:]...)
-	var ends [9]int
-	for i, v := range [...]*jvalue{f.messageID, f.anonymousID, f.userID, url, name, pageName} {
-		b = append(b, v.transientText()...)
-		ends[i] = len(b)
-	}
-	b = append(b, email...)
-	ends[6] = len(b)
-	for i, v := range [...]*jvalue{props, traits} {
-		if v == nil || v.kind != jObject {
-			b = append(b, "{}"...)
-		} else {
-			b = appendCanonical(b, v)
-		}
-		ends[7+i] = len(b)
-	}
-	p.strs = b
-	all := string(b)
-	e.SignalID = all[:len(hexID)]
-	start := len(hexID)
-	for i, dst := range [...]*string{&e.MessageID, &e.AnonymousID, &e.UserID, &e.URL, &e.Name, &e.PageName, &e.Email,
-		&e.Properties, &e.Traits} {
-		*dst, start = all[start:ends[i]], ends[i]
-	}
-	e.EventTime = parseTime(f.timestamp, f.originalTimestamp, e.ReceivedAt)
-	switch e.Type {
-	case "webhook":
-		if e.Name == "" {
-			e.Name = "webhook"
-		}
-	case "track":
-	case "page", "screen":
-		e.Name = e.PageName
-		if e.Name == "" {
-			e.Name = urlPath(e.URL, props.get("path").text())
-		}
-	case "identify":
-		e.Name = "identify"
-	default:
-		e.Name = e.Type
-	}
-	return e, scratch, nil
+	e.EventTime = time.UnixMilli(e.EventTimeMs).UTC()
+	return e, nil
 }
 
-// rootFields are the top-level members the processor reads, found in one pass over the root (the last one wins
-// when a key repeats, as with get).
-type rootFields struct {
-	typ, event, name, anonymousID, userID, messageID, properties, traits, context, timestamp, originalTimestamp, email *jvalue
+// inferSource is the source of a record without one (written by hand, not by an edge): segment when it has a
+// type and an id, as the processor before the contract decided.
+func inferSource(payload []byte) string {
+	s := contract.Inspect(payload)
+	if s.Type != nil && (s.AnonymousID != nil || s.UserID != nil || s.MessageID != nil) {
+		return schemas.SourceSegment
+	}
+	return schemas.SourceWebhook
 }
 
-func (f *rootFields) collect(root *jvalue) {
-	for i := range root.kids {
-		kid := &root.kids[i]
-		var k string
-		if kid.esc {
-			k = unquote(kid.key)
-		} else {
-			k = string(kid.key[1 : len(kid.key)-1]) // no allocation: only compared in the switch
-		}
-		switch k {
-		case "type":
-			f.typ = kid
-		case "event":
-			f.event = kid
-		case "name":
-			f.name = kid
-		case "anonymousId":
-			f.anonymousID = kid
-		case "userId":
-			f.userID = kid
-		case "messageId":
-			f.messageID = kid
-		case "properties":
-			f.properties = kid
-		case "traits":
-			f.traits = kid
-		case "context":
-			f.context = kid
-		case "timestamp":
-			f.timestamp = kid
-		case "originalTimestamp":
-			f.originalTimestamp = kid
-		case "email":
-			f.email = kid
-		}
+// ids of a signal for dedup: the id it is emitted under, and the other one it may have been emitted under
+// before the upgrade to the contract (see dedupIDs).
+func (e *Event) legacyID() string {
+	id, ok := contract.LegacySignalID(e.Payload)
+	if !ok {
+		return ""
 	}
-}
-
-// knownTypes are the Segment call types, returned as constants so the common case allocates nothing.
-var knownTypes = []string{"track", "page", "screen", "identify", "group", "alias"}
-
-// callType returns the lower-cased text of the type member.
-func callType(v *jvalue) string {
-	if v != nil && v.kind == jString {
-		inner := v.raw[1 : len(v.raw)-1]
-		for _, t := range knownTypes {
-			if string(inner) == t {
-				return t
-			}
-		}
-	}
-	return strings.ToLower(v.text())
-}
-
-func urlPath(u, path string) string {
-	if path != "" {
-		return path
-	}
-	if pu, err := url.Parse(u); err == nil && pu.Path != "" {
-		return pu.Path
-	}
-	if u != "" {
-		return "/"
-	}
-	return ""
-}
-
-// parseTime returns the first of the JSON timestamps that parses and is plausible (see plausible), else
-// receivedAt; always at millisecond precision, as the signal carries it.
-func parseTime(timestamp, originalTimestamp *jvalue, receivedAt time.Time) time.Time {
-	for _, v := range [...]*jvalue{timestamp, originalTimestamp} {
-		if s := v.transientText(); s != "" {
-			if t, err := time.Parse(time.RFC3339Nano, s); err == nil && plausible(t, receivedAt) {
-				return t.UTC().Truncate(time.Millisecond)
-			}
-		}
-	}
-	return receivedAt.UTC().Truncate(time.Millisecond)
+	return id
 }

@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/contract"
 	"github.com/signalstage/signalstage/testenv"
 )
 
@@ -22,26 +22,96 @@ type rawIn struct {
 	payload string
 }
 
-// routingID mirrors ingest's key choice: anonymousId, else userId, else messageId.
-func routingID(payload string) string {
-	var m map[string]any
-	_ = json.Unmarshal([]byte(payload), &m)
-	for _, f := range []string{"anonymousId", "userId", "messageId"} {
-		if s, ok := m[f].(string); ok && s != "" {
-			return s
-		}
+// edgeRaw is the RawEvent the edge writes for payload received at received: the source as ingest decides it and
+// the fields the event contract derives (the edge's own function).
+func edgeRaw(t testing.TB, tenant, payload string, received time.Time) *schemas.RawEvent {
+	t.Helper()
+	source := schemas.SourceWebhook
+	if s := contract.Inspect([]byte(payload)); s.Type != nil || s.AnonymousID != nil || s.MessageID != nil {
+		source = schemas.SourceSegment
 	}
-	return "none"
+	raw := &schemas.RawEvent{Tenant: tenant, KeyID: "k1", Source: source, ReceivedAt: received.UTC().Truncate(time.Millisecond),
+		Payload: []byte(payload)}
+	var d contract.Deriver
+	if err := d.Derive(raw.Payload, contract.Input{Source: source, ReceivedAt: raw.ReceivedAt}, &raw.EventFields); err != nil {
+		t.Fatalf("the edge refuses %s: %v", payload, err)
+	}
+	return raw
 }
 
+// v1Raw is raw as the edge wrote it before the event contract (raw_event.v1): no derived fields.
+func v1Raw(raw *schemas.RawEvent) *schemas.RawEvent {
+	return &schemas.RawEvent{Tenant: raw.Tenant, KeyID: raw.KeyID, Source: raw.Source, ReceivedAt: raw.ReceivedAt,
+		RequestID: raw.RequestID, Payload: raw.Payload}
+}
+
+// routingID is the id the edge keys payload's record by (the contract's routing id).
+func routingID(t testing.TB, payload string) string {
+	t.Helper()
+	return contract.RoutingID(&edgeRaw(t, "t", payload, time.Now()).EventFields)
+}
+
+// rawRecord is the signals.raw record the edge writes for in: raw_event.v2, keyed by the contract's routing id.
 func rawRecord(t testing.TB, k *testenv.Kafka, in rawIn) *kgo.Record {
 	t.Helper()
-	b, err := schemas.RawEvents.Encode(&schemas.RawEvent{Tenant: in.tenant, KeyID: "k1", Source: "",
-		ReceivedAt: time.Now().UTC(), Payload: []byte(in.payload)})
+	raw := edgeRaw(t, in.tenant, in.payload, time.Now())
+	return &kgo.Record{Topic: k.Topic(schemas.TopicRaw), Key: schemas.RoutingKey(in.tenant, contract.RoutingID(&raw.EventFields)),
+		Value: schemas.AppendRawEvent(nil, raw)}
+}
+
+// rawEventV1 is RawEvent as raw_event.v1 declares it: what the edge wrote before the event contract.
+type rawEventV1 struct {
+	Tenant     string    `avro:"tenant"`
+	KeyID      string    `avro:"key_id"`
+	Source     string    `avro:"source"`
+	ReceivedAt time.Time `avro:"received_at"`
+	RequestID  string    `avro:"request_id"`
+	Payload    []byte    `avro:"payload"`
+}
+
+var rawEventsV1 = func() *schemas.Codec[rawEventV1] {
+	src, err := os.ReadFile("../schemas/avsc/raw_event.v1.avsc")
 	if err != nil {
-		t.Fatalf("encoding raw event: %v", err)
+		panic(err)
 	}
-	return &kgo.Record{Topic: k.Topic(schemas.TopicRaw), Key: schemas.RoutingKey(in.tenant, routingID(in.payload)), Value: b}
+	c, err := schemas.NewCodec[rawEventV1]("raw_event", string(src))
+	if err != nil {
+		panic(err)
+	}
+	return c
+}()
+
+// encodeV1 is raw as a raw_event.v1 record.
+func encodeV1(t testing.TB, raw *schemas.RawEvent) []byte {
+	t.Helper()
+	b, err := rawEventsV1.Encode(&rawEventV1{Tenant: raw.Tenant, KeyID: raw.KeyID, Source: raw.Source,
+		ReceivedAt: raw.ReceivedAt, RequestID: raw.RequestID, Payload: raw.Payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// produceV1 writes events to signals.raw as the edge did before the event contract (raw_event.v1, no source,
+// keyed by anonymousId, else userId, else messageId).
+func produceV1(t testing.TB, k *testenv.Kafka, ins ...rawIn) {
+	t.Helper()
+	for _, in := range ins {
+		raw := &schemas.RawEvent{Tenant: in.tenant, KeyID: "k1", ReceivedAt: time.Now().UTC().Truncate(time.Millisecond),
+			Payload: []byte(in.payload)}
+		id := "none"
+		s := contract.Inspect(raw.Payload)
+		for _, v := range [][]byte{s.AnonymousID, s.UserID, s.MessageID} {
+			if text, ok := contract.IDText(v); ok && len(text) > 0 {
+				id = string(text)
+				break
+			}
+		}
+		rec := &kgo.Record{Topic: k.Topic(schemas.TopicRaw), Key: schemas.RoutingKey(in.tenant, id), Value: encodeV1(t, raw)}
+		if err := k.Client().ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+			t.Fatalf("producing v1 raw events: %v", err)
+		}
+	}
 }
 
 // produce writes events to signals.raw, synchronously, with the default (Kafka-compatible) partitioner.

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/contract"
 )
 
 // link links every id of ev to the lead email: the identity is stored on this partition (also for a userId another
@@ -29,7 +30,7 @@ func (c *Core) link(st State, em Emitter, ev *Event, ids []visitor, email string
 		if ok && at <= cur.LinkedAtMs {
 			at = cur.LinkedAtMs + 1
 		}
-		id := identity{LinkedAtMs: at, Email: email, Traits: t}
+		id := identity{LinkedAtMs: at, Email: email, Traits: t, GroupID: cur.GroupID}
 		st.Set(identityKey(ev.Tenant, v), id.encode())
 		if err := c.rehydrate(st, em, ev.Tenant, v, email, now); err != nil {
 			return err
@@ -41,7 +42,7 @@ func (c *Core) link(st State, em Emitter, ev *Event, ids []visitor, email string
 		}
 		l := &schemas.IdentityLink{
 			Tenant: ev.Tenant, IDKind: v.kind, ID: v.id, Email: email, Traits: t,
-			LinkedAt: time.UnixMilli(at).UTC(), SignalID: ev.SignalID,
+			LinkedAt: time.UnixMilli(at).UTC(), SignalID: c.sig.SignalID,
 		}
 		if LegalID(ev.AnonymousID) {
 			l.AnonymousID = ev.AnonymousID
@@ -74,11 +75,31 @@ func (c *Core) recordTraits(st State, ev *Event, ids []visitor) error {
 	return nil
 }
 
+// recordGroup remembers, for each id of the visitor, the group a group call joined it to, so the visitor's later
+// signals carry it. A group call never touches the lead or the person's traits.
+func (c *Core) recordGroup(st State, ev *Event, ids []visitor) error {
+	if ev.GroupID == "" || !LegalID(ev.GroupID) {
+		return nil
+	}
+	for _, v := range ids {
+		cur, _, err := c.getIdentity(st, ev.Tenant, v)
+		if err != nil {
+			return err
+		}
+		if cur.GroupID == ev.GroupID {
+			continue
+		}
+		cur.GroupID = ev.GroupID
+		st.Set(identityKey(ev.Tenant, v), cur.encode())
+	}
+	return nil
+}
+
 // ApplyLink applies an IdentityLink read from the identities topic to the partition that owns its id: the id is
 // linked to the lead from now on and its held signals are rehydrated. A link older than (or equal to) the one
 // known is ignored, so echoes of this processor's own links and reordered history change nothing.
 func (c *Core) ApplyLink(st State, em Emitter, l *schemas.IdentityLink) error {
-	email := NormalizeEmail(l.Email)
+	email := contract.NormalizeEmail(l.Email)
 	if email == "" || !LegalID(l.ID) || (l.IDKind != schemas.IDKindAnonymous && l.IDKind != schemas.IDKindUser) {
 		return nil
 	}
@@ -95,7 +116,7 @@ func (c *Core) ApplyLink(st State, em Emitter, l *schemas.IdentityLink) error {
 	if traits == "" {
 		traits = "{}"
 	}
-	id := identity{LinkedAtMs: l.LinkedAt.UnixMilli(), Email: email, Traits: traits}
+	id := identity{LinkedAtMs: l.LinkedAt.UnixMilli(), Email: email, Traits: traits, GroupID: cur.GroupID}
 	st.Set(identityKey(l.Tenant, v), id.encode())
 	c.Stats.LinksApplied++
 	if err := c.rehydrate(st, em, l.Tenant, v, email, c.cfg.Now().UTC().Truncate(time.Millisecond)); err != nil {

@@ -3,6 +3,7 @@ package processor
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/signalstage/signalstage/processor/rules"
 	"github.com/signalstage/signalstage/schemas"
@@ -11,10 +12,7 @@ import (
 func TestFieldArrayIndex(t *testing.T) {
 	payload := `{"type":"track","anonymousId":"a","event":"Order","products":[{"sku":"ENT-1","n":2},{"sku":"X"}],` +
 		`"tags":["a",null,3],"properties":{"0":"zero","list":[[1,2],{"k":"v"}]}}`
-	e, _, err := parseEvent(&schemas.RawEvent{Source: schemas.SourceSegment, Payload: []byte(payload)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := &Event{RawEvent: *edgeRaw(t, "t", payload, time.Now())}
 	for _, tc := range []struct {
 		path, want string
 		ok         bool

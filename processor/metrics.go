@@ -22,6 +22,8 @@ type metrics struct {
 	restoreSeconds prometheus.Histogram
 	partitions     prometheus.Gauge
 	visitorCache   *prometheus.CounterVec // result: hit, miss
+	legacyIDs      *prometheus.CounterVec // result: hit, miss
+	legacyWindow   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -61,11 +63,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Partition stores currently open on this instance."}),
 		visitorCache: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "visitor_cache_lookups_total",
 			Help: "Reads of visitor state (identity, held counter, aliases) by result: hit (answered from memory) or miss (read from Pebble)."}, []string{"result"}),
+		legacyIDs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "legacy_id_lookups_total",
+			Help: "Dedup lookups of a signal under its other id (the upgrade to the event contract), by result: hit (the signal was " +
+				"first emitted under that id, which it keeps) or miss."}, []string{"result"}),
+		legacyWindow: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "legacy_id_window_partitions",
+			Help: "Open partitions whose state may still hold dedup entries from before the event contract, so new signals are " +
+				"also looked up under their legacy id (0 once the dedup window after the upgrade has passed)."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.signals, m.duplicates, m.reemitted, m.noVisitor, m.heldDropped, m.dedupExpired,
 			m.links, m.aliases, m.deadLetters, m.transactions, m.txnSeconds, m.batchRecords, m.restoreRecords, m.restoreSeconds,
-			m.partitions, m.visitorCache)
+			m.partitions, m.visitorCache, m.legacyIDs, m.legacyWindow)
 	}
 	return m
 }
@@ -96,4 +104,6 @@ func (m *metrics) addStats(s Stats) {
 	m.links.WithLabelValues("stale").Add(float64(s.LinksStale))
 	m.aliases.WithLabelValues("out").Add(float64(s.AliasesOut))
 	m.aliases.WithLabelValues("in").Add(float64(s.AliasesIn))
+	m.legacyIDs.WithLabelValues("hit").Add(float64(s.LegacyHits))
+	m.legacyIDs.WithLabelValues("miss").Add(float64(s.LegacyLookups - s.LegacyHits))
 }

@@ -7,21 +7,6 @@ import (
 	"github.com/signalstage/signalstage/schemas"
 )
 
-// Plausible event times: the sink puts event_time in the signals table's partition and sort key and dead-letters
-// implausible ones, so an event claiming a time before minEventTime or more than maxEventAhead after it was
-// received gets its received_at instead.
-var minEventTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-
-const maxEventAhead = 24 * time.Hour
-
-// plausible reports whether t can be the time of an event received at receivedAt (zero: unknown).
-func plausible(t, receivedAt time.Time) bool {
-	if t.Before(minEventTime) {
-		return false
-	}
-	return receivedAt.IsZero() || !t.After(receivedAt.Add(maxEventAhead))
-}
-
 // pinned holds what a signal's first version said about the columns of the sink's partition and sort key. Every
 // later version (replay, rehydration) carries the same values, even if the derivation changed in between (a new
 // processor release, a fixed timestamp rule), so a new version always replaces its row instead of adding a

@@ -28,12 +28,11 @@ func TestImplausibleEventTime(t *testing.T) {
 		{"other zone", `"timestamp":"2026-11-30T10:00:00+02:00"`, time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)},
 	} {
 		payload := `{"type":"track","event":"E","anonymousId":"a",` + tc.fields + `}`
-		e, _, err := parseEvent(&schemas.RawEvent{Source: schemas.SourceSegment, ReceivedAt: recv, Payload: []byte(payload)}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !e.EventTime.Equal(tc.want) {
-			t.Errorf("%s: event time %v, want %v", tc.name, e.EventTime, tc.want)
+		r := newRig(t, nil)
+		r.now = recv
+		out := r.event("t", payload)
+		if len(out) != 1 || !out[0].EventTime.Equal(tc.want) {
+			t.Errorf("%s: signals %+v, want event time %v", tc.name, out, tc.want)
 		}
 	}
 }

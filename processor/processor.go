@@ -57,6 +57,11 @@ type storeState struct {
 	lastUsed    time.Time
 	sweepCursor []byte
 	sweepAfter  time.Time
+	// legacyUntilMs ends the window in which new signals are also looked up under their legacy id (see
+	// legacyLookups); legacyKnown once it was read from committed state, legacyDecided once this instance
+	// decided it for a partition that had none.
+	legacyUntilMs              int64
+	legacyKnown, legacyDecided bool
 }
 
 // New validates cfg and returns a processor.

@@ -12,10 +12,10 @@ import (
 	"github.com/signalstage/signalstage/schemas"
 )
 
-// RuleEvent is the rules engine's view of a processor event: the parsed tree is passed as the field reader, so
-// matching never re-parses the payload.
+// RuleEvent is the rules engine's view of a processor event: its contract fields, and the event itself as the field
+// reader, which asks the contract (contract.Lookup) for the dot paths a rule needs, only when it needs them.
 func RuleEvent(e *Event) rules.Event {
-	return rules.Event{Source: e.Source, Type: e.Type, Name: e.Name, URL: e.URL, Fields: e}
+	return rules.Event{Source: e.Source, Type: e.Type, Name: e.Name(), URL: e.URL, Fields: e}
 }
 
 // newRulesWatcher builds the watcher of the rules topic and the Mapper on top of it.

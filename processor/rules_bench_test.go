@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/signalstage/signalstage/processor/rules"
-	"github.com/signalstage/signalstage/schemas"
 )
 
 // benchTenantRules are 100 rules shaped like a real tenant's (as in processor/rules' benchmarks): 50 track rules
@@ -49,7 +48,8 @@ func BenchmarkMapEvent(b *testing.B) {
 		{"page-miss", `{"anonymousId":"3d4f1c2a-1b2c-4d5e-8f90-1234567890ab","context":{"ip":"203.0.113.7","page":{"path":"/blog/post-1","url":"https://example.com/blog/post-1"}},"messageId":"ajs-next-1700000000000-abd","name":"Blog","properties":{"url":"https://example.com/blog/post-1","category":"blog"},"timestamp":"2026-11-30T05:00:00.000Z","type":"page"}`, ""},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			ev, _, err := parseEvent(&schemas.RawEvent{Tenant: "acme", Source: schemas.SourceSegment, ReceivedAt: time.Now(), Payload: []byte(bc.payload)}, nil)
+			var r eventReader
+			ev, err := r.read(edgeRaw(b, "acme", bc.payload, time.Now()))
 			if err != nil {
 				b.Fatal(err)
 			}

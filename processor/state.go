@@ -91,8 +91,9 @@ type dedupEntry struct {
 // identity is what the processor knows about one visitor id.
 type identity struct {
 	LinkedAtMs int64
-	Email      string // lower-cased lead email; "" when only traits are known
+	Email      string // lower-cased lead email; "" when only traits or a group are known
 	Traits     string // JSON object
+	GroupID    string // the group the visitor last joined (a group call); optional trailing field
 }
 
 // heldCounter bounds the cold storage of one visitor: entries first..next-1 may exist.
@@ -101,8 +102,10 @@ type heldCounter struct {
 }
 
 // heldSignal is one cold signal waiting for its visitor to be linked. It keeps the input, not the signal: about
-// half the bytes (the payload is most of a signal), and rehydration derives the signal again, under the mapping
-// rules in effect then.
+// half the bytes (the payload is most of a signal), and rehydration builds the signal again, under the mapping
+// rules in effect then. The trailing fields are optional (values written before them decode without):
+// First pins the first version's key columns, SignalID the id it was first emitted with, and Derived holds the
+// event contract's fields (schemas.AppendEventFields), so rehydration never parses the payload.
 type heldSignal struct {
 	HeldAtMs     int64
 	Version      int64
@@ -113,6 +116,8 @@ type heldSignal struct {
 	Offset       int64
 	Payload      []byte
 	First        pinned
+	SignalID     string
+	Derived      []byte
 }
 
 func (e dedupEntry) encode() []byte {
@@ -125,11 +130,15 @@ func (e dedupEntry) encode() []byte {
 }
 
 func (id identity) encode() []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(id.Email)+len(id.Traits))
+	b := make([]byte, 0, 1+4*binary.MaxVarintLen64+len(id.Email)+len(id.Traits)+len(id.GroupID))
 	b = append(b, valueFormat)
 	b = binary.AppendVarint(b, id.LinkedAtMs)
 	b = appendString(b, id.Email)
-	return appendString(b, id.Traits)
+	b = appendString(b, id.Traits)
+	if id.GroupID != "" {
+		b = appendString(b, id.GroupID) // optional: values without it (and older ones) decode as no group
+	}
+	return b
 }
 
 func (c heldCounter) encode() []byte {
@@ -140,7 +149,8 @@ func (c heldCounter) encode() []byte {
 }
 
 func (h heldSignal) encode() []byte {
-	b := make([]byte, 0, 1+8*binary.MaxVarintLen64+len(h.Key)+len(h.Source)+len(h.Payload)+h.First.size())
+	b := make([]byte, 0, 1+10*binary.MaxVarintLen64+len(h.Key)+len(h.Source)+len(h.Payload)+h.First.size()+
+		len(h.SignalID)+len(h.Derived))
 	b = append(b, valueFormat)
 	b = binary.AppendVarint(b, h.HeldAtMs)
 	b = binary.AppendVarint(b, h.Version)
@@ -150,7 +160,12 @@ func (h heldSignal) encode() []byte {
 	b = binary.AppendVarint(b, int64(h.Partition))
 	b = binary.AppendVarint(b, h.Offset)
 	b = appendBytes(b, h.Payload)
-	return h.First.append(b)
+	b = h.First.append(b)
+	if h.First.set && h.SignalID != "" { // the trailing fields come in order: no id without the pinned columns
+		b = appendString(b, h.SignalID)
+		b = appendBytes(b, h.Derived)
+	}
+	return b
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -228,6 +243,9 @@ func decodeDedup(b []byte) (dedupEntry, error) {
 func decodeIdentity(b []byte) (identity, error) {
 	r := newValueReader(b)
 	id := identity{LinkedAtMs: r.varint(), Email: string(r.bytes()), Traits: string(r.bytes())}
+	if r.err == nil && len(r.b) > 0 {
+		id.GroupID = string(r.bytes())
+	}
 	return id, r.err
 }
 
@@ -242,5 +260,8 @@ func decodeHeld(b []byte) (heldSignal, error) {
 	h := heldSignal{HeldAtMs: r.varint(), Version: r.varint(), Key: r.bytes(), Source: string(r.bytes()),
 		ReceivedAtMs: r.varint(), Partition: int32(r.varint()), Offset: r.varint(), Payload: r.bytes()}
 	h.First = r.pinned()
+	if r.err == nil && h.First.set && len(r.b) > 0 {
+		h.SignalID, h.Derived = string(r.bytes()), r.bytes()
+	}
 	return h, r.err
 }

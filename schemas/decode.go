@@ -19,7 +19,31 @@ func DecodeRawEvent(b []byte, ev *RawEvent) error {
 	ev.ReceivedAt = time.UnixMilli(r.long()).UTC()
 	ev.RequestID = r.str()
 	ev.Payload = r.bytes()
-	f := &ev.EventFields
+	r.eventFields(&ev.EventFields)
+	if r.err != nil {
+		return fmt.Errorf("decoding raw_event: %w: %v", ErrCorrupt, r.err)
+	}
+	if r.off != len(r.b) {
+		return fmt.Errorf("decoding raw_event: %w: trailing bytes", ErrCorrupt)
+	}
+	return nil
+}
+
+// DecodeEventFields reads what AppendEventFields wrote (all of b) into f; its strings share one allocation.
+func DecodeEventFields(b []byte, f *EventFields) error {
+	r := fastReader{b: b, all: string(b)}
+	*f = EventFields{}
+	r.eventFields(f)
+	if r.err != nil {
+		return fmt.Errorf("decoding event fields: %w: %v", ErrCorrupt, r.err)
+	}
+	if r.off != len(r.b) {
+		return fmt.Errorf("decoding event fields: %w: trailing bytes", ErrCorrupt)
+	}
+	return nil
+}
+
+func (r *fastReader) eventFields(f *EventFields) {
 	f.Contract = int32(r.long())
 	for _, s := range [...]*string{&f.Type, &f.Event, &f.MessageID, &f.AnonymousID, &f.UserID, &f.GroupID, &f.PreviousID,
 		&f.VisitorKind, &f.VisitorID, &f.Email, &f.URL, &f.PageName, &f.Properties, &f.Traits} {
@@ -30,13 +54,6 @@ func DecodeRawEvent(b []byte, ev *RawEvent) error {
 	for _, s := range f.EventContext.strings() {
 		*s = r.str()
 	}
-	if r.err != nil {
-		return fmt.Errorf("decoding raw_event: %w: %v", ErrCorrupt, r.err)
-	}
-	if r.off != len(r.b) {
-		return fmt.Errorf("decoding raw_event: %w: trailing bytes", ErrCorrupt)
-	}
-	return nil
 }
 
 // fastReader reads Avro longs and strings of one record body; strings are substrings of all (the body as one

@@ -21,11 +21,13 @@ func AppendRawEvent(dst []byte, ev *RawEvent) []byte {
 	dst = appendString(dst, ev.RequestID)
 	dst = appendLong(dst, int64(len(ev.Payload)))
 	dst = append(dst, ev.Payload...)
-	return appendEventFields(dst, &ev.EventFields)
+	return AppendEventFields(dst, &ev.EventFields)
 }
 
-// appendEventFields appends the raw_event.v2 fields after payload, in schema order.
-func appendEventFields(b []byte, f *EventFields) []byte {
+// AppendEventFields appends f as raw_event.v2 encodes the fields after payload (Avro binary, schema order):
+// what a reader that keeps an event's derived fields apart from its payload stores (the processor's held
+// signals). DecodeEventFields reads it back.
+func AppendEventFields(b []byte, f *EventFields) []byte {
 	b = appendLong(b, int64(f.Contract))
 	for _, s := range [...]string{f.Type, f.Event, f.MessageID, f.AnonymousID, f.UserID, f.GroupID, f.PreviousID,
 		f.VisitorKind, f.VisitorID, f.Email, f.URL, f.PageName, f.Properties, f.Traits} {

@@ -133,6 +133,10 @@ func TestRawEventHandCodecIsTheCodecs(t *testing.T) {
 		if err := DecodeRawEvent(got[:len(got)-1], &back); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("truncated record: %v", err)
 		}
+		var f EventFields
+		if err := DecodeEventFields(AppendEventFields(nil, &ev.EventFields), &f); err != nil || f != ev.EventFields {
+			t.Fatalf("event %d: event fields round trip: %+v, %v", i, f, err)
+		}
 	}
 }
 

@@ -3,7 +3,7 @@ package rules
 // Mapper adapts the rules in effect to the processor's mapping seam without this package importing the
 // processor: instantiated as Mapper[*processor.Event], its Map method has exactly the shape of
 // processor.Mapper. Rules is usually Watcher.Set; Event turns the processor's event into the matcher's input
-// (see Event: pass the processor's parsed event as Fields, no re-parsing).
+// (see Event: pass the processor's event as Fields, which reads only the dot paths asked for).
 type Mapper[E any] struct {
 	Rules func() *Set
 	Event func(E) Event

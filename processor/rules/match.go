@@ -6,9 +6,9 @@ import (
 	"unicode/utf8"
 )
 
-// FieldReader is an event the caller has already parsed into its own tree. processor.Event satisfies it with
-// its Field method: text of the value at a dot path (strings unescaped, numbers as written, booleans
-// true/false), ok false when the path is missing or null.
+// FieldReader is an event the caller reads itself. processor.Event satisfies it with its Field method (the event
+// contract's contract.Lookup): text of the value at a dot path (strings unescaped, numbers as written, booleans
+// true/false, objects and arrays as canonical JSON), ok false when the path is missing or null.
 type FieldReader interface {
 	Field(path string) (string, bool)
 }
@@ -35,7 +35,7 @@ type Event struct {
 	// Payload is the event JSON decoded into map[string]any (objects), []any (arrays), string, float64 or
 	// json.Number, bool and nil, as encoding/json, goccy/go-json and sonic produce with an `any` target.
 	Payload map[string]any
-	// Fields is used when Payload is nil: the caller's own parsed event. Each distinct dot path of the tenant's
+	// Fields is used when Payload is nil: the caller's own reader of the event. Each distinct dot path of the tenant's
 	// rules is asked for at most once per Match.
 	Fields FieldReader
 }
