@@ -28,7 +28,9 @@ func (e *encodingEmitter) Link(l *schemas.IdentityLink) {
 
 // benchEvent is a Segment track of about 420 bytes; every 10th event of a visitor is an identify with email. It
 // is the record the edge writes (raw_event.v2: the contract's fields derived there), as the processor reads it.
-func benchEvent(b testing.TB, i, visitors int) *schemas.RawEvent { return segmentEvent(b, i, visitors, i%10 == 9) }
+func benchEvent(b testing.TB, i, visitors int) *schemas.RawEvent {
+	return segmentEvent(b, i, visitors, i%10 == 9)
+}
 
 // segmentEvent is event i of visitor i%visitors as the edge writes it: an identify with email, or a track.
 func segmentEvent(b testing.TB, i, visitors int, identify bool) *schemas.RawEvent {
