@@ -36,10 +36,16 @@ test: up lint chdb-check ## unit and integration tests against the real Kafka an
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 	@$(MAKE) --no-print-directory fuzz
 
+# The event contract's targets: the splitter against encoding/json, the canonicalizer against go-json-experiment,
+# the legacy id against the old processor's code, the URL shortcut against net/url, and whatever the edge accepts
+# going through the processor (FuzzEdgeToProcessor).
+FUZZ_TARGETS := ./schemas/:FuzzDecode ./schemas/contract/:FuzzSplitBody ./schemas/contract/:FuzzCanonical \
+	./schemas/contract/:FuzzLegacySignalID ./schemas/contract/:FuzzSimplePath ./processor/:FuzzEdgeToProcessor
+
 fuzz: ## run the fuzz targets for a short budget (FUZZTIME, default 10s each)
-	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./schemas/
-	@if [ -d ingest/testdata/fuzz/FuzzParseBody ]; then \
-		$(GO) test -run='^$$' -fuzz='^FuzzParseBody$$' -fuzztime=$(FUZZTIME) ./ingest/; fi
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $${t#*:} ($${t%%:*})"; \
+		$(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) "$${t%%:*}"; done
 
 chdb-check: ## apply every migration and run every analyst query on the current ClickHouse engine (chdb)
 	@if [ -f sink/chdbcheck/run.sh ]; then bash sink/chdbcheck/run.sh; else echo "chdb-check: sink/chdbcheck/run.sh missing" >&2; exit 1; fi
