@@ -49,17 +49,17 @@ type request struct {
 }
 
 // check validates e, derives its contract fields and, when it is accepted, appends its record (key and value) to
-// st.slab. reason is empty when the event is accepted; tooLarge marks the size rejection (413 for a single
+// st.slab. scanned says the splitter already read e with st.deriver (scanErr its outcome). reason is empty when the event is accepted; tooLarge marks the size rejection (413 for a single
 // event). Rewritten payloads are built in st.scratch.
-func check(st *reqState, e *contract.Span, rq *request) (p prep, tooLarge bool) {
-	p, tooLarge = checkEvent(st, e, rq)
+func check(st *reqState, e *contract.Span, rq *request, scanned bool, scanErr error) (p prep, tooLarge bool) {
+	p, tooLarge = checkEvent(st, e, rq, scanned, scanErr)
 	if p.reason != "" {
 		p.kind = kindInvalid
 	}
 	return p, tooLarge
 }
 
-func checkEvent(st *reqState, e *contract.Span, rq *request) (p prep, tooLarge bool) {
+func checkEvent(st *reqState, e *contract.Span, rq *request, scanned bool, scanErr error) (p prep, tooLarge bool) {
 	p.kind = kindInvalid
 	if !e.IsObject {
 		p.reason = "event is not a JSON object"
@@ -69,11 +69,21 @@ func checkEvent(st *reqState, e *contract.Span, rq *request) (p prep, tooLarge b
 		p.reason = fmt.Sprintf("event is %d bytes, more than the limit of %d", len(e.Raw), rq.maxEvent)
 		return p, true
 	}
+	// One pass validates the event, canonicalizes it and finds its members (the splitter's, or this one).
+	d := &st.deriver
+	sp := *e
+	if !scanned {
+		sp, scanErr = d.Scan(e.Raw, false)
+	}
+	if scanErr != nil {
+		p.reason = reasonOf(scanErr)
+		return p, false
+	}
 	rt := rq.rt
-	p.segment = rt.segmentOnly || e.Type != nil || e.AnonymousID != nil || e.MessageID != nil
+	p.segment = rt.segmentOnly || sp.Type != nil || sp.AnonymousID != nil || sp.MessageID != nil
 	rw := rq.rewrite
-	if p.segment && rt.impliedType != "" && e.Type != nil {
-		if t, ok := contract.IDText(e.Type); ok && e.Type[0] == '"' && string(t) != rt.impliedType {
+	if p.segment && rt.impliedType != "" && sp.Type != nil {
+		if t, ok := contract.IDText(sp.Type); ok && sp.Type[0] == '"' && string(t) != rt.impliedType {
 			p.reason = fmt.Sprintf("type %q does not match the endpoint /v1/%s", t, rt.impliedType)
 			return p, false
 		}
@@ -82,17 +92,21 @@ func checkEvent(st *reqState, e *contract.Span, rq *request) (p prep, tooLarge b
 		rw.Type = "" // a generic webhook signal has no Segment type to imply
 	}
 	payload := e.Raw
-	if rw.Needed(e) {
+	if rw.Needed(&sp) {
 		// The merged event must fit the event limit too; the bound is checked before writing anything.
-		if n := rw.RewrittenSize(e); n > rq.maxEvent {
-			if merged := rw.MergedSize(e); merged > rq.maxEvent {
+		if n := rw.RewrittenSize(&sp); n > rq.maxEvent {
+			if merged := rw.MergedSize(&sp); merged > rq.maxEvent {
 				p.reason = fmt.Sprintf("event with the batch context merged is %d bytes, more than the limit of %d", merged, rq.maxEvent)
 				return p, true
 			}
 		}
 		off := len(st.scratch)
-		st.scratch = contract.AppendEvent(st.scratch, e, &rw)
+		st.scratch = contract.AppendEvent(st.scratch, &sp, &rw)
 		payload = st.scratch[off:]
+		if _, err := d.Scan(payload, false); err != nil {
+			p.reason = reasonOf(err) // the batch's context made it invalid (a name both spell differently, say)
+			return p, false
+		}
 	}
 	source := schemas.SourceWebhook
 	if p.segment {
@@ -101,9 +115,7 @@ func checkEvent(st *reqState, e *contract.Span, rq *request) (p prep, tooLarge b
 	ev := &st.ev
 	*ev = schemas.RawEvent{Tenant: rq.key.Tenant, KeyID: rq.key.ID, Source: source, ReceivedAt: rq.received,
 		RequestID: rq.requestID, Payload: payload}
-	err := st.deriver.Derive(payload, contract.Input{Source: source, ReceivedAt: rq.received}, &ev.EventFields)
-	if err != nil {
-		// SplitBody validated the syntax, so this is the contract refusing the event (ErrInvalidEvent).
+	if err := d.Finish(contract.Input{Source: source, ReceivedAt: rq.received}, &ev.EventFields); err != nil {
 		p.reason = reasonOf(err)
 		return p, false
 	}
@@ -148,6 +160,10 @@ func typeKind(t string) int {
 func deadKey(tenant string, e *contract.Span) []byte {
 	if !e.IsObject {
 		return nil
+	}
+	if e.AnonymousID == nil && e.UserID == nil && e.MessageID == nil {
+		s := contract.Inspect(e.Raw) // an event of an array was only skipped by SplitBody
+		e = &s
 	}
 	for _, v := range [...][]byte{e.AnonymousID, e.UserID, e.MessageID} {
 		if id, ok := contract.IDText(v); ok && len(id) > 0 && !contract.IsPlaceholder(string(id)) {

@@ -138,33 +138,9 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, rt *route) 
 		st.release()
 		return writeError(w, errAuth)
 	}
-	st.p.MaxEvents = s.cfg.MaxEventsPerRequest
-	if err := contract.SplitBody(st.body, &st.p); err != nil {
-		st.release()
-		if errors.Is(err, contract.ErrTooManyEvents) {
-			return writeError(w, fail(http.StatusRequestEntityTooLarge, "%s", err.Error()))
-		}
-		return writeError(w, fail(http.StatusBadRequest, "%s", err.Error()))
-	}
-	// The body, the encoded records (each payload with its derived fields: canonical properties and traits,
-	// ids, context) and merged payloads: about three times the body, plus the batch envelope twice per event.
-	env := int64(len(st.p.Envelope.Context) + len(st.p.Envelope.SentAt))
-	need := 3*int64(len(st.body)) + int64(len(st.p.Events))*(2*env+400)
-	if need > s.cfg.MaxRequestMemory {
-		st.release()
-		return writeError(w, fail(http.StatusRequestEntityTooLarge,
-			"request too large once the batch context is merged into each of its %d events", len(st.p.Events)))
-	}
-	if extra := need - held; extra > 0 {
-		if !s.reserve(extra) {
-			st.release()
-			return writeError(w, s.unavailable("too much request data in flight, retry later"))
-		}
-		held = need
-	}
 	rq := request{rt: rt, key: k, received: received, requestID: s.requestID(r), maxEvent: s.cfg.MaxEventBytes,
-		rewrite: contract.Rewrite{Type: rt.impliedType, Context: st.p.Envelope.Context, SentAt: st.p.Envelope.SentAt}}
-	if herr := s.prepare(st, &rq); herr != nil {
+		rewrite: contract.Rewrite{Type: rt.impliedType}}
+	if herr := s.prepare(st, &rq, &held); herr != nil {
 		st.release()
 		return writeError(w, herr)
 	}
@@ -212,36 +188,6 @@ func (s *Server) authenticate(r *http.Request, rt *route) (*Key, *httpError) {
 		return nil, fail(http.StatusForbidden, "this API key is not for the %s endpoint", EndpointSignalStaging)
 	}
 	return k, nil
-}
-
-// prepare validates every event, derives its contract fields and encodes its record. A single event that is
-// invalid fails the request (400, or 413 when too large); in a batch, invalid events are listed and
-// dead-lettered while the valid ones go through.
-func (s *Server) prepare(st *reqState, rq *request) *httpError {
-	st.preps, st.scratch, st.rejected = st.preps[:0], st.scratch[:0], st.rejected[:0]
-	if len(st.p.Events) == 0 {
-		return fail(http.StatusBadRequest, "no events in the request")
-	}
-	// Records, keys and derived fields take about twice the body; appends past this only cost a copy.
-	if want := 2*len(st.body) + len(st.p.Events)*(len(st.p.Envelope.Context)+len(st.p.Envelope.SentAt)+512); cap(st.slab) < want {
-		st.slab = make([]byte, 0, want)
-	}
-	st.slab = st.slab[:0]
-	for i := range st.p.Events {
-		p, tooLarge := check(st, &st.p.Events[i], rq)
-		if p.reason != "" {
-			if !st.p.Multi {
-				if tooLarge {
-					return fail(http.StatusRequestEntityTooLarge, "%s", p.reason)
-				}
-				return fail(http.StatusBadRequest, "%s", p.reason)
-			}
-			st.rejected = append(st.rejected, rejection{index: i, reason: p.reason})
-		}
-		st.preps = append(st.preps, p)
-		st.counts[b2i(p.segment)][p.kind][b2i(p.reason != "")]++
-	}
-	return nil
 }
 
 func b2i(b bool) int {

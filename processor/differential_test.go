@@ -52,7 +52,10 @@ func edgeAccept(t testing.TB, body []byte, received time.Time) []*schemas.RawEve
 			source = schemas.SourceSegment
 		}
 		raw := &schemas.RawEvent{Tenant: "t", KeyID: "k1", Source: source, ReceivedAt: received, Payload: bytes.Clone(payload)}
-		if d.Derive(raw.Payload, contract.Input{Source: source, ReceivedAt: received}, &raw.EventFields) != nil {
+		if err := d.Derive(raw.Payload, contract.Input{Source: source, ReceivedAt: received}, &raw.EventFields); err != nil {
+			if tt, ok := t.(*testing.T); ok && testing.Verbose() {
+				tt.Logf("the edge refuses %q: %v", raw.Payload, err)
+			}
 			continue
 		}
 		out = append(out, raw)

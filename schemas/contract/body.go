@@ -38,13 +38,22 @@ type Body struct {
 	Multi bool
 	// MaxEvents bounds len(Events); the scan stops with ErrTooManyEvents beyond it (0: no bound).
 	MaxEvents int
+	// Each, with Deriver, makes SplitBody read every element of a body that is an array as it reaches it, the
+	// objects with Deriver.Scan, and call Each with it in order, instead of skipping the objects for a later
+	// Scan: the body is read once. The Deriver holds what Scan read until Each returns; scanErr is Scan's error
+	// (the element's span then has only what the splitter itself reads). An error from Each stops the split and
+	// is returned as it is. A single event or a batch (whose envelope may follow its events) never calls Each.
+	Each    func(i int, e *Span, scanErr error) error
+	Deriver *Deriver
 }
 
-// SplitBody validates b as JSON (syntax, and nesting up to MaxDepth from the body's root) and splits it into
-// events, reusing the backing array of out.Events. The three accepted shapes are one event object, an array of
-// events, and an object with a "batch" array (its other members are the envelope). Elements that are not
-// objects are returned too (IsObject false): the caller refuses them one by one. The semantic checks of each
-// event (see ErrInvalidEvent) are Derive's.
+// SplitBody splits b into events, reusing the backing array of out.Events. The three accepted shapes are one
+// event object, an array of events, and an object with a "batch" array (its other members are the envelope).
+// It validates the body's structure (nesting up to MaxDepth from the body's root, the array, the envelope, a
+// single event whole, the root members of each event) but not the objects and arrays inside the events of an
+// array or batch, which it only skips: the canonicalizer that reads each event (Deriver.Scan) validates them, so
+// the body is read about once. Elements that are not objects are returned too (IsObject false): the caller
+// refuses them one by one, as it refuses an event whose syntax or content Scan and Derive refuse.
 func SplitBody(b []byte, out *Body) error {
 	out.Events, out.Envelope, out.Multi = out.Events[:0], Envelope{}, false
 	i := skipWS(b, 0)
@@ -55,7 +64,7 @@ func SplitBody(b []byte, out *Body) error {
 	switch b[i] {
 	case '[':
 		out.Multi = true
-		i, err = scanEvents(b, i, 0, out)
+		i, err = scanEvents(b, i, 0, out, out.Each != nil && out.Deriver != nil)
 	case '{':
 		var top Span
 		var env Envelope
@@ -67,7 +76,7 @@ func SplitBody(b []byte, out *Body) error {
 				// The events are inspected while the batch is validated: one pass over the body.
 				batchSeen = true
 				out.Events = out.Events[:0]
-				return scanEvents(b, vstart, depth, out)
+				return scanEvents(b, vstart, depth, out, false)
 			}
 			vend, err := scanValue(b, vstart, depth)
 			if err == nil {
@@ -109,6 +118,10 @@ func SplitBody(b []byte, out *Body) error {
 		}
 		return fmt.Errorf("%w: expected a JSON object, an array of events, or {\"batch\":[...]}", ErrBadBody)
 	}
+	var ee *eachError
+	if errors.As(err, &ee) {
+		return ee.err
+	}
 	if errors.Is(err, ErrTooManyEvents) {
 		return fmt.Errorf("%w: more than %d", ErrTooManyEvents, out.MaxEvents)
 	}
@@ -120,6 +133,11 @@ func SplitBody(b []byte, out *Body) error {
 	}
 	return nil
 }
+
+// eachError carries Body.Each's error out of the split unchanged.
+type eachError struct{ err error }
+
+func (e *eachError) Error() string { return e.err.Error() }
 
 // Names of the members the splitter reads.
 const (
@@ -134,9 +152,9 @@ const (
 	keyWriteKey     = "writeKey"
 )
 
-// scanEvents validates the array at b[i] == '[' and appends each element to out.Events, recording the members
-// of object elements in the same pass.
-func scanEvents(b []byte, i, depth int, out *Body) (int, error) {
+// scanEvents validates the array at b[i] == '[' and appends each element to out.Events (see skipEvent), or,
+// when each, reads it with out.Deriver and hands it to out.Each.
+func scanEvents(b []byte, i, depth int, out *Body, each bool) (int, error) {
 	if depth >= MaxDepth {
 		return i, syntaxErr(b, i, "nesting too deep")
 	}
@@ -149,17 +167,56 @@ func scanEvents(b []byte, i, depth int, out *Body) (int, error) {
 			return i, ErrTooManyEvents
 		}
 		start := i
-		var err error
+		var err, scanErr error
 		out.Events = append(out.Events, Span{})
-		if i, err = scanEvent(b, i, depth+1, &out.Events[len(out.Events)-1]); err != nil {
+		e := &out.Events[len(out.Events)-1]
+		if each && i < len(b) && b[i] == '{' {
+			var sp Span
+			var end int
+			if sp, end, scanErr = out.Deriver.scanAt(b, i, depth+1); scanErr == nil {
+				*e, i = sp, end
+			} else if i, err = skipEvent(b, start, depth+1, e); err != nil {
+				return i, err // not even its structure holds: the body is refused
+			}
+		} else if i, err = skipEvent(b, i, depth+1, e); err != nil {
 			return i, err
 		}
-		out.Events[len(out.Events)-1].Raw = b[start:i]
+		e.Raw = b[start:i]
+		if each {
+			if err := out.Each(len(out.Events)-1, e, scanErr); err != nil {
+				return i, &eachError{err}
+			}
+		}
 		var done bool
 		if i, done, err = afterMember(b, i, ']'); done || err != nil {
 			return i, err
 		}
 	}
+}
+
+// skipEvent returns the end of the element at b[i] of an array of events (see scanEvents). Of an object it
+// reads the root members (recording those the edge reads) and skips the objects and arrays in their values.
+func skipEvent(b []byte, i, depth int, e *Span) (int, error) {
+	if i >= len(b) || (b[i] != '{' && b[i] != '[') {
+		return scanValue(b, i, depth)
+	}
+	if b[i] == '[' {
+		return skipComposite(b, i, depth)
+	}
+	e.IsObject = true
+	return scanObject(b, i, depth, func(key []byte, kesc bool, b []byte, vstart, depth int) (int, error) {
+		var vend int
+		var err error
+		if vstart < len(b) && (b[vstart] == '{' || b[vstart] == '[') {
+			vend, err = skipComposite(b, vstart, depth)
+		} else {
+			vend, err = scanValue(b, vstart, depth)
+		}
+		if err == nil {
+			e.record(memberName(key, kesc), b[vstart:vend])
+		}
+		return vend, err
+	})
 }
 
 // scanEvent validates the value at b[i] and, when it is an object, records the members the edge reads into e.

@@ -30,22 +30,12 @@ func isTransport(name []byte) bool {
 // span is the input bytes [start, end) of a value; end == 0 when absent.
 type span struct{ start, end int32 }
 
-// member is one member of an object being canonicalized: where its decoded name is (in the input when it had no
-// escapes, else in canon.dec: nameAt < 0 is dec offset -nameAt-1) and where its `"name":value` was written in the
-// output. It holds no pointer, so the sort moves it without write barriers.
+// member is one member of an object being canonicalized: its decoded name and where its `"name":value` was
+// written in the output. The members of an object live in its reader's stack frame (8 before they spill).
 type member struct {
-	nameAt, nameLen int32
-	start, end      int32
-	skip            bool // a transport member at the root
-}
-
-// name returns m's decoded name.
-func (c *canon) name(m *member) []byte {
-	if m.nameAt >= 0 {
-		return c.in[m.nameAt : m.nameAt+m.nameLen]
-	}
-	at := -m.nameAt - 1
-	return c.dec[at : at+m.nameLen]
+	name       []byte
+	start, end int32
+	skip       bool // a transport member at the root
 }
 
 // canon writes the canonical form of one JSON value and, while it reads the event once, records where the members
@@ -54,9 +44,8 @@ func (c *canon) name(m *member) []byte {
 type canon struct {
 	in  []byte
 	out []byte
-	tmp []byte   // the members of the object being reordered
-	dec []byte   // decoded names that had escapes or non-ASCII
-	mem []member // members of the open objects, innermost last
+	tmp []byte // the members of the object being reordered
+	dec []byte // decoded names that had escapes or non-ASCII
 	// strict stops at the first violation; otherwise it is repaired (U+FFFD, last duplicate wins, the number as
 	// written) and reported in violation.
 	strict       bool
@@ -82,7 +71,7 @@ func (c *canon) violate(what string, at int) error {
 
 // reset prepares c for a new input.
 func (c *canon) reset(in []byte, strict, skipTransport bool) {
-	c.in, c.out, c.dec, c.mem = in, c.out[:0], c.dec[:0], c.mem[:0]
+	c.in, c.out, c.dec = in, c.out[:0], c.dec[:0]
 	c.strict, c.violation, c.violationAt, c.skipTransprt = strict, "", 0, skipTransport
 	c.spans = [numSlots]span{}
 	c.rootProps, c.rootTraits, c.rootContext = span{}, span{}, span{}
@@ -96,12 +85,14 @@ func (c *canon) object(i, depth int, n node) (int, error) {
 	}
 	objStart := len(c.out)
 	c.out = append(c.out, '{')
-	mark := len(c.mem)
 	i = skipWS(in, i+1)
 	if i < len(in) && in[i] == '}' {
 		c.out = append(c.out, '}')
 		return i + 1, nil
 	}
+	var buf [8]member
+	ms := buf[:0]
+	var prev []byte
 	// Members are written in document order, comma separated; reorder rewrites them only when they are not
 	// already in canonical order (or one must go).
 	inOrder := true
@@ -114,12 +105,12 @@ func (c *canon) object(i, depth int, n node) (int, error) {
 			return i, err
 		}
 		raw := in[i+1 : kend-1]
-		name, nameAt := raw, int32(i+1)
+		name := raw
 		if kflags != 0 {
 			start := len(c.dec)
 			var v string
 			c.dec, v = appendDecoded(c.dec, raw)
-			name, nameAt = c.dec[start:], int32(-start-1)
+			name = c.dec[start:len(c.dec):len(c.dec)]
 			if v != "" {
 				if err := c.violate(v, i); err != nil {
 					return i, err
@@ -131,22 +122,23 @@ func (c *canon) object(i, depth int, n node) (int, error) {
 			return i, syntaxErr(in, i, "expected ':' after key")
 		}
 		i = skipWS(in, i+1)
-		slot, child := slotOf(n, name)
-		if len(c.mem) > mark {
+		slot, child := -1, nodeNone
+		if n != nodeNone {
+			slot, child = slotOf(n, name)
+		}
+		if len(ms) > 0 {
 			c.out = append(c.out, ',')
-			if inOrder && compareNames(c.name(&c.mem[len(c.mem)-1]), name) >= 0 {
+			if inOrder && compareNames(prev, name) >= 0 {
 				inOrder = false
 			}
 		}
+		prev = name
 		mstart := len(c.out)
 		if kflags == 0 {
-			c.out = append(c.out, '"') // plain ASCII without escapes is already canonical
-			c.out = append(c.out, raw...)
-			c.out = append(c.out, '"')
+			c.out = append(append(append(c.out, '"'), raw...), '"', ':') // plain ASCII is already canonical
 		} else {
-			c.out = appendQuotedText(c.out, name)
+			c.out = append(appendQuotedText(c.out, name), ':')
 		}
-		c.out = append(c.out, ':')
 		vstart := i
 		if i, err = c.value(i, depth+1, child); err != nil {
 			return i, err
@@ -156,7 +148,7 @@ func (c *canon) object(i, depth int, n node) (int, error) {
 		}
 		skip := n == nodeRoot && c.skipTransprt && isTransport(name)
 		inOrder = inOrder && !skip
-		c.mem = append(c.mem, member{nameAt: nameAt, nameLen: int32(len(name)), start: int32(mstart), end: int32(len(c.out)), skip: skip})
+		ms = append(ms, member{name: name, start: int32(mstart), end: int32(len(c.out)), skip: skip})
 		var done bool
 		if i, done, err = afterMember(in, i, '}'); err != nil {
 			return i, err
@@ -165,15 +157,15 @@ func (c *canon) object(i, depth int, n node) (int, error) {
 		}
 	}
 	if !inOrder {
-		if err := c.reorder(objStart, mark); err != nil {
+		var err error
+		if ms, err = c.reorder(objStart, ms); err != nil {
 			return i, err
 		}
 	}
 	c.out = append(c.out, '}')
 	if n == nodeRoot {
-		c.rootSpans(mark)
+		c.rootSpans(ms)
 	}
-	c.mem = c.mem[:mark]
 	return i, nil
 }
 
@@ -191,76 +183,53 @@ func compareNames(a, b []byte) int {
 	return len(a) - len(b)
 }
 
-// reorder rewrites the members written since objStart+1 (c.mem[mark:]) sorted by name, comma separated. Equal
-// names are a violation; repaired, the last one wins. The member spans are updated to the new positions.
-func (c *canon) reorder(objStart, mark int) error {
-	ms := c.mem[mark:]
+// reorder rewrites the members ms written since objStart+1 sorted by name, comma separated, and returns them in
+// their new order and positions. Equal names are a violation; repaired, the last one wins.
+func (c *canon) reorder(objStart int, ms []member) ([]member, error) {
 	// Insertion sort, stable (equal names keep document order, so the last of a run is the last one sent):
-	// objects have a handful of members, where it beats the general sorts. Small objects sort an index array on
-	// the stack, with the names at hand, instead of moving members.
-	var idxBuf [24]uint16
-	var nameBuf [24][]byte
-	var idx []uint16
-	var names [][]byte
-	if len(ms) <= len(idxBuf) {
-		idx, names = idxBuf[:len(ms)], nameBuf[:len(ms)]
-	} else {
-		idx, names = make([]uint16, len(ms)), make([][]byte, len(ms))
-	}
-	for k := range ms {
-		idx[k], names[k] = uint16(k), c.name(&ms[k])
-	}
-	for k := 1; k < len(idx); k++ {
-		for j := k; j > 0 && compareNames(names[idx[j-1]], names[idx[j]]) > 0; j-- {
-			idx[j-1], idx[j] = idx[j], idx[j-1]
+	// objects have a handful of members, where it beats the general sorts.
+	for k := 1; k < len(ms); k++ {
+		for j := k; j > 0 && compareNames(ms[j-1].name, ms[j].name) > 0; j-- {
+			ms[j-1], ms[j] = ms[j], ms[j-1]
 		}
 	}
 	base := int32(objStart + 1)
 	c.tmp = append(c.tmp[:0], c.out[base:]...)
 	c.out = c.out[:base]
-	// The members are rewritten in place in sorted order: member k of the new order is written after every
-	// member before it was read, so keep a copy of the old ones.
-	var oldBuf [24]member
-	old := oldBuf[:0]
-	if len(ms) > len(oldBuf) {
-		old = make([]member, 0, len(ms))
-	}
-	old = append(old, ms...)
-	w := mark
-	for k, i := range idx {
-		m := old[i]
-		if k+1 < len(idx) && string(names[idx[k+1]]) == string(names[i]) {
-			if err := c.violate(violationDuplicate+fmt.Sprintf(" %q", names[i]), objStart); err != nil {
-				return err
+	w := 0
+	for k := range ms {
+		m := ms[k]
+		if k+1 < len(ms) && string(ms[k+1].name) == string(m.name) {
+			if err := c.violate(violationDuplicate+fmt.Sprintf(" %q", m.name), objStart); err != nil {
+				return nil, err
 			}
 			continue // repaired: the later one wins
 		}
 		if m.skip {
 			continue
 		}
-		if w > mark {
+		if w > 0 {
 			c.out = append(c.out, ',')
 		}
 		at := int32(len(c.out))
 		c.out = append(c.out, c.tmp[m.start-base:m.end-base]...)
 		m.start, m.end = at, int32(len(c.out))
-		c.mem[w] = m
+		ms[w] = m
 		w++
 	}
-	c.mem = c.mem[:w]
-	return nil
+	return ms[:w], nil
 }
 
 // rootSpans records the output spans of the root's properties, traits and context values.
-func (c *canon) rootSpans(mark int) {
-	for k := range c.mem[mark:] {
-		m := &c.mem[mark+k]
+func (c *canon) rootSpans(ms []member) {
+	for k := range ms {
+		m := &ms[k]
 		if m.skip {
 			continue
 		}
 		// The value starts after `"name":`; these names are plain ASCII, so that is len(name)+3.
-		v := span{m.start + m.nameLen + 3, m.end}
-		switch string(c.name(m)) {
+		v := span{m.start + int32(len(m.name)) + 3, m.end}
+		switch string(m.name) {
 		case "properties":
 			c.rootProps = v
 		case "traits":
@@ -361,22 +330,32 @@ func (c *canon) value(i, depth int, n node) (int, error) {
 // event canonicalizes in, which must be exactly one JSON object (whitespace around it allowed). A violation
 // in strict mode is returned as ErrInvalidEvent with its reason.
 func (c *canon) event(in []byte, strict, skipTransport bool) error {
-	c.reset(in, strict, skipTransport)
 	i := skipWS(in, 0)
 	if i >= len(in) || in[i] != '{' {
+		c.reset(in, strict, skipTransport)
 		return ErrNotObject
 	}
-	i, err := c.object(i, 0, nodeRoot)
-	switch {
-	case errors.Is(err, errViolation):
-		return fmt.Errorf("%w: %s at byte %d", ErrInvalidEvent, c.violation, c.violationAt)
-	case err != nil:
-		return fmt.Errorf("%w: %w", ErrNotObject, err)
+	i, err := c.eventAt(in, i, 0, strict, skipTransport)
+	if err != nil {
+		return err
 	}
 	if i = skipWS(in, i); i != len(in) {
 		return fmt.Errorf("%w: %w", ErrNotObject, syntaxErr(in, i, "unexpected data after the JSON value"))
 	}
 	return nil
+}
+
+// eventAt canonicalizes the object at in[i] == '{', nested depth deep in in, and returns the index after it.
+func (c *canon) eventAt(in []byte, i, depth int, strict, skipTransport bool) (int, error) {
+	c.reset(in, strict, skipTransport)
+	end, err := c.object(i, depth, nodeRoot)
+	switch {
+	case errors.Is(err, errViolation):
+		return end, fmt.Errorf("%w: %s at byte %d", ErrInvalidEvent, c.violation, c.violationAt)
+	case err != nil:
+		return end, fmt.Errorf("%w: %w", ErrNotObject, err)
+	}
+	return end, nil
 }
 
 // Canonical appends the canonical form of the JSON value v to dst: RFC 8785 (JCS) with the contract's integer

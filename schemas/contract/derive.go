@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -44,57 +45,97 @@ type Deriver struct {
 	Unsafe bool
 }
 
+// A ref is a derived string before it is made: bytes of the Deriver's buffer, of the input, or of the canonical
+// output. In Unsafe mode strings alias the input and the output where they can (the strict canonicalizer
+// validated them; only escaped strings are decoded into the buffer); otherwise everything is copied into the
+// buffer, which becomes one string.
+type ref struct {
+	s, e int32
+	src  uint8
+}
+
+const (
+	inStrs = iota
+	inInput
+	inOut
+)
+
+func (r ref) empty() bool { return r.e <= r.s }
+
 type pending struct {
-	dst        *string
-	start, end int
+	dst *string
+	r   ref
 }
 
-// put appends b to the string buffer as the future value of *dst.
-func (d *Deriver) put(dst *string, b []byte) {
+// bytes returns the bytes r refers to (valid until the buffer next grows).
+func (d *Deriver) bytes(r ref) []byte {
+	switch r.src {
+	case inInput:
+		return d.c.in[r.s:r.e]
+	case inOut:
+		return d.c.out[r.s:r.e]
+	}
+	return d.strs[r.s:r.e]
+}
+
+// own returns r copied into the buffer (where it may be changed in place).
+func (d *Deriver) own(r ref) ref {
+	if r.src == inStrs {
+		return r
+	}
 	s := len(d.strs)
-	d.strs = append(d.strs, b...)
-	d.pend = append(d.pend, pending{dst, s, len(d.strs)})
+	d.strs = append(d.strs, d.bytes(r)...)
+	return ref{int32(s), int32(len(d.strs)), inStrs}
 }
 
-// text appends the text of the value at sp (strings decoded; numbers and booleans as written; "" otherwise)
-// and returns its bounds in the buffer.
-func (d *Deriver) text(sp span) (start, end int) {
-	start = len(d.strs)
+func (d *Deriver) set(dst *string, r ref) { d.pend = append(d.pend, pending{dst, r}) }
+
+// text returns the text of the value at sp: strings decoded, numbers and booleans as written, "" otherwise.
+func (d *Deriver) text(sp span) ref {
 	if sp.end == 0 {
-		return start, start
+		return ref{}
 	}
 	v := d.c.in[sp.start:sp.end]
 	switch c := v[0]; {
 	case c == '"':
-		d.strs, _ = appendDecoded(d.strs, v[1:len(v)-1])
+		inner := v[1 : len(v)-1]
+		if d.Unsafe && d.c.strict && bytes.IndexByte(inner, '\\') < 0 {
+			return ref{sp.start + 1, sp.end - 1, inInput}
+		}
+		s := len(d.strs)
+		d.strs, _ = appendDecoded(d.strs, inner)
+		return ref{int32(s), int32(len(d.strs)), inStrs}
 	case c == '-' || isDigit(c) || c == 't' || c == 'f':
+		if d.Unsafe {
+			return ref{sp.start, sp.end, inInput}
+		}
+		s := len(d.strs)
 		d.strs = append(d.strs, v...)
+		return ref{int32(s), int32(len(d.strs)), inStrs}
 	}
-	return start, len(d.strs)
+	return ref{}
 }
 
 // putText sets *dst to the text of the value at sp and reports whether it is non-empty.
 func (d *Deriver) putText(dst *string, sp span) bool {
-	s, e := d.text(sp)
-	d.pend = append(d.pend, pending{dst, s, e})
-	return e > s
+	r := d.text(sp)
+	d.set(dst, r)
+	return !r.empty()
 }
 
 // idText is the text of an id member: a string's contents or a number's literal; ok is false for other types
 // (absent and null are "" and ok).
-func (d *Deriver) idText(sp span) (start, end int, ok bool) {
-	start = len(d.strs)
+func (d *Deriver) idText(sp span) (ref, bool) {
 	if sp.end == 0 {
-		return start, start, true
+		return ref{}, true
 	}
 	switch c := d.c.in[sp.start]; {
 	case c == '"' || c == '-' || isDigit(c):
-		s, e := d.text(sp)
-		return s, e, true
+		return d.text(sp), true
 	case c == 'n':
-		return start, start, true
+		return ref{}, true
 	}
-	return start, start, false
+	return ref{}, false
 }
 
 func (d *Deriver) raw(sp span) []byte {
@@ -108,60 +149,93 @@ func (d *Deriver) isObject(sp span) bool { return sp.end > 0 && d.c.in[sp.start]
 
 // Derive computes the contract's fields of one event: payload is its JSON as stored (after the edge's
 // rewrites). It fails with ErrNotObject when payload is not one well-formed JSON object, and (unless in.Lenient)
-// with ErrInvalidEvent and the reason when the contract refuses the event. f is overwritten.
+// with ErrInvalidEvent and the reason when the contract refuses the event. f is overwritten. It is Scan, then
+// Finish.
 func (d *Deriver) Derive(payload []byte, in Input, f *schemas.EventFields) error {
-	if err := d.c.event(payload, !in.Lenient, true); err != nil {
+	if _, err := d.Scan(payload, in.Lenient); err != nil {
 		return err
 	}
+	return d.Finish(in, f)
+}
+
+// Scan reads one event, payload, in one pass: it validates it (syntax, and unless lenient what ErrInvalidEvent
+// lists), writes its canonical form and records the members the contract reads. It returns the event's Span
+// (the root members the edge needs before it decides on a rewrite), aliasing payload. Finish derives the fields.
+func (d *Deriver) Scan(payload []byte, lenient bool) (Span, error) {
+	if err := d.c.event(payload, !lenient, true); err != nil {
+		return Span{}, err
+	}
+	sp := &d.c.spans
+	return Span{Raw: payload, IsObject: true, Type: d.raw(sp[sType]), AnonymousID: d.raw(sp[sAnonymousID]),
+		UserID: d.raw(sp[sUserID]), MessageID: d.raw(sp[sMessageID]), Context: d.raw(sp[sContext]),
+		SentAt: d.raw(sp[sSentAt])}, nil
+}
+
+// scanAt is Scan for the object at b[i] of a body, nested depth deep there: b stays the input (spans and the
+// byte offsets of errors count from its start). It returns the event's span and the index after it.
+func (d *Deriver) scanAt(b []byte, i, depth int) (Span, int, error) {
+	end, err := d.c.eventAt(b, i, depth, true, true)
+	if err != nil {
+		return Span{}, end, err
+	}
+	sp := &d.c.spans
+	return Span{Raw: b[i:end], IsObject: true, Type: d.raw(sp[sType]), AnonymousID: d.raw(sp[sAnonymousID]),
+		UserID: d.raw(sp[sUserID]), MessageID: d.raw(sp[sMessageID]), Context: d.raw(sp[sContext]),
+		SentAt: d.raw(sp[sSentAt])}, end, nil
+}
+
+// Finish derives the fields of the event the last Scan read into f (overwritten). It fails, unless
+// in.Lenient, with ErrInvalidEvent when the event breaks Segment's rules (see Derive).
+func (d *Deriver) Finish(in Input, f *schemas.EventFields) error {
 	*f = schemas.EventFields{Contract: Version}
 	d.strs, d.pend = d.strs[:0], d.pend[:0]
 	sp := &d.c.spans
 
 	sum := sha256.Sum256(d.c.out)
-	var hexID [2 * sha256.Size]byte
-	hex.Encode(hexID[:], sum[:])
-	d.put(&f.SignalID, hexID[:])
+	s0 := len(d.strs)
+	d.strs = hex.AppendEncode(d.strs, sum[:])
+	d.set(&f.SignalID, ref{int32(s0), int32(len(d.strs)), inStrs})
 
 	segment := in.Source == schemas.SourceSegment
 	switch {
 	case !segment:
 		f.Type = "webhook"
 	default:
-		s, e := d.text(sp[sType])
-		if known := knownType(d.strs[s:e]); known != "" && d.c.in[sp[sType].start] == '"' {
+		r := d.text(sp[sType])
+		if known := knownType(d.bytes(r)); known != "" && d.c.in[sp[sType].start] == '"' {
 			f.Type = known
-			d.strs = d.strs[:s]
 		} else if !in.Lenient {
 			return fmt.Errorf("%w: %s", ErrInvalidEvent, TypeReason)
 		} else {
-			lower(d.strs[s:e])
-			d.pend = append(d.pend, pending{&f.Type, s, e})
+			r = d.own(r)
+			lower(d.bytes(r))
+			d.set(&f.Type, r)
 		}
 	}
 
-	var idBounds [3][2]int
+	var ids [3]ref
 	for i, id := range [...]struct {
 		dst  *string
 		slot int
 		name string
 	}{{&f.AnonymousID, sAnonymousID, "anonymousId"}, {&f.UserID, sUserID, "userId"}, {&f.MessageID, sMessageID, "messageId"}} {
-		s, e, ok := d.idText(sp[id.slot])
+		r, ok := d.idText(sp[id.slot])
 		if !ok && !in.Lenient {
 			return fmt.Errorf("%w: %s must be a string", ErrInvalidEvent, id.name)
 		}
-		d.pend = append(d.pend, pending{id.dst, s, e})
-		idBounds[i] = [2]int{s, e}
+		d.set(id.dst, r)
+		ids[i] = r
 	}
-	if segment && idBounds[0][1] == idBounds[0][0] && idBounds[1][1] == idBounds[1][0] && !in.Lenient {
+	if segment && ids[0].empty() && ids[1].empty() && !in.Lenient {
 		return fmt.Errorf("%w: userId or anonymousId is required", ErrInvalidEvent)
 	}
-	if s, e, ok := d.idText(sp[sGroupID]); ok && e > s {
-		d.pend = append(d.pend, pending{&f.GroupID, s, e})
-	} else if s, e, ok := d.idText(sp[sCtxGroupID]); ok {
-		d.pend = append(d.pend, pending{&f.GroupID, s, e})
+	if r, ok := d.idText(sp[sGroupID]); ok && !r.empty() {
+		d.set(&f.GroupID, r)
+	} else if r, ok := d.idText(sp[sCtxGroupID]); ok {
+		d.set(&f.GroupID, r)
 	}
-	if s, e, ok := d.idText(sp[sPreviousID]); ok {
-		d.pend = append(d.pend, pending{&f.PreviousID, s, e})
+	if r, ok := d.idText(sp[sPreviousID]); ok {
+		d.set(&f.PreviousID, r)
 	}
 
 	group := f.Type == "group"
@@ -169,45 +243,53 @@ func (d *Deriver) Derive(payload []byte, in Input, f *schemas.EventFields) error
 	if !group {
 		// A group call's traits describe the group, never a person: it names no lead.
 		for _, slot := range [...]int{sTraitsEmail, sCtxTraitsEmail, sPropEmail, sEmail} {
-			s, e := d.text(sp[slot])
-			if email := normalizeEmail(d.strs[s:e]); email != nil {
-				es := s + (cap(d.strs[s:e]) - cap(email)) // the trimmed address inside [s, e)
-				d.pend = append(d.pend, pending{&f.Email, es, es + len(email)})
+			r := d.text(sp[slot])
+			if r.empty() {
+				continue
+			}
+			r = d.own(r) // normalized in place
+			b := d.bytes(r)
+			if email := normalizeEmail(b); email != nil {
+				es := r.s + int32(cap(b)-cap(email)) // the trimmed address inside r
+				d.set(&f.Email, ref{es, es + int32(len(email)), inStrs})
 				break
 			}
-			d.strs = d.strs[:s]
+			d.strs = d.strs[:r.s]
 		}
 	}
-	urlS, urlE := d.text(sp[sPropURL])
-	if urlE == urlS {
-		urlS, urlE = d.text(sp[sPageURL])
+	url := d.text(sp[sPropURL])
+	if url.empty() {
+		url = d.text(sp[sPageURL])
 	}
-	d.pend = append(d.pend, pending{&f.URL, urlS, urlE})
-	var pnS, pnE int
+	d.set(&f.URL, url)
+	var pageName ref
 	if page {
-		if pnS, pnE = d.text(sp[sPropName]); pnE == pnS {
-			pnS, pnE = d.text(sp[sName])
+		if pageName = d.text(sp[sPropName]); pageName.empty() {
+			pageName = d.text(sp[sName])
 		}
-		d.pend = append(d.pend, pending{&f.PageName, pnS, pnE})
+		d.set(&f.PageName, pageName)
 	}
 
 	props, traits := d.c.rootProps, d.c.rootTraits
 	if d.isObject(sp[sProperties]) {
-		d.put(&f.Properties, d.c.out[props.start:props.end])
+		d.setOut(&f.Properties, props.start, props.end)
 	} else {
 		f.Properties = "{}"
 	}
 	switch {
 	case d.isObject(sp[sTraits]):
-		d.put(&f.Traits, d.c.out[traits.start:traits.end])
+		d.setOut(&f.Traits, traits.start, traits.end)
 	case !group && d.isObject(sp[sContext]) && d.isObject(sp[sCtxTraits]):
-		d.put(&f.Traits, canonicalMember(d.c.out[d.c.rootContext.start:d.c.rootContext.end], "traits"))
+		ctx := d.c.out[d.c.rootContext.start:d.c.rootContext.end]
+		t := canonicalMember(ctx, "traits")
+		at := d.c.rootContext.start + int32(cap(ctx)-cap(t))
+		d.setOut(&f.Traits, at, at+int32(len(t)))
 	default:
 		f.Traits = "{}"
 	}
 
-	t := EventTimes(d.textBytes(sp[sTimestamp]), d.textBytes(sp[sOriginalTimestamp]), d.textBytes(sp[sSentAt]),
-		d.textBytes(sp[sReceivedAt]), in.ReceivedAt)
+	t := EventTimes(d.bytes(d.text(sp[sTimestamp])), d.bytes(d.text(sp[sOriginalTimestamp])),
+		d.bytes(d.text(sp[sSentAt])), d.bytes(d.text(sp[sReceivedAt])), in.ReceivedAt)
 	f.EventTimeMs, f.OriginalTimestampMs, f.SentAtMs = t.EventMs, t.OriginalMs, t.SentAtMs
 
 	x := &f.EventContext
@@ -232,29 +314,28 @@ func (d *Deriver) Derive(payload []byte, in Input, f *schemas.EventFields) error
 	d.putText(&x.LibraryName, sp[sLibName])
 	d.putText(&x.LibraryVersion, sp[sLibVersion])
 
-	// The name needs the texts above, so it is derived from the buffer before the strings are made.
-	var nameS, nameE int
+	var name ref
 	switch {
 	case !segment:
-		nameS, nameE = d.text(sp[sEvent])
-		if nameE == nameS {
-			d.strs = append(d.strs, "webhook"...)
-			nameE = len(d.strs)
+		if name = d.text(sp[sEvent]); name.empty() {
+			f.Event = "webhook"
 		}
 	case f.Type == "track":
-		nameS, nameE = d.text(sp[sEvent])
-	case page && pnE > pnS:
-		nameS, nameE = pnS, pnE
+		name = d.text(sp[sEvent])
+	case page && !pageName.empty():
+		name = pageName
 	case page:
-		pS, pE := d.text(sp[sPropPath])
-		nameS = len(d.strs)
-		d.strs = appendURLPath(d.strs, d.strs[urlS:urlE], d.strs[pS:pE])
-		nameE = len(d.strs)
+		// url and properties.path may alias the buffer: take their bytes after any growth, copying from them
+		// into the buffer's tail (appendURLPath appends only).
+		path := d.text(sp[sPropPath])
+		s := len(d.strs)
+		d.strs = appendURLPath(d.strs, d.bytes(url), d.bytes(path))
+		name = ref{int32(s), int32(len(d.strs)), inStrs}
 	default:
 		f.Event = f.Type
 	}
-	if nameE > nameS {
-		d.pend = append(d.pend, pending{&f.Event, nameS, nameE})
+	if !name.empty() {
+		d.set(&f.Event, name)
 	}
 	d.flush()
 
@@ -264,28 +345,29 @@ func (d *Deriver) Derive(payload []byte, in Input, f *schemas.EventFields) error
 	return nil
 }
 
-// textBytes is the decoded text of the value at sp, appended to the buffer (nil when empty).
-func (d *Deriver) textBytes(sp span) []byte {
-	s, e := d.text(sp)
-	if e == s {
-		return nil
-	}
-	return d.strs[s:e]
-}
+// setOut sets *dst to the canonical output bytes [s, e).
+func (d *Deriver) setOut(dst *string, s, e int32) { d.set(dst, ref{s, e, inOut}) }
 
-// flush makes the strings: one conversion of the buffer (or none when Unsafe), every field a substring of it.
+// flush makes the strings. Unsafe: each aliases its bytes (the buffer, the input or the output), no copy.
+// Otherwise every ref is first copied into the buffer, which becomes one string: one allocation per event.
 func (d *Deriver) flush() {
+	if d.Unsafe {
+		for _, p := range d.pend {
+			if b := d.bytes(p.r); len(b) > 0 {
+				*p.dst = unsafe.String(&b[0], len(b))
+			}
+		}
+		return
+	}
+	for i := range d.pend {
+		d.pend[i].r = d.own(d.pend[i].r)
+	}
 	if len(d.strs) == 0 {
 		return
 	}
-	var all string
-	if d.Unsafe {
-		all = unsafe.String(&d.strs[0], len(d.strs))
-	} else {
-		all = string(d.strs)
-	}
+	all := string(d.strs)
 	for _, p := range d.pend {
-		*p.dst = all[p.start:p.end]
+		*p.dst = all[p.r.s:p.r.e]
 	}
 }
 

@@ -24,7 +24,7 @@ func IsPlaceholder(id string) bool {
 	if onlyZerosAndDashes(id) {
 		return true
 	}
-	if len(id) > len("[object object]") {
+	if len(id) > len("[object object]") || (len(id) > 9 && id[0] != '[') {
 		return false // every placeholder is short: no lower-casing of real ids
 	}
 	var buf [16]byte

@@ -160,6 +160,94 @@ func skipPlain(b []byte, i int, nonASCII bool) int {
 	return i
 }
 
+// skipComposite returns the index just past the object or array at b[i] ('{' or '['), matching brackets
+// outside strings and enforcing MaxDepth, without validating anything else: the splitter uses it for the events
+// of a body, whose syntax the canonicalizer validates when it reads each one. For valid JSON the end is exact.
+func skipComposite(b []byte, i, depth int) (int, error) {
+	const lo, hi, or20 = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020
+	var stack [MaxDepth/64 + 1]uint64 // bit set: the open bracket at that level is '['
+	start, level := i, 0
+	for i < len(b) {
+		// Skip to the next quote or bracket, eight bytes at a time ('[' and ']' are '{' and '}' with bit 5 clear).
+		for i+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[i:])
+			q, y := x^(lo*'"'), x|or20
+			ob, cb := y^(lo*'{'), y^(lo*'}')
+			if m := (((q - lo) &^ q) | ((ob - lo) &^ ob) | ((cb - lo) &^ cb)) & hi; m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		for i < len(b) && b[i] != '"' && b[i]|0x20 != '{' && b[i]|0x20 != '}' {
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
+		switch c := b[i]; c {
+		case '"':
+			j := i + 1
+			for {
+				j = skipToQuoteOrEscape(b, j)
+				if j >= len(b) {
+					return j, syntaxErr(b, j, "unterminated string")
+				}
+				if b[j] == '"' {
+					break
+				}
+				j += 2 // an escape: the next byte is never the end of the string
+			}
+			i = j + 1
+		case '{', '[':
+			if depth+level >= MaxDepth {
+				return i, syntaxErr(b, i, "nesting too deep")
+			}
+			if c == '[' {
+				stack[level/64] |= 1 << (level % 64)
+			} else {
+				stack[level/64] &^= 1 << (level % 64)
+			}
+			level++
+			i++
+		case '}', ']':
+			if level == 0 {
+				return i, syntaxErr(b, i, "unexpected closing bracket")
+			}
+			level--
+			if isArr := stack[level/64]&(1<<(level%64)) != 0; isArr != (c == ']') {
+				return i, syntaxErr(b, i, "mismatched bracket")
+			}
+			i++
+			if level == 0 {
+				return i, nil
+			}
+		}
+	}
+	what := "unterminated object"
+	if b[start] == '[' {
+		what = "unterminated array"
+	}
+	return i, syntaxErr(b, i, what)
+}
+
+// skipToQuoteOrEscape returns the index of the next '"' or '\\' at or after i.
+func skipToQuoteOrEscape(b []byte, i int) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q, bs := x^(lo*'"'), x^(lo*'\\')
+		if m := (((q - lo) &^ q) | ((bs - lo) &^ bs)) & hi; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+		i += 8
+	}
+	for i < len(b) && b[i] != '"' && b[i] != '\\' {
+		i++
+	}
+	return i
+}
+
 func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
