@@ -2,9 +2,17 @@ package ingest
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/schemas/contract"
@@ -111,4 +119,61 @@ func TestRoutingKeyMatchesSchemas(t *testing.T) {
 	if got, want := routingKey(nil, "t", []byte("id")), schemas.RoutingKey("t", "id"); !bytes.Equal(got, want) {
 		t.Fatalf("%q != %q", got, want)
 	}
+}
+
+// An array body is read in one pass; an event in it whose inside is not valid JSON is one rejected event, the
+// others go through (a batch of the Webhooks destination is never lost for one bad event).
+func TestArrayWithAnInvalidEvent(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(keys, []byte(`{"keys":{"dev-key":{"id":"dev","tenant":"dev","endpoint_type":"signal-staging"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{KeysFile: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.cl.Close()
+	var got []*kgo.Record
+	s.prod = recordingAck{&got}
+	body := `[{"type":"track","anonymousId":"a","event":"Bad","properties":{"x":tru}},` + string(trackEvent("b", 1)) +
+		`,{"type":"track","anonymousId":"c","event":"Dup","event":"Dup"},7]`
+	req, _ := http.NewRequest(http.MethodPost, "/api/signal-staging/webhook/dev-key", strings.NewReader(body))
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, req)
+	if w.Code != http.StatusOK {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	var r struct {
+		Accepted int
+		Rejected []struct {
+			Index  int
+			Reason string
+		}
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Accepted != 1 || len(r.Rejected) != 3 || !strings.Contains(r.Rejected[0].Reason, "invalid JSON") ||
+		!strings.Contains(r.Rejected[1].Reason, "duplicate member name") || r.Rejected[2].Index != 3 {
+		t.Fatalf("answer %+v", r)
+	}
+	raws := 0
+	for _, rec := range got {
+		if strings.HasSuffix(rec.Topic, schemas.TopicRaw) {
+			raws++
+		}
+	}
+	if raws != 1 || len(got) != 4 {
+		t.Fatalf("%d records, %d to signals.raw; want 1 event and 3 dead letters", len(got), raws)
+	}
+}
+
+// recordingAck acknowledges every record at once and keeps a copy (the handler reuses its records).
+type recordingAck struct{ recs *[]*kgo.Record }
+
+func (a recordingAck) TryProduce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	c := *r
+	c.Key, c.Value = bytes.Clone(r.Key), bytes.Clone(r.Value)
+	*a.recs = append(*a.recs, &c)
+	promise(r, nil)
 }
