@@ -28,8 +28,8 @@ func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, ev *Ev
 	}
 	st.Set(heldAt(cnt.Next), heldSignal{HeldAtMs: now.UnixMilli(), Version: sig.Version, Key: key,
 		Source: sig.Source, ReceivedAtMs: sig.ReceivedAt.UnixMilli(), Partition: sig.RawPartition,
-		Offset: sig.RawOffset, Payload: sig.Payload, First: pinOf(sig), SignalID: sig.SignalID,
-		Derived: schemas.AppendEventFields(nil, &ev.EventFields)}.encode())
+		Offset: sig.RawOffset, Payload: sig.Payload, First: pinOf(sig), Fields: &ev.EventFields,
+		SignalID: pinnedID(sig.SignalID, ev.SignalID)}.encode())
 	cnt.Next++
 	for cnt.Next-cnt.First > uint64(c.cfg.MaxHeldPerVisitor) {
 		hk := heldAt(cnt.First)
@@ -123,7 +123,7 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 // legacy one).
 func (c *Core) heldEvent(tenant string, h *heldSignal) (*Event, string, error) {
 	raw := schemas.RawEvent{Tenant: tenant, Source: h.Source, ReceivedAt: time.UnixMilli(h.ReceivedAtMs).UTC(), Payload: h.Payload}
-	if h.SignalID != "" {
+	if h.Derived != nil {
 		if err := schemas.DecodeEventFields(h.Derived, &raw.EventFields); err != nil {
 			return nil, "", fmt.Errorf("decoding held signal: %w", err)
 		}
@@ -133,12 +133,25 @@ func (c *Core) heldEvent(tenant string, h *heldSignal) (*Event, string, error) {
 		return nil, "", fmt.Errorf("reading held signal: %w", err)
 	}
 	id := h.SignalID
-	if id == "" {
-		if id = ev.legacyID(); id == "" {
+	switch {
+	case id != "":
+	case h.Derived != nil:
+		id = ev.SignalID // held with its fields: emitted under the contract's id
+	default:
+		if id = ev.legacyID(); id == "" { // held before the contract: emitted under the legacy id
 			id = ev.SignalID
 		}
 	}
 	return ev, id, nil
+}
+
+// pinnedID is the id a held signal stores: "" when it is the event's contract id (the id decodes from the held
+// fields then), else the id it was emitted under (a legacy one).
+func pinnedID(emitted, contractID string) string {
+	if emitted == contractID {
+		return ""
+	}
+	return emitted
 }
 
 // Expire is the sweep the runner calls for committed state keys, a bounded number per batch: it removes dedup

@@ -197,7 +197,7 @@ func TestUpgradeKeepsFirstIDs(t *testing.T) {
 		hk := heldKey("t", visitor{schemas.IDKindAnonymous, "v"}, 0)
 		b, _ := r.st.Get(hk)
 		h, err := decodeHeld(b)
-		if err != nil || h.SignalID != legacy || len(h.Derived) == 0 {
+		if err != nil || h.SignalID != legacy || len(h.Derived) == 0 { // emitted under its legacy id: pinned
 			t.Fatalf("held %+v %v", h, err)
 		}
 		h.SignalID, h.Derived = "", nil

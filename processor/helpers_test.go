@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,22 +70,23 @@ type rawEventV1 struct {
 	Payload    []byte    `avro:"payload"`
 }
 
-var rawEventsV1 = func() *schemas.Codec[rawEventV1] {
+// rawEventsV1 is the codec of raw_event.v1 alone (read from the repository when a test first needs it).
+var rawEventsV1 = sync.OnceValues(func() (*schemas.Codec[rawEventV1], error) {
 	src, err := os.ReadFile("../schemas/avsc/raw_event.v1.avsc")
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
-	c, err := schemas.NewCodec[rawEventV1]("raw_event", string(src))
-	if err != nil {
-		panic(err)
-	}
-	return c
-}()
+	return schemas.NewCodec[rawEventV1]("raw_event", string(src))
+})
 
 // encodeV1 is raw as a raw_event.v1 record.
 func encodeV1(t testing.TB, raw *schemas.RawEvent) []byte {
 	t.Helper()
-	b, err := rawEventsV1.Encode(&rawEventV1{Tenant: raw.Tenant, KeyID: raw.KeyID, Source: raw.Source,
+	codec, err := rawEventsV1()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := codec.Encode(&rawEventV1{Tenant: raw.Tenant, KeyID: raw.KeyID, Source: raw.Source,
 		ReceivedAt: raw.ReceivedAt, RequestID: raw.RequestID, Payload: raw.Payload})
 	if err != nil {
 		t.Fatal(err)

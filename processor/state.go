@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/signalstage/signalstage/schemas"
 )
 
 // The state of one input partition is a set of keys; every key and value below is also a changelog record (the
@@ -104,8 +106,10 @@ type heldCounter struct {
 // heldSignal is one cold signal waiting for its visitor to be linked. It keeps the input, not the signal: about
 // half the bytes (the payload is most of a signal), and rehydration builds the signal again, under the mapping
 // rules in effect then. The trailing fields are optional (values written before them decode without):
-// First pins the first version's key columns, SignalID the id it was first emitted with, and Derived holds the
-// event contract's fields (schemas.AppendEventFields), so rehydration never parses the payload.
+// First pins the first version's key columns; then comes the id it was first emitted with ("" when it is the
+// contract's id of the event, the usual case) and, to the end of the value, the event contract's fields
+// (schemas.AppendEventFields), so rehydration never parses the payload. Derived is set when decoded; Fields is
+// what encode writes.
 type heldSignal struct {
 	HeldAtMs     int64
 	Version      int64
@@ -117,7 +121,8 @@ type heldSignal struct {
 	Payload      []byte
 	First        pinned
 	SignalID     string
-	Derived      []byte
+	Derived      []byte               // the encoded fields, as decoded (nil in a value written before them)
+	Fields       *schemas.EventFields // what encode writes, else Derived as it is
 }
 
 func (e dedupEntry) encode() []byte {
@@ -149,8 +154,12 @@ func (c heldCounter) encode() []byte {
 }
 
 func (h heldSignal) encode() []byte {
-	b := make([]byte, 0, 1+10*binary.MaxVarintLen64+len(h.Key)+len(h.Source)+len(h.Payload)+h.First.size()+
-		len(h.SignalID)+len(h.Derived))
+	n := 1 + 10*binary.MaxVarintLen64 + len(h.Key) + len(h.Source) + len(h.Payload) + h.First.size() + len(h.SignalID) +
+		len(h.Derived)
+	if h.Fields != nil {
+		n += schemas.EventFieldsSize(h.Fields)
+	}
+	b := make([]byte, 0, n)
 	b = append(b, valueFormat)
 	b = binary.AppendVarint(b, h.HeldAtMs)
 	b = binary.AppendVarint(b, h.Version)
@@ -161,9 +170,13 @@ func (h heldSignal) encode() []byte {
 	b = binary.AppendVarint(b, h.Offset)
 	b = appendBytes(b, h.Payload)
 	b = h.First.append(b)
-	if h.First.set && h.SignalID != "" { // the trailing fields come in order: no id without the pinned columns
+	if h.First.set && (h.Fields != nil || h.Derived != nil) { // in order: none without the pinned columns
 		b = appendString(b, h.SignalID)
-		b = appendBytes(b, h.Derived)
+		if h.Fields != nil {
+			b = schemas.AppendEventFields(b, h.Fields)
+		} else {
+			b = append(b, h.Derived...)
+		}
 	}
 	return b
 }
@@ -261,7 +274,8 @@ func decodeHeld(b []byte) (heldSignal, error) {
 		ReceivedAtMs: r.varint(), Partition: int32(r.varint()), Offset: r.varint(), Payload: r.bytes()}
 	h.First = r.pinned()
 	if r.err == nil && h.First.set && len(r.b) > 0 {
-		h.SignalID, h.Derived = string(r.bytes()), r.bytes()
+		h.SignalID = string(r.bytes())
+		h.Derived, r.b = r.b, nil
 	}
 	return h, r.err
 }

@@ -62,6 +62,13 @@ func (x *EventContext) size() int {
 	return n
 }
 
+// EventFieldsSize bounds the size AppendEventFields appends for f.
+func EventFieldsSize(f *EventFields) int {
+	return 20*binary.MaxVarintLen64 + len(f.Type) + len(f.Event) + len(f.MessageID) + len(f.AnonymousID) +
+		len(f.UserID) + len(f.GroupID) + len(f.PreviousID) + len(f.VisitorKind) + len(f.VisitorID) + len(f.Email) +
+		len(f.URL) + len(f.PageName) + len(f.Properties) + len(f.Traits) + len(f.SignalID) + f.EventContext.size()
+}
+
 // RawEventSize bounds the size AppendRawEvent appends for ev.
 func RawEventSize(ev *RawEvent) int {
 	f := &ev.EventFields
