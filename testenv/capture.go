@@ -76,6 +76,7 @@ type CaptureServer struct {
 	reqs    []CapturedRequest
 	posts   int
 	answer  AnswerFunc
+	expose  string
 	changed chan struct{} // closed and replaced on every request, so waiters wake
 }
 
@@ -114,13 +115,16 @@ func (s *CaptureServer) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	var a Answer
+	s.mu.Lock()
 	if origin := r.Header.Get("Origin"); origin != "" {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
+		if s.expose != "" && !c.Preflight() {
+			h.Set("Access-Control-Expose-Headers", s.expose)
+		}
 	}
-	var a Answer
-	s.mu.Lock()
 	if c.Preflight() {
 		a = Answer{Status: http.StatusNoContent, Header: http.Header{
 			"Access-Control-Allow-Methods": {"POST, PUT, PATCH, OPTIONS"},
@@ -146,6 +150,14 @@ func (s *CaptureServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(a.Status)
 	_, _ = io.WriteString(w, a.Body)
+}
+
+// SetExposeHeaders sets Access-Control-Expose-Headers on answers to cross-origin requests (none by default):
+// without it a page's script cannot read a response header such as Retry-After.
+func (s *CaptureServer) SetExposeHeaders(h string) {
+	s.mu.Lock()
+	s.expose = h
+	s.mu.Unlock()
 }
 
 // Requests returns every request received so far, preflights included, in arrival order.

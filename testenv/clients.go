@@ -82,8 +82,10 @@ type ClientConfig struct {
 	BaseURL  string
 	WriteKey string
 	Calls    []Call
-	// MaxRetries is how often the client retries a failed request after the first attempt: 0 means the
-	// library's default (analytics-node 10, analytics-python 10, analytics.js 10), negative means none.
+	// MaxRetries is passed to the library's own retry setting: analytics-node maxRetries and analytics-python
+	// max_retries (retries after the first attempt), analytics.js httpConfig.backoffConfig.maxRetryCount (which
+	// counts attempts, the first included, in its standard delivery). 0 means the library's default (10 for
+	// each), negative means 0. analytics-go has no such setting.
 	MaxRetries int
 	// FlushAt is the number of events per batch request: 0 means the library's default (analytics-node 15,
 	// analytics-python 100, analytics.js batching 10).

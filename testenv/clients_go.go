@@ -12,14 +12,16 @@ import (
 )
 
 // RunGoClient sends cfg.Calls with analytics-go (github.com/segmentio/analytics-go/v3, in this process) and
-// returns once the client is closed with its queue flushed. analytics-go always makes 10 attempts per batch
-// (its own constant), so MaxRetries is ignored; retryWait, when positive, replaces its backoff between them
-// (tests use a few milliseconds). The error wraps ErrUndelivered when the client reported undelivered calls.
+// returns once the client has reported every call delivered or failed, then closes it. It waits for the reports
+// before closing because analytics-go drops a batch that is waiting for a retry when the client is closed.
+// analytics-go always makes 10 attempts per batch (its own constant), so MaxRetries is ignored; retryWait,
+// when positive, replaces its backoff between them (tests use a few milliseconds). The error wraps
+// ErrUndelivered when the client reported undelivered calls.
 func RunGoClient(ctx context.Context, cfg ClientConfig, retryWait time.Duration) (ClientResult, error) {
 	if err := cfg.validate(); err != nil {
 		return ClientResult{}, err
 	}
-	cb := &goCallback{}
+	cb := &goCallback{done: make(chan struct{}), want: len(cfg.Calls)}
 	conf := analytics.Config{Endpoint: strings.TrimSuffix(cfg.BaseURL, "/"), Interval: 50 * time.Millisecond,
 		BatchSize: cfg.FlushAt, Callback: cb, Logger: goDiscardLogger{}}
 	if retryWait > 0 {
@@ -40,13 +42,15 @@ func RunGoClient(ctx context.Context, cfg ClientConfig, retryWait time.Duration)
 			return ClientResult{}, fmt.Errorf("analytics-go refused a %s call: %w", c.Type, err)
 		}
 	}
-	closed := make(chan error, 1)
-	go func() { closed <- client.Close() }()
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
+	defer cancel()
 	select {
-	case err = <-closed:
+	case <-cb.done:
 	case <-ctx.Done():
-		return cb.result(), fmt.Errorf("analytics-go did not flush: %w", ctx.Err())
+		_ = client.Close()
+		return cb.result(), fmt.Errorf("analytics-go did not report every call: %w", ctx.Err())
 	}
+	err = client.Close()
 	res := cb.result()
 	if err != nil {
 		return res, fmt.Errorf("closing analytics-go: %w", err)
@@ -93,21 +97,28 @@ func goMessage(c Call) (analytics.Message, error) {
 
 // goCallback counts what analytics-go reports per message.
 type goCallback struct {
-	mu  sync.Mutex
-	res ClientResult
+	mu   sync.Mutex
+	res  ClientResult
+	want int
+	done chan struct{} // closed once want calls were reported
 }
 
-func (g *goCallback) Success(analytics.Message) {
-	g.mu.Lock()
-	g.res.Sent++
-	g.mu.Unlock()
-}
+func (g *goCallback) Success(analytics.Message) { g.report(nil) }
 
-func (g *goCallback) Failure(_ analytics.Message, err error) {
+func (g *goCallback) Failure(_ analytics.Message, err error) { g.report(err) }
+
+func (g *goCallback) report(err error) {
 	g.mu.Lock()
-	g.res.Failed++
-	g.res.Errors = append(g.res.Errors, err.Error())
-	g.mu.Unlock()
+	defer g.mu.Unlock()
+	if err != nil {
+		g.res.Failed++
+		g.res.Errors = append(g.res.Errors, err.Error())
+	} else {
+		g.res.Sent++
+	}
+	if g.res.Sent+g.res.Failed == g.want {
+		close(g.done)
+	}
 }
 
 func (g *goCallback) result() ClientResult {
