@@ -82,7 +82,10 @@ var retryClients = []retryClient{
 	// library's own attempts are the distinct X-Retry-Count values.
 	{name: "analytics.js", maxRetries: 2, retryHeader: true, byHeader: []string{"408"}, newSentAt: true,
 		attempts: map[string]int{"500": 2, "503": 2, "501": 1, "429": 2, "408": 2, "400": 1, "413": 1, "429ra": 2},
-		run:      func(ctx context.Context, cfg ClientConfig) error { _, err := RunBrowserClient(ctx, cfg, false); return err }},
+		run: func(ctx context.Context, cfg ClientConfig) error {
+			_, err := RunBrowserClient(ctx, cfg, false)
+			return err
+		}},
 	// analytics-go retries every status from 300 up, 10 attempts, the same bytes each time.
 	{name: "analytics-go", attempts: map[string]int{"500": 10, "503": 10, "501": 10, "429": 10, "408": 10, "400": 10, "413": 10, "429ra": 2},
 		run: func(ctx context.Context, cfg ClientConfig) error {
@@ -159,7 +162,10 @@ func TestClientRetryKeepsBatch(t *testing.T) {
 	t.Parallel()
 	for _, c := range []retryClient{retryClients[0], retryClients[1], retryClients[3],
 		{name: "analytics.js-batching", newSentAt: true,
-			run: func(ctx context.Context, cfg ClientConfig) error { _, err := RunBrowserClient(ctx, cfg, true); return err }},
+			run: func(ctx context.Context, cfg ClientConfig) error {
+				_, err := RunBrowserClient(ctx, cfg, true)
+				return err
+			}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
