@@ -9,7 +9,7 @@ SERVICES  := testenv/services.sh
 RACE_PKGS := ./ingest/... ./processor/... ./sink/...
 FUZZTIME  ?= 10s
 
-.PHONY: help build test test-unit test-integration fuzz chdb-check run up down status bench lint clean
+.PHONY: help build test test-unit test-integration fuzz chdb-check run up down status bench lint clean clients
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ status: ## show the services, their addresses and log files
 	bash $(SERVICES) status
 
 # make test: starts the real services itself, exports their addresses, then runs every test against them.
-test: up lint chdb-check ## unit and integration tests against the real Kafka and ClickHouse (starts them)
+test: up clients lint chdb-check ## unit and integration tests against the real Kafka and ClickHouse (starts them)
 	@eval "$$(bash $(SERVICES) env)" && set -o pipefail && \
 	echo "== services under test" && \
 	$(GO) test -count=1 -v -run 'TestServicesAreReal' ./testenv/ 2>&1 | grep -E 'services_test|^(ok|FAIL|---)' && \
@@ -35,6 +35,9 @@ test: up lint chdb-check ## unit and integration tests against the real Kafka an
 	$(GO) test -count=1 -timeout 20m ./schemas/... ./testenv/... && \
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 	@$(MAKE) --no-print-directory fuzz
+
+clients: ## install Segment's client libraries (npm, PyPI) under .cache/clients and Debian's chromium (idempotent)
+	bash testenv/clients/install.sh
 
 fuzz: ## run the fuzz targets for a short budget (FUZZTIME, default 10s each)
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./schemas/
