@@ -11,7 +11,7 @@ import (
 )
 
 // What Segment's own clients really send, captured from the real libraries (installed by `make clients`)
-// against the capture server. These tests pin the facts /work/brief-level notes and the issue-14 ingest work
+// against the capture server. These tests pin the facts the team notes (segment-facts.md) and the issue-14 ingest work
 // rely on: a library upgrade that changes them fails here first. With SIGNALSTAGE_WRITE_FIXTURES=1 they also
 // rewrite testdata/clients/ (see its README); without it they check that the fixtures still have the shape
 // the libraries send today.
