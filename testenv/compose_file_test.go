@@ -33,6 +33,7 @@ type composeService struct {
 	DependsOn   map[string]map[string]string `yaml:"depends_on"`
 	Healthcheck map[string]any               `yaml:"healthcheck"`
 	ReadOnly    bool                         `yaml:"read_only"`
+	MemLimit    string                       `yaml:"mem_limit"`
 	CapDrop     []string                     `yaml:"cap_drop"`
 }
 
@@ -197,6 +198,10 @@ func TestComposeFile(t *testing.T) {
 		if !svc.ReadOnly || !slices.Contains(svc.CapDrop, "ALL") {
 			t.Errorf("service %s: want read_only: true and cap_drop: [ALL]", stage)
 		}
+		if limit, goLimit := mebibytes(strings.ToUpper(svc.MemLimit)+"i"), goMemLimitOf(svc.Environment["GOMEMLIMIT"]); limit == 0 ||
+			goLimit == 0 || goLimit >= limit {
+			t.Errorf("service %s: want mem_limit above GOMEMLIMIT, got %q and %v", stage, svc.MemLimit, svc.Environment["GOMEMLIMIT"])
+		}
 		var unknown []string
 		for k := range svc.Environment {
 			if !read[stage][k] {
@@ -355,10 +360,15 @@ func mebibytes(v any) int {
 func goMemLimit(c any) int {
 	for _, e := range list(dig(c, "env")) {
 		if dig(e, "name") == "GOMEMLIMIT" {
-			var n int
-			fmt.Sscanf(fmt.Sprint(dig(e, "value")), "%dMiB", &n)
-			return n
+			return goMemLimitOf(dig(e, "value"))
 		}
 	}
 	return 0
+}
+
+// goMemLimitOf parses a GOMEMLIMIT of the form NMiB (0 otherwise).
+func goMemLimitOf(v any) int {
+	var n int
+	fmt.Sscanf(fmt.Sprint(v), "%dMiB", &n)
+	return n
 }
