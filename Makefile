@@ -9,7 +9,7 @@ SERVICES  := testenv/services.sh
 RACE_PKGS := ./ingest/... ./processor/... ./sink/...
 FUZZTIME  ?= 10s
 
-.PHONY: help build test test-unit test-integration fuzz chdb-check run up down status bench lint clean
+.PHONY: help build test test-unit test-integration fuzz chdb-check deploy-check run up down status bench lint clean clients
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ status: ## show the services, their addresses and log files
 	bash $(SERVICES) status
 
 # make test: starts the real services itself, exports their addresses, then runs every test against them.
-test: up lint chdb-check ## unit and integration tests against the real Kafka and ClickHouse (starts them)
+test: up clients lint chdb-check deploy-check ## unit and integration tests against the real Kafka and ClickHouse (starts them)
 	@eval "$$(bash $(SERVICES) env)" && set -o pipefail && \
 	echo "== services under test" && \
 	$(GO) test -count=1 -v -run 'TestServicesAreReal' ./testenv/ 2>&1 | grep -E 'services_test|^(ok|FAIL|---)' && \
@@ -42,6 +42,9 @@ test: up lint chdb-check ## unit and integration tests against the real Kafka an
 FUZZ_TARGETS := ./schemas/:FuzzDecode ./schemas/contract/:FuzzSplitBody ./schemas/contract/:FuzzCanonical \
 	./schemas/contract/:FuzzLegacySignalID ./schemas/contract/:FuzzSimplePath ./processor/:FuzzEdgeToProcessor
 
+clients: ## install Segment's client libraries (npm, PyPI) under .cache/clients and Debian's chromium (idempotent)
+	bash testenv/clients/install.sh
+
 fuzz: ## run the fuzz targets for a short budget (FUZZTIME, default 10s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "== $${t#*:} ($${t%%:*})"; \
@@ -49,6 +52,10 @@ fuzz: ## run the fuzz targets for a short budget (FUZZTIME, default 10s each)
 
 chdb-check: ## apply every migration and run every analyst query on the current ClickHouse engine (chdb)
 	@if [ -f sink/chdbcheck/run.sh ]; then bash sink/chdbcheck/run.sh; else echo "chdb-check: sink/chdbcheck/run.sh missing" >&2; exit 1; fi
+
+deploy-check: ## validate deploy/ offline: compose schema, k8s schemas, CRDs, promtool rules and tests, build context (installs the validators once)
+	bash deploy/check/install.sh
+	bash deploy/check/run.sh
 
 run: ## start the services and the three stages; prints where to send events (Ctrl-C stops the stages)
 	bash testenv/run.sh

@@ -110,12 +110,19 @@ func checkBothPaths(t testing.TB, body []byte) int {
 	return len(raws)
 }
 
-// differentialCorpus is the corpus: contract's testdata/corpus and the seeds of its fuzz corpora.
+// differentialCorpus is the corpus: contract's testdata/corpus, the seeds of its fuzz corpora, and what
+// Segment's own clients sent (testenv/testdata/clients: every request body of analytics-node, analytics-python,
+// analytics-go and analytics.js, and each event on its own).
 func differentialCorpus(t testing.TB) map[string][]byte {
 	out := map[string][]byte{}
 	files, _ := filepath.Glob("../schemas/contract/testdata/corpus/*.json")
 	seeds, _ := filepath.Glob("../schemas/contract/testdata/fuzz/*/*")
-	for _, f := range append(files, seeds...) {
+	bodies, _ := filepath.Glob("../testenv/testdata/clients/*/[0-9]*.json")
+	events, _ := filepath.Glob("../testenv/testdata/clients/*/events/*.json")
+	if len(bodies) < 6 || len(events) < 6 {
+		t.Fatalf("captured client payloads: %d bodies, %d events", len(bodies), len(events))
+	}
+	for _, f := range append(append(append(files, seeds...), bodies...), events...) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -151,8 +158,18 @@ func fuzzArgs(b []byte) []string {
 
 func TestDifferentialCorpus(t *testing.T) {
 	accepted := 0
+	captured := 0
 	for name, body := range differentialCorpus(t) {
-		t.Run(filepath.Base(name), func(t *testing.T) { accepted += checkBothPaths(t, body) })
+		t.Run(filepath.Base(name), func(t *testing.T) {
+			n := checkBothPaths(t, body)
+			accepted += n
+			if strings.Contains(name, "testdata/clients") {
+				if n == 0 {
+					t.Errorf("the edge refuses what %s sent", name)
+				}
+				captured += n
+			}
+		})
 	}
 	// Batches of the corpus, as the Webhooks destination and /v1/batch send them.
 	files, _ := filepath.Glob("../schemas/contract/testdata/corpus/*.json")
@@ -165,8 +182,8 @@ func TestDifferentialCorpus(t *testing.T) {
 	accepted += checkBothPaths(t, arr)
 	batch := append(append([]byte(`{"batch":`), arr...), `,"context":{"library":{"name":"analytics-go","version":"3.3.0"},"ip":"1.2.3.4"},"sentAt":"2026-11-30T04:59:59Z","messageId":"b1"}`...)
 	accepted += checkBothPaths(t, batch)
-	if accepted < 2*len(files) {
-		t.Fatalf("only %d events accepted by the edge", accepted)
+	if accepted < 2*len(files) || captured < 40 {
+		t.Fatalf("only %d events accepted by the edge, %d of the captured clients'", accepted, captured)
 	}
 }
 

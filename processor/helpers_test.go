@@ -192,7 +192,11 @@ func startProcessor(t testing.TB, k *testenv.Kafka, stateDir, txnID string, mod 
 // readSignals reads signals.resolved read committed from the start until want records or timeout.
 func readSignals(t testing.TB, k *testenv.Kafka, want int, timeout time.Duration) []schemas.Signal {
 	t.Helper()
-	recs := k.ReadAll(k.Topic(schemas.TopicResolved), want, timeout)
+	return decodeSignals(t, k.ReadAll(k.Topic(schemas.TopicResolved), want, timeout))
+}
+
+func decodeSignals(t testing.TB, recs []*kgo.Record) []schemas.Signal {
+	t.Helper()
 	out := make([]schemas.Signal, len(recs))
 	for i, r := range recs {
 		if err := schemas.Signals.Decode(r.Value, &out[i]); err != nil {
@@ -202,14 +206,17 @@ func readSignals(t testing.TB, k *testenv.Kafka, want int, timeout time.Duration
 	return out
 }
 
-// settle reads signals until want arrived, then keeps reading for quiet to catch anything extra.
+// settle reads signals until want arrived, waits quiet for anything extra to be committed, then returns every
+// signal committed by then (read to the topic's end offsets, not until a read goes idle, which on a loaded machine
+// can happen before the consumer has fetched anything).
 func settle(t testing.TB, k *testenv.Kafka, want int, quiet time.Duration) []schemas.Signal {
 	t.Helper()
 	got := readSignals(t, k, want, 60*time.Second)
 	if len(got) < want {
 		t.Fatalf("got %d signals, want at least %d", len(got), want)
 	}
-	return readSignals(t, k, want+1_000_000, quiet+time.Duration(want/2000)*time.Second)
+	time.Sleep(quiet)
+	return decodeSignals(t, k.ReadToEnd(k.Topic(schemas.TopicResolved), 2*time.Minute))
 }
 
 func counterValue(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {

@@ -117,3 +117,49 @@ func (k *Kafka) ReadAll(topic string, want int, timeout time.Duration) []*kgo.Re
 	}
 	return out
 }
+
+// ReadToEnd reads topic from the start, read committed, up to the last stable offset each partition has when it
+// is called, and returns the data records (transaction markers left out). Unlike ReadAll it does not depend on a
+// timeout to decide that nothing more is coming, so a slow machine makes it slower, not shorter; timeout only
+// bounds a broker that stops answering, and fails the test.
+func (k *Kafka) ReadToEnd(topic string, timeout time.Duration) []*kgo.Record {
+	k.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ends, err := k.Admin.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		k.t.Fatalf("listing the end offsets of %s: %v", topic, err)
+	}
+	left := map[int32]int64{} // partition -> last stable offset still to reach
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			k.t.Fatalf("end offset of %s/%d: %v", topic, o.Partition, o.Err)
+		}
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	cl := k.Client(kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords())
+	var out []*kgo.Record
+	for len(left) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			k.t.Fatalf("reading %s to its end: %d partitions not reached within %s", topic, len(left), timeout)
+		}
+		fs.EachError(func(t string, p int32, err error) { k.t.Fatalf("fetching %s/%d: %v", t, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := left[r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+			if r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+		})
+	}
+	return out
+}
