@@ -8,8 +8,13 @@ SERVICES  := testenv/services.sh
 # Packages whose code runs goroutines concurrently: tested with the race detector.
 RACE_PKGS := ./ingest/... ./processor/... ./sink/...
 FUZZTIME  ?= 10s
+# The cluster suites: tests named TestCluster* in any package, selected by SIGNALSTAGE_CLUSTER=1 (without it they
+# skip, so `make test` leaves them out). One package at a time: they take shared cluster nodes down.
+CLUSTER_RUN  ?= ^TestCluster
+CLUSTER_PKGS ?= ./...
 
-.PHONY: help build test test-unit test-integration fuzz chdb-check deploy-check run up down status bench lint clean clients
+.PHONY: help build test test-unit test-integration test-cluster fuzz chdb-check deploy-check run up down status \
+	up-cluster down-cluster bench lint clean clients
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -25,6 +30,19 @@ down: ## stop the services `make up` started (caches are kept)
 
 status: ## show the services, their addresses and log files
 	bash $(SERVICES) status
+
+up-cluster: ## start the local Kafka cluster (3 controllers, 3 brokers) and ClickHouse cluster (ZooKeeper, 2 shards x 2 replicas)
+	bash $(SERVICES) up clusters
+
+down-cluster: ## stop both clusters (their data is kept)
+	bash $(SERVICES) down clusters
+
+# make test-cluster: the single services too (cluster suites compare with single-node answers), then both clusters.
+test-cluster: up up-cluster ## the cluster suites (TestCluster*; CLUSTER_RUN, CLUSTER_PKGS narrow them) against both clusters
+	@eval "$$(bash $(SERVICES) env)" && export SIGNALSTAGE_CLUSTER=1 && \
+	$(GO) test -count=1 -p 1 -timeout 30m -v -run '$(CLUSTER_RUN)' $(CLUSTER_PKGS) 2>&1 | \
+		grep -vE '^(=== (RUN|PAUSE|CONT|NAME) |(ok|\?) .*\[no test(s to run| files)\]$$|testing: warning: no tests to run|PASS$$)'; \
+	exit $${PIPESTATUS[0]}
 
 # make test: starts the real services itself, exports their addresses, then runs every test against them.
 test: up clients lint chdb-check deploy-check ## unit and integration tests against the real Kafka and ClickHouse (starts them)

@@ -20,6 +20,7 @@ var saslMechanisms = []string{MechanismPlain, MechanismScramSHA256, MechanismScr
 // without SASL, with a wrong password for each mechanism, and when it does not trust the test CA. With
 // WithClientCertificates a client without a certificate is refused too; without it, one is accepted.
 func TestPrivateKafkaSASLSSL(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		opt  PrivateKafkaOption

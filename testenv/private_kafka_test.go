@@ -18,6 +18,7 @@ import (
 // transactions and group commits at once (Start waits for the coordinators), and a SIGTERM stop and start keep
 // the data too. Its cleanup leaves no process, no listener and no directory behind.
 func TestPrivateKafkaKillStopRestart(t *testing.T) {
+	t.Parallel() // its broker starts while the SASL test's do
 	var dir string
 	var addr []string
 	t.Run("broker", func(t *testing.T) {

@@ -141,13 +141,6 @@ gone() {
 	((${#tasks[@]} <= 1))
 }
 
-# ports_closed PORT...: nothing listens on any of them.
-ports_closed() {
-	local p
-	for p in "$@"; do port_owner "$p" >/dev/null && return 1; done
-	return 0
-}
-
 cmdline_of() {
 	local c
 	c=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true)

@@ -107,7 +107,7 @@ stop_units() {
 		while ((${#pids[@]} > 0)); do
 			for u in "${!pids[@]}"; do
 				unit_define "$u"
-				if ! pid_of "$U_PIDFILE" "$U_MARKER" >/dev/null && gone "${pids[$u]}" && ports_closed "${U_PORTS[@]}"; then
+				if ! pid_of "$U_PIDFILE" "$U_MARKER" >/dev/null && gone "${pids[$u]}"; then
 					rm -f "$U_PIDFILE"
 					log "$u: stopped pid ${pids[$u]} in $(since "${t0s[$u]}")"
 					unset 'pids[$u]'
@@ -177,6 +177,7 @@ cmd_up() {
 			unit_define "$dep"
 			"${U_KIND}_probe" || die "$u needs $dep running and ready first (run: $0 up $dep)"
 		done
+		for u in "${later[@]}"; do T0[$u]=$(now_ms); done
 		start_units "${later[@]}"
 		wait_ready "${later[@]}"
 	fi
@@ -211,7 +212,7 @@ cmd_kill() {
 		fi
 		t0=$(now_ms)
 		kill -KILL "$pid" 2>/dev/null || true
-		while ! gone "$pid" || ! ports_closed "${U_PORTS[@]}"; do
+		while ! gone "$pid"; do
 			((($(now_ms) - t0) < 10000)) || die "$u: pid $pid survived SIGKILL for 10s"
 			sleep 0.05
 		done
