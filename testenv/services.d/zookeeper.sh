@@ -41,6 +41,10 @@ maxClientCnxns=0
 # No admin HTTP server: it would listen on 8080, the ingest port.
 admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,mntr,stat
+# No fsync of the transaction log: on this shared machine an fsync took 8-9 s, long enough to expire every
+# ClickHouse session (and a 18.16 server starting then exits). Killing the process loses nothing: only a machine
+# crash would, and this ZooKeeper holds test clusters only.
+forceSync=no
 # Old snapshots and logs are purged hourly, three kept.
 autopurge.snapRetainCount=3
 autopurge.purgeInterval=1
