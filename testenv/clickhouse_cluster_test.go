@@ -82,7 +82,7 @@ func TestClusterClickHouseReplication(t *testing.T) {
 		want += 100
 	}
 	restart := stopwatch(s1r2.Start)
-	caughtUp := stopwatch(func() { s1r2.WaitCount("events_local", count(ctx, t, s1r1, "events_local"), time.Minute) })
+	caughtUp := stopwatch(func() { s1r2.WaitCount("events_local", count(ctx, t, s1r1, "events_local"), 2*time.Minute) })
 	t.Logf("s1r2 SIGKILLed, 500 rows inserted, restarted in %s, caught up %s later", restart, caughtUp)
 	requireDistributed(ctx, t, c, want)
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR # the services.d/ files are sourced from beside this script
 # testenv/services.sh: REAL Apache Kafka, ClickHouse and ZooKeeper servers for tests and `make run`, on loopback,
 # no Docker, no systemd (see /work/shared/DESIGN.md, "Real services, everywhere").
 #
