@@ -41,7 +41,7 @@ type ClickHouseCluster struct {
 	ZooKeeper string
 
 	t    testing.TB
-	sh   services
+	sh   servicesScript
 	down map[string]bool
 }
 

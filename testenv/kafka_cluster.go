@@ -38,7 +38,7 @@ type KafkaCluster struct {
 	Admin  *kadm.Client
 
 	t    testing.TB
-	sh   services
+	sh   servicesScript
 	down map[int32]bool
 }
 

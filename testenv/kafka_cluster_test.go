@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-var minISR2 = map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}
+var clusterMinISR2 = map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}
 
 // TestClusterKafkaLeaderKilledMidProduce: a topic with RF 3 and min.insync.replicas 2, an idempotent acks=all
 // producer, and the partition leader SIGKILLed while records are in flight. Every record is acknowledged in the
@@ -24,7 +24,7 @@ var minISR2 = map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}
 // its acknowledgement gave: nothing acknowledged was lost with the old leader, nothing was written twice.
 func TestClusterKafkaLeaderKilledMidProduce(t *testing.T) {
 	c := NewKafkaCluster(t)
-	topic := c.CreateTopic("leader-kill", 1, 3, minISR2)
+	topic := c.CreateTopic("leader-kill", 1, 3, clusterMinISR2)
 	leader := c.Leader(topic, 0)
 	prod := c.Client(kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(2*time.Millisecond), kgo.MaxBufferedRecords(2000))
@@ -126,7 +126,7 @@ func TestClusterKafkaLeaderKilledMidProduce(t *testing.T) {
 // timeout; a producer without retries shows the broker's error itself.)
 func TestClusterKafkaNotEnoughReplicas(t *testing.T) {
 	c := NewKafkaCluster(t)
-	topic := c.CreateTopic("min-isr", 1, 3, minISR2)
+	topic := c.CreateTopic("min-isr", 1, 3, clusterMinISR2)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	all := c.Client(kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()))

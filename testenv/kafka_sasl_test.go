@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-var saslMechanisms = []string{MechanismPlain, MechanismScramSHA256, MechanismScramSHA512}
+var allSASLMechanisms = []string{MechanismPlain, MechanismScramSHA256, MechanismScramSHA512}
 
 // TestPrivateKafkaSASLSSL proves the private broker's SASL_SSL listener is real: a franz-go client produces and
 // consumes over TLS with each of PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and is refused in plaintext, over TLS
@@ -36,29 +36,29 @@ func TestPrivateKafkaSASLSSL(t *testing.T) {
 			defer cancel()
 
 			// Admin over SASL_SSL too: the topic is created through the secured listener.
-			adm := kadm.NewClient(secureClient(t, sec, MechanismScramSHA512))
+			adm := kadm.NewClient(saslClient(t, sec, MechanismScramSHA512))
 			const topic = "secured"
 			if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
 				t.Fatalf("creating a topic over SASL_SSL: %v", err)
 			}
-			for _, mech := range saslMechanisms {
-				cl := secureClient(t, sec, mech, kgo.DefaultProduceTopic(topic))
+			for _, mech := range allSASLMechanisms {
+				cl := saslClient(t, sec, mech, kgo.DefaultProduceTopic(topic))
 				if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(mech)}).FirstErr(); err != nil {
 					t.Fatalf("producing with %s: %v", mech, err)
 				}
 			}
-			for _, mech := range saslMechanisms {
-				got := consumeSecured(ctx, t, sec, mech, topic, len(saslMechanisms))
-				for i, want := range saslMechanisms {
+			for _, mech := range allSASLMechanisms {
+				got := consumeSASL(ctx, t, sec, mech, topic, len(allSASLMechanisms))
+				for i, want := range allSASLMechanisms {
 					if got[i] != want {
-						t.Fatalf("consuming with %s: read %q, want %q", mech, got, saslMechanisms)
+						t.Fatalf("consuming with %s: read %q, want %q", mech, got, allSASLMechanisms)
 					}
 				}
 			}
 
 			refused := func(what string, opts ...kgo.Opt) error {
 				t.Helper()
-				err := metadataWith(opts...)
+				err := metadataWithOpts(opts...)
 				if err == nil {
 					t.Fatalf("%s: the SASL_SSL listener answered", what)
 				}
@@ -68,7 +68,7 @@ func TestPrivateKafkaSASLSSL(t *testing.T) {
 			sasl := kgo.SASL(sec.Mechanism(MechanismPlain, sec.User, sec.Password))
 			refused("plaintext client with SASL", kgo.SeedBrokers(sec.Addr), sasl)
 			refused("TLS client without SASL", kgo.SeedBrokers(sec.Addr), kgo.DialTLSConfig(sec.TLSConfig()))
-			for _, mech := range saslMechanisms {
+			for _, mech := range allSASLMechanisms {
 				err := refused("wrong password with "+mech, kgo.SeedBrokers(sec.Addr), kgo.DialTLSConfig(sec.TLSConfig()),
 					kgo.SASL(sec.Mechanism(mech, sec.User, sec.Password+"x")))
 				if !errors.Is(err, kerr.SaslAuthenticationFailed) {
@@ -83,7 +83,7 @@ func TestPrivateKafkaSASLSSL(t *testing.T) {
 
 			noCert := sec.TLSConfig()
 			noCert.Certificates = nil
-			err = metadataWith(kgo.SeedBrokers(sec.Addr), kgo.DialTLSConfig(noCert), sasl)
+			err = metadataWithOpts(kgo.SeedBrokers(sec.Addr), kgo.DialTLSConfig(noCert), sasl)
 			switch {
 			case sec.ClientCertRequired && err == nil:
 				t.Fatal("TLS client without a certificate: accepted by a listener that requires one")
@@ -96,7 +96,7 @@ func TestPrivateKafkaSASLSSL(t *testing.T) {
 	}
 }
 
-func secureClient(t testing.TB, sec *KafkaSecurity, mech string, opts ...kgo.Opt) *kgo.Client {
+func saslClient(t testing.TB, sec *KafkaSecurity, mech string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(append(sec.ClientOpts(mech), opts...)...)
 	if err != nil {
@@ -106,10 +106,10 @@ func secureClient(t testing.TB, sec *KafkaSecurity, mech string, opts ...kgo.Opt
 	return cl
 }
 
-// consumeSecured reads n values of topic from the start over SASL_SSL with mech.
-func consumeSecured(ctx context.Context, t testing.TB, sec *KafkaSecurity, mech, topic string, n int) []string {
+// consumeSASL reads n values of topic from the start over SASL_SSL with mech.
+func consumeSASL(ctx context.Context, t testing.TB, sec *KafkaSecurity, mech, topic string, n int) []string {
 	t.Helper()
-	cl := secureClient(t, sec, mech, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl := saslClient(t, sec, mech, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	var got []string
@@ -125,8 +125,8 @@ func consumeSecured(ctx context.Context, t testing.TB, sec *KafkaSecurity, mech,
 	return got
 }
 
-// metadataWith makes a client with opts and returns the error of one metadata request (nil if it is answered).
-func metadataWith(opts ...kgo.Opt) error {
+// metadataWithOpts makes a client with opts and returns the error of one metadata request (nil if it is answered).
+func metadataWithOpts(opts ...kgo.Opt) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.DialTimeout(2 * time.Second), kgo.RequestRetries(1)}, opts...)...)
 	if err != nil {
 		return err

@@ -106,7 +106,7 @@ func newKafkaSecurity(dir, addr string, clientAuth bool) (sec *KafkaSecurity, pr
 		ClientKeyFile:      filepath.Join(tdir, "client.key"),
 		ClientCertRequired: clientAuth,
 		User:               "signalstage",
-		Password:           randomHex(16),
+		Password:           randomSecret(16),
 		pool:               x509.NewCertPool(),
 	}
 	sec.pool.AppendCertsFromPEM(caPEM)
@@ -144,7 +144,7 @@ func newKafkaSecurity(dir, addr string, clientAuth bool) (sec *KafkaSecurity, pr
 	return sec, props, scramArgs, nil
 }
 
-type leaf struct{ certPEM, keyPEM []byte }
+type certLeaf struct{ certPEM, keyPEM []byte }
 
 func newCA() (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -152,7 +152,7 @@ func newCA() (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
 		return nil, nil, nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
+		SerialNumber:          certSerial(),
 		Subject:               pkix.Name{CommonName: "signalstage test CA"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -172,13 +172,13 @@ func newCA() (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
 }
 
 // newLeaf makes a certificate signed by ca: a server certificate for 127.0.0.1 and localhost, or a client one.
-func newLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, usage x509.ExtKeyUsage) (leaf, error) {
+func newLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, usage x509.ExtKeyUsage) (certLeaf, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return leaf{}, err
+		return certLeaf{}, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
+		SerialNumber: certSerial(),
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
@@ -191,24 +191,24 @@ func newLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, usage x50
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return leaf{}, err
+		return certLeaf{}, err
 	}
 	pk, err := x509.MarshalPKCS8PrivateKey(key) // Kafka's PEM keystore reads PKCS#8 only
 	if err != nil {
-		return leaf{}, err
+		return certLeaf{}, err
 	}
-	return leaf{
+	return certLeaf{
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}),
 	}, nil
 }
 
-func serial() *big.Int {
+func certSerial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	return n
 }
 
-func randomHex(n int) string {
+func randomSecret(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)

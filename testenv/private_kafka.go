@@ -26,7 +26,7 @@ type PrivateKafka struct {
 
 	port int
 	t    testing.TB
-	sh   services
+	sh   servicesScript
 }
 
 type privateKafkaConfig struct {
@@ -102,7 +102,7 @@ func NewPrivateKafka(t testing.TB, opts ...PrivateKafkaOption) *PrivateKafka {
 	if props != "" {
 		writeConfigFile(t, filepath.Join(dir, "config", "extra.properties"), props+"\n")
 	}
-	p.sh = services{env: env}
+	p.sh = servicesScript{env: env}
 	t.Cleanup(func() {
 		// Killed rather than stopped: nothing of it is kept, and SIGKILL needs no controlled shutdown.
 		if out, err := p.sh.try("kill", "kafka"); err != nil {

@@ -31,10 +31,10 @@ func TestPrivateKafkaKillStopRestart(t *testing.T) {
 		if _, err := adm.CreateTopic(ctx, 3, 1, nil, topic); err != nil {
 			t.Fatalf("creating %s: %v", topic, err)
 		}
-		produceValues(ctx, t, p.Client(kgo.DefaultProduceTopic(topic)), 0, 100)
+		produceNumbered(ctx, t, p.Client(kgo.DefaultProduceTopic(topic)), 0, 100)
 
 		p.Kill()
-		if err := brokerAnswers(addr, 3*time.Second); err == nil {
+		if err := privateBrokerAnswers(addr, 3*time.Second); err == nil {
 			t.Fatal("the broker still answers metadata requests after Kill")
 		}
 		restart := stopwatch(p.Start)
@@ -47,7 +47,7 @@ func TestPrivateKafkaKillStopRestart(t *testing.T) {
 		if err := txn.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
-		produceValues(tctx, t, txn, 100, 10)
+		produceNumbered(tctx, t, txn, 100, 10)
 		if err := txn.EndTransaction(tctx, kgo.TryCommit); err != nil {
 			t.Fatalf("committing a transaction right after Start: %v", err)
 		}
@@ -56,14 +56,14 @@ func TestPrivateKafkaKillStopRestart(t *testing.T) {
 		if resp, err := adm.CommitOffsets(tctx, "private-restart-group", offsets); err != nil || resp.Error() != nil {
 			t.Fatalf("committing group offsets right after Start: %v %v", err, resp.Error())
 		}
-		requireValues(t, []kgo.Opt{kgo.SeedBrokers(addr...)}, topic, 110)
+		requireNumbered(t, []kgo.Opt{kgo.SeedBrokers(addr...)}, topic, 110)
 
 		p.Stop()
-		if err := brokerAnswers(addr, 3*time.Second); err == nil {
+		if err := privateBrokerAnswers(addr, 3*time.Second); err == nil {
 			t.Fatal("the broker still answers metadata requests after Stop")
 		}
 		stopStart := stopwatch(p.Start)
-		requireValues(t, []kgo.Opt{kgo.SeedBrokers(addr...)}, topic, 110)
+		requireNumbered(t, []kgo.Opt{kgo.SeedBrokers(addr...)}, topic, 110)
 		t.Logf("start after SIGKILL: %s; after SIGTERM: %s", restart, stopStart)
 	})
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
@@ -76,8 +76,8 @@ func TestPrivateKafkaKillStopRestart(t *testing.T) {
 	}
 }
 
-// brokerAnswers returns nil if a fresh client gets metadata from addr within timeout.
-func brokerAnswers(addr []string, timeout time.Duration) error {
+// privateBrokerAnswers returns nil if a fresh client gets metadata from addr within timeout.
+func privateBrokerAnswers(addr []string, timeout time.Duration) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr...), kgo.DialTimeout(time.Second))
 	if err != nil {
 		return err
@@ -89,8 +89,8 @@ func brokerAnswers(addr []string, timeout time.Duration) error {
 	return err
 }
 
-// produceValues produces values "v<from>" ... "v<from+n-1>" synchronously and fails the test on an error.
-func produceValues(ctx context.Context, t testing.TB, cl *kgo.Client, from, n int) {
+// produceNumbered produces values "v<from>" ... "v<from+n-1>" synchronously and fails the test on an error.
+func produceNumbered(ctx context.Context, t testing.TB, cl *kgo.Client, from, n int) {
 	t.Helper()
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
@@ -101,9 +101,9 @@ func produceValues(ctx context.Context, t testing.TB, cl *kgo.Client, from, n in
 	}
 }
 
-// requireValues reads topic from the start (a client with the seeds options), read committed, and fails the test unless it holds exactly the n
+// requireNumbered reads topic from the start (a client with the seeds options), read committed, and fails the test unless it holds exactly the n
 // values "v0" ... "v<n-1>", each once.
-func requireValues(t testing.TB, seeds []kgo.Opt, topic string, n int) {
+func requireNumbered(t testing.TB, seeds []kgo.Opt, topic string, n int) {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, seeds...)...)

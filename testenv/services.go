@@ -47,14 +47,14 @@ func cacheDir() string {
 	return filepath.Join(repoDir(), ".cache")
 }
 
-// services runs testenv/services.sh with the test's environment plus env.
-type services struct {
+// servicesScript runs testenv/services.sh with the test's environment plus env.
+type servicesScript struct {
 	env []string
 }
 
 // run runs services.sh with args and fails the test, with the script's output, if it fails. It returns the
 // output (the script logs to stderr; both are combined).
-func (s services) run(t testing.TB, args ...string) string {
+func (s servicesScript) run(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := s.try(args...)
 	if err != nil {
@@ -63,7 +63,7 @@ func (s services) run(t testing.TB, args ...string) string {
 	return out
 }
 
-func (s services) try(args ...string) (string, error) {
+func (s servicesScript) try(args ...string) (string, error) {
 	cmd := exec.Command("bash", append([]string{filepath.Join(repoDir(), "testenv", "services.sh")}, args...)...)
 	cmd.Env = append(os.Environ(), s.env...)
 	var out bytes.Buffer
