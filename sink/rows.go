@@ -59,10 +59,30 @@ type signalRow struct {
 	KafkaTopic     string    `ch:"kafka_topic"`
 	KafkaPartition int32     `ch:"kafka_partition"`
 	KafkaOffset    int64     `ch:"kafka_offset"`
-	// recKey and recRedrives are the record's, for the dead letter if ClickHouse refuses the row (not columns).
-	// Its value is encoded again from the row then (recordValue): keeping it would pin the fetched records.
+	// From Signal v2 (empty for a v1 record): the contract's derived fields (migration 0007).
+	GroupID        string `ch:"group_id"`
+	PreviousID     string `ch:"previous_id"`
+	EmailDomain    string `ch:"email_domain"`
+	UTMSource      string `ch:"utm_source"`
+	UTMMedium      string `ch:"utm_medium"`
+	UTMCampaign    string `ch:"utm_campaign"`
+	UTMTerm        string `ch:"utm_term"`
+	UTMContent     string `ch:"utm_content"`
+	Referrer       string `ch:"referrer"`
+	PagePath       string `ch:"page_path"`
+	PageTitle      string `ch:"page_title"`
+	PageSearch     string `ch:"page_search"`
+	UserAgent      string `ch:"user_agent"`
+	IP             string `ch:"ip"`
+	Locale         string `ch:"locale"`
+	Timezone       string `ch:"timezone"`
+	LibraryName    string `ch:"library_name"`
+	LibraryVersion string `ch:"library_version"`
+	// recKey, recRedrives and recTime are the record's, for the dead letter if ClickHouse refuses the row (not
+	// columns). Its value is encoded again from the row then (recordValue): keeping it would pin the fetched records.
 	recKey      string
 	recRedrives int32
+	recTime     time.Time
 }
 
 func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
@@ -102,8 +122,13 @@ func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
 		EventTime: s.EventTime.UTC(), EventTimeMs: s.EventTime.UnixMilli(),
 		ReceivedAt: s.ReceivedAt.UTC(), ProcessedAt: s.ProcessedAt.UTC(),
 		RawPartition: s.RawPartition, RawOffset: s.RawOffset, Payload: s.Payload,
-		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, recKey: string(r.Key),
-		recRedrives: schemas.Redrives(r),
+		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
+		GroupID: s.GroupID, PreviousID: s.PreviousID, EmailDomain: s.EmailDomain,
+		UTMSource: s.UTMSource, UTMMedium: s.UTMMedium, UTMCampaign: s.UTMCampaign, UTMTerm: s.UTMTerm,
+		UTMContent: s.UTMContent, Referrer: s.Referrer, PagePath: s.PagePath, PageTitle: s.PageTitle,
+		PageSearch: s.PageSearch, UserAgent: s.UserAgent, IP: s.IP, Locale: s.Locale, Timezone: s.Timezone,
+		LibraryName: s.LibraryName, LibraryVersion: s.LibraryVersion,
+		recKey: string(r.Key), recRedrives: schemas.Redrives(r), recTime: r.Timestamp,
 	}, nil
 }
 
@@ -223,7 +248,11 @@ func (r *signalRow) recordValue() []byte {
 		Email: r.Email, URL: r.URL, PageName: r.PageName, Properties: r.Properties, Traits: r.Traits,
 		RuleID: r.RuleID, MappedName: r.MappedName, EventTime: time.UnixMilli(r.EventTimeMs).UTC(),
 		ReceivedAt: r.ReceivedAt, ProcessedAt: r.ProcessedAt, RawPartition: r.RawPartition, RawOffset: r.RawOffset,
-		Payload: r.Payload,
+		Payload: r.Payload, GroupID: r.GroupID, PreviousID: r.PreviousID, EmailDomain: r.EmailDomain,
+		EventContext: schemas.EventContext{UTMSource: r.UTMSource, UTMMedium: r.UTMMedium, UTMCampaign: r.UTMCampaign,
+			UTMTerm: r.UTMTerm, UTMContent: r.UTMContent, Referrer: r.Referrer, PagePath: r.PagePath,
+			PageTitle: r.PageTitle, PageSearch: r.PageSearch, UserAgent: r.UserAgent, IP: r.IP, Locale: r.Locale,
+			Timezone: r.Timezone, LibraryName: r.LibraryName, LibraryVersion: r.LibraryVersion},
 	}
 	if len(r.MappedKeys) > 0 {
 		s.Mapped = make(map[string]string, len(r.MappedKeys))
