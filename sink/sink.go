@@ -275,8 +275,16 @@ func (s *Sink) add(r *kgo.Record, now time.Time) {
 	s.next[p] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
 	size := len(r.Value) + len(r.Key) + 64
 	if r.Value == nil {
-		// A compaction tombstone (identities): nothing to store, the last link stays in ClickHouse.
+		// A compaction tombstone: on identities a deleted link, stored as deleted rows that replace it
+		// (identities_latest and leads leave it out); elsewhere nothing to store.
 		s.m.tombstones.Inc()
+		if base == schemas.TopicIdentities {
+			if rows, ok := tombstoneRows(r); ok {
+				for _, row := range rows {
+					s.identities.add(row, p, r.Offset, size, now)
+				}
+			}
+		}
 		return
 	}
 	var err error

@@ -47,7 +47,7 @@ func TestVerbs(t *testing.T) {
 	}
 	// redrive -dry-run lists what it would send (a processor's dead letter of signals.raw) and skip (an event
 	// the edge refused), and sends nothing (no broker is needed for that).
-	dl, err := ch.Conn.PrepareBatch(context.Background(), "INSERT INTO dead_letters (tenant, stage, reason, origin_topic, origin_partition, origin_offset, failed_at)")
+	dl, err := ch.Conn.PrepareBatch(context.Background(), "INSERT INTO dead_letters_v2 (tenant, stage, reason, origin_topic, origin_partition, origin_offset, failed_at)")
 	if err != nil {
 		t.Fatal(err)
 	}
