@@ -33,6 +33,7 @@ func TestLeads(t *testing.T) {
 			UserID: "u9", Traits: `{"name":"Bob","company":"Acme"}`, LinkedAt: at}))
 	e.waitCount(4, 30*time.Second, "SELECT count() FROM signals")
 	e.waitCount(1, 30*time.Second, "SELECT count() FROM identities")
+	e.waitCount(3, 30*time.Second, "SELECT count() FROM lead_signals") // the views finish after signals shows the rows
 
 	type lead struct{ email, name, company, title string }
 	rows, err := e.ch.Conn.Query(context.Background(), "SELECT email, name, company, title FROM leads WHERE tenant = 'acme' ORDER BY email")
@@ -71,6 +72,7 @@ func TestLeadSignals(t *testing.T) {
 	cold.EventContext = contextFields()
 	e.produce(e.signalRecord(ann), e.signalRecord(cold), e.signalRecord(bob), e.signalRecord(ann))
 	e.waitCount(4, 30*time.Second, "SELECT count() FROM signals")
+	e.waitCount(3, 30*time.Second, "SELECT count() FROM lead_signals") // ann twice, bob; the cold one never
 	if n := e.count("SELECT count() FROM lead_signals FINAL"); n != 2 {
 		t.Errorf("lead_signals FINAL has %d rows, want 2 (the linked signals)", n)
 	}
