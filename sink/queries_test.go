@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -68,20 +70,32 @@ func queryFixture(t *testing.T) *env {
 	// The linked deliveries (s1v2, s2 twice, s3, c1): an insert's materialized views finish after its rows show
 	// in signals.
 	e.waitCount(5, 30*time.Second, "SELECT count() FROM lead_signals")
+	e.waitCount(11, 30*time.Second, "SELECT uniqExactMerge(signals) FROM signal_volume_minute")
 	return e
 }
 
+// runQuery runs the named query with params, with predicate push-down off (18.16's default) and on (testenv's and
+// deploy's profiles), fails the test if the two answers differ, and returns the rows.
 func runQuery(t *testing.T, e *env, name string, params map[string]string) []map[string]any {
 	t.Helper()
 	q, err := sink.QueryByName(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := q.Run(context.Background(), e.ch.Conn, params)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
+	var out [2][]map[string]any
+	for i := range out {
+		ctx := clickhouse.Context(context.Background(), clickhouse.WithSettings(clickhouse.Settings{
+			"enable_optimize_predicate_expression": i}))
+		res, err := q.Run(ctx, e.ch.Conn, params)
+		if err != nil {
+			t.Fatalf("%s (enable_optimize_predicate_expression=%d): %v", name, i, err)
+		}
+		out[i] = res.Maps()
 	}
-	return res.Maps()
+	if !reflect.DeepEqual(out[0], out[1]) {
+		t.Errorf("%s %v: push-down off and on differ:\n%v\n%v", name, params, out[0], out[1])
+	}
+	return out[1]
 }
 
 // TestQueries runs every analyst query of sink/queries on the 18.16 server against data loaded by the sink.

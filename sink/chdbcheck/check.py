@@ -99,7 +99,7 @@ def load(sess):
     sess.query("INSERT INTO %s.identities (tenant, id_kind, id, email, anonymous_id, traits, linked_at, linked_at_ms, "
                "kafka_offset) VALUES ('acme', 'anonymous', 'a1', 'ann@acme.test', 'a1', '{\"title\":\"Eng\"}', now(), "
                "toInt64(now()) * 1000, 1)" % DATABASE)
-    sess.query("INSERT INTO %s.dead_letters (tenant, stage, reason, origin_topic, failed_at) VALUES "
+    sess.query("INSERT INTO %s.dead_letters_v2 (tenant, stage, reason, origin_topic, failed_at) VALUES "
                "('acme', 'sink', 'not avro', 'signals.resolved', now())" % DATABASE)
 
 
@@ -125,6 +125,30 @@ def check_partition_limit(sess):
                            "%d; revisit the sink's -max-partitions-per-insert default" % (MAX_PARTITIONS_PER_INSERT + 1,
                                                                                           MAX_PARTITIONS_PER_INSERT))
     sess.query("ALTER TABLE %s.signals DELETE WHERE tenant = 'limit'" % DATABASE)
+
+
+def check_exact_views(sess):
+    """The views are exact on the loaded rows (s1 delivered cold as v1 and linked as v2, s4 cold) whatever the
+    session's settings: FINAL with optimize_move_to_prewhere_if_final=1 and final=1 must not turn the view's filter
+    into a PREWHERE before the versions are folded. Returns what a raw FINAL PREWHERE says, for the log."""
+    truth = 1  # s4: the only signal whose latest version is cold
+    for settings in ("", " SETTINGS optimize_move_to_prewhere_if_final = 1", " SETTINGS final = 1",
+                     " SETTINGS enable_optimize_predicate_expression = 0"):
+        got = int(sess.query("SELECT count() FROM %s.signals_latest WHERE tenant = 'acme' AND status = 'cold'%s"
+                             % (DATABASE, settings), "CSV").bytes().decode().strip())
+        if got != truth:
+            raise RuntimeError("signals_latest has %d cold signals%s, want %d" % (got, settings, truth))
+    n = int(sess.query("SELECT count() FROM %s.signals_latest WHERE tenant = 'acme'" % DATABASE, "CSV").bytes().decode())
+    if n != 4:
+        raise RuntimeError("signals_latest has %d signals of acme, want 4" % n)
+    # A deleted link (a tombstone row, higher offset) hides the link it replaces.
+    sess.query("INSERT INTO %s.identities (tenant, id_kind, id, deleted, kafka_offset) VALUES "
+               "('acme', 'user', 'gone', 0, 1), ('acme', 'user', 'gone', 1, 2)" % DATABASE)
+    n = int(sess.query("SELECT count() FROM %s.identities_latest WHERE id = 'gone'" % DATABASE, "CSV").bytes().decode())
+    if n != 0:
+        raise RuntimeError("identities_latest shows a deleted link")
+    return sess.query("SELECT count() FROM %s.signals FINAL PREWHERE tenant = 'acme' AND status = 'cold'" % DATABASE,
+                      "CSV").bytes().decode().strip()
 
 
 def main():
@@ -162,14 +186,26 @@ def main():
         except Exception as e:
             print("FAIL partition limit: %s" % e)
             failed.append("sink/chdbcheck/check.py (partition limit)")
+        try:
+            raw = check_exact_views(sess)
+            print("ok   signals_latest and identities_latest are exact under every setting "
+                  "(raw signals FINAL PREWHERE status = 'cold' says %s, the truth is 1)" % raw)
+        except Exception as e:
+            print("FAIL exact views: %s" % e)
+            failed.append("sink/chdbcheck/check.py (exact views)")
         sess.query("USE %s" % DATABASE)
         for path in sorted(glob.glob(os.path.join(sink_dir, "queries", "*.sql"))):
             name = os.path.relpath(path, os.path.dirname(sink_dir))
             try:
-                res = sess.query(render(open(path).read(), PARAMS), "JSONEachRow").bytes().decode()
+                sql = render(open(path).read(), PARAMS)
+                res = sess.query(sql, "JSONEachRow").bytes().decode()
                 rows = [json.loads(line) for line in res.splitlines() if line.strip()]
                 if not rows:
                     raise RuntimeError("returned no rows on the loaded data")
+                # deploy/clickhouse/signalstage-profile.xml sets final = 1: the answer must not change.
+                with_final = sess.query(sql + "\nSETTINGS final = 1", "JSONEachRow").bytes().decode()
+                if [json.loads(line) for line in with_final.splitlines() if line.strip()] != rows:
+                    raise RuntimeError("answers differently with final = 1 (deploy's profile)")
                 print("ok   query %s (%d rows)" % (name, len(rows)))
             except Exception as e:
                 print("FAIL query %s: %s" % (name, e))
