@@ -151,6 +151,29 @@ def check_exact_views(sess):
                       "CSV").bytes().decode().strip()
 
 
+# What the sink's erasure runs on a current engine (sink/erase.go): a lightweight DELETE per table, with the same
+# kind of conditions. The loaded person is ann (email) and her visitor id a1.
+ERASURE = [
+    ("signals", "email IN ('ann@acme.test') OR anonymous_id IN ('a1')"),
+    ("lead_signals", "email IN ('ann@acme.test') OR anonymous_id IN ('a1')"),
+    ("identities", "email IN ('ann@acme.test') OR id IN ('a1')"),
+    ("lead_fields", "email IN ('ann@acme.test')"),
+    ("dead_letters_v2", "key IN ('acme|a1') OR positionCaseInsensitive(payload, 'ann@acme.test') > 0"),
+]
+
+
+def check_erasure(sess):
+    for table, cond in ERASURE:
+        sess.query("DELETE FROM %s.%s WHERE tenant = 'acme' AND (%s)" % (DATABASE, table, cond))
+        n = int(sess.query("SELECT count() FROM %s.%s WHERE tenant = 'acme' AND (%s)" % (DATABASE, table, cond),
+                           "CSV").bytes().decode())
+        if n:
+            raise RuntimeError("%s still has %d of the erased person's rows" % (table, n))
+    n = int(sess.query("SELECT count() FROM %s.leads WHERE email = 'ann@acme.test'" % DATABASE, "CSV").bytes().decode())
+    if n:
+        raise RuntimeError("leads still shows the erased person")
+
+
 def main():
     sink_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     failed = []
@@ -210,6 +233,12 @@ def main():
             except Exception as e:
                 print("FAIL query %s: %s" % (name, e))
                 failed.append(name)
+        try:
+            check_erasure(sess)
+            print("ok   erasure: lightweight DELETE removes the person from every table and from leads")
+        except Exception as e:
+            print("FAIL erasure: %s" % e)
+            failed.append("sink/chdbcheck/check.py (erasure)")
         sess.close()
     return fail(failed)
 
