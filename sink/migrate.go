@@ -83,16 +83,27 @@ type Step struct {
 	// statement, for what 18.16 cannot say idempotently (it has no ADD COLUMN IF NOT EXISTS: a re-run after an
 	// interrupted migration gets "column already exists", code 44 there and 15 on current releases).
 	Tolerate []int32
+	// Requires is the oldest server release (major, minor) the statement runs on, written "-- requires: 20.1" on
+	// the line before it; Migrate skips it on an older server (18.16 has no CODEC, for one). {0, 0}: every release.
+	Requires [2]uint64
 }
 
 // Steps splits a migration into statements with the database substituted. Comment lines are dropped, except a
-// "-- tolerate:" line, which applies to the statement that follows; a statement ends with ";" at a line end.
+// "-- tolerate:" or "-- requires:" line, which applies to the statement that follows; a statement ends with ";" at
+// a line end.
 func (m Migration) Steps(database string) []Step {
 	var out []Step
 	var cur strings.Builder
 	var tolerate []int32
+	var requires [2]uint64
 	for _, line := range strings.Split(m.SQL, "\n") {
 		t := strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(t, "-- requires:"); ok {
+			major, minor, _ := strings.Cut(strings.TrimSpace(v), ".")
+			requires[0], _ = strconv.ParseUint(major, 10, 32)
+			requires[1], _ = strconv.ParseUint(minor, 10, 32)
+			continue
+		}
 		if codes, ok := strings.CutPrefix(t, "-- tolerate:"); ok {
 			for _, c := range strings.Split(codes, ",") {
 				if n, err := strconv.ParseInt(strings.TrimSpace(c), 10, 32); err == nil {
@@ -107,13 +118,13 @@ func (m Migration) Steps(database string) []Step {
 		cur.WriteString(line)
 		cur.WriteString("\n")
 		if strings.HasSuffix(t, ";") {
-			out = append(out, Step{SQL: finish(cur.String(), database), Tolerate: tolerate})
+			out = append(out, Step{SQL: finish(cur.String(), database), Tolerate: tolerate, Requires: requires})
 			cur.Reset()
-			tolerate = nil
+			tolerate, requires = nil, [2]uint64{}
 		}
 	}
 	if s := strings.TrimSpace(cur.String()); s != "" {
-		out = append(out, Step{SQL: finish(s, database), Tolerate: tolerate})
+		out = append(out, Step{SQL: finish(s, database), Tolerate: tolerate, Requires: requires})
 	}
 	return out
 }
@@ -162,7 +173,7 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migratio
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading applied migrations: %w", err)
 	}
-	dctx, err := ddlContext(ctx, conn)
+	dctx, server, err := ddlContext(ctx, conn)
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +188,9 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migratio
 			continue
 		}
 		for i, st := range m.Steps(database) {
+			if !server.atLeast(st.Requires) {
+				continue
+			}
 			if err := conn.Exec(dctx, st.SQL); err != nil && !tolerated(err, st.Tolerate) {
 				return done, fmt.Errorf("applying migration %s statement %d: %w", m.Name, i+1, err)
 			}
@@ -203,19 +217,27 @@ func record(ctx context.Context, conn driver.Conn, database string, m Migration)
 	return b.Send()
 }
 
-// ddlContext is ctx with the settings the migrations need on this server: LowCardinality columns are experimental
-// on ClickHouse 18.x and need allow_experimental_low_cardinality_type=1 there; current releases do not know the
-// setting any more and refuse it.
-func ddlContext(ctx context.Context, conn driver.Conn) (context.Context, error) {
+// release is a server's (major, minor) version.
+type release [2]uint64
+
+func (r release) atLeast(want [2]uint64) bool {
+	return r[0] > want[0] || (r[0] == want[0] && r[1] >= want[1])
+}
+
+// ddlContext is ctx with the settings the migrations need on this server, and the server's release. LowCardinality
+// columns are experimental on ClickHouse 18.x and need allow_experimental_low_cardinality_type=1 there; current
+// releases do not know the setting any more and refuse it.
+func ddlContext(ctx context.Context, conn driver.Conn) (context.Context, release, error) {
 	v, err := conn.ServerVersion()
 	if err != nil {
-		return nil, fmt.Errorf("reading the server version: %w", err)
+		return nil, release{}, fmt.Errorf("reading the server version: %w", err)
 	}
-	if v.Version.Major < 19 {
+	r := release{v.Version.Major, v.Version.Minor}
+	if r[0] < 19 {
 		return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
-			"allow_experimental_low_cardinality_type": 1})), nil
+			"allow_experimental_low_cardinality_type": 1})), r, nil
 	}
-	return ctx, nil
+	return ctx, r, nil
 }
 
 // tolerated reports whether err is a ClickHouse exception with one of codes.

@@ -78,6 +78,12 @@ func TestMigrationStatements(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Statements = %q, want %q", got, want)
 	}
+	steps := sink.Migration{SQL: "-- tolerate: 15, 44\nALTER TABLE {database}.a ADD COLUMN b UInt8;\n" +
+		"-- requires: 20.1\nALTER TABLE {database}.a MODIFY COLUMN b UInt8 CODEC(ZSTD(1));\nSELECT 1;"}.Steps("db1")
+	if len(steps) != 3 || !slices.Equal(steps[0].Tolerate, []int32{15, 44}) || steps[0].Requires != [2]uint64{} ||
+		steps[1].Requires != [2]uint64{20, 1} || len(steps[1].Tolerate) != 0 || steps[2].Requires != [2]uint64{} {
+		t.Errorf("Steps = %+v", steps)
+	}
 	all, err := sink.Migrations()
 	if err != nil {
 		t.Fatal(err)
