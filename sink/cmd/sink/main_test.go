@@ -72,6 +72,8 @@ func TestVerbs(t *testing.T) {
 		{"frobnicate"},
 		{"migrate", "-clickhouse-database", "bad.name"},
 		{"-flush-rows", "x"},
+		{"forget", "-email", "ann@acme.test"}, // no tenant
+		{"forget", "-tenant", "acme"},         // no identifier
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("run %q: exit %d, want 2", args, code)
