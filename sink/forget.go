@@ -26,7 +26,7 @@ type ForgetRequest struct {
 // when a sink reads it (the record stays on the compacted topic).
 var ErrNotErased = fmt.Errorf("erasure published, not reported yet")
 
-// Forget publishes an erasure of the person to signals.erasures (creating the topics if needed) and, with a Wait,
+// Forget publishes an erasure of the person to signals.erasures (creating that topic if needed) and, with a Wait,
 // waits until a sink has applied it and returns what it removed (erasure_log). The request id is returned either
 // way.
 func Forget(ctx context.Context, cfg Config, req ForgetRequest) (string, *ErasureReport, error) {
@@ -49,10 +49,16 @@ func Forget(ctx context.Context, cfg Config, req ForgetRequest) (string, *Erasur
 		return "", nil, fmt.Errorf("creating kafka client: %w", err)
 	}
 	defer cl.Close()
-	if err := cfg.Topics.Ensure(ctx, kadm.NewClient(cl)); err != nil {
-		return "", nil, fmt.Errorf("ensuring topics: %w", err)
+	// Only the erasures topic: a forget must not depend on (or create) the rest of the deployment's topics.
+	topic := cfg.Topics.Name(schemas.TopicErasures)
+	for _, spec := range cfg.Topics.Specs() {
+		if spec.Name == topic {
+			if err := schemas.EnsureTopics(ctx, kadm.NewClient(cl), cfg.Topics.ReplicationFactor, spec); err != nil {
+				return "", nil, fmt.Errorf("ensuring %s: %w", topic, err)
+			}
+		}
 	}
-	rec := &kgo.Record{Topic: cfg.Topics.Name(schemas.TopicErasures), Key: schemas.ErasureKey(&e), Value: value}
+	rec := &kgo.Record{Topic: topic, Key: schemas.ErasureKey(&e), Value: value}
 	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return "", nil, fmt.Errorf("publishing the erasure: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/testenv"
 )
 
@@ -98,4 +99,27 @@ func captureStdout(t *testing.T, f func()) string {
 	os.Stdout = old
 	_ = w.Close()
 	return <-done
+}
+
+// TestForgetVerb: `sink forget -wait 0` publishes one erasure record for the person to the compacted
+// signals.erasures topic, keyed by the lower-cased email, and exits 0 (sink's TestForget applies one).
+func TestForgetVerb(t *testing.T) {
+	k := testenv.NewKafka(t, 1)
+	code := run([]string{"forget", "-brokers", strings.Join(k.Brokers, ","), "-topic-prefix", k.Prefix,
+		"-log-level", "error", "-tenant", "acme", "-email", "Ann@Acme.test", "-anonymous-id", "a1", "-wait", "0"})
+	if code != 0 {
+		t.Fatalf("forget: exit %d", code)
+	}
+	recs := k.ReadAll(k.Topic(schemas.TopicErasures), 1, 10*time.Second)
+	if len(recs) != 1 {
+		t.Fatalf("signals.erasures has %d records, want 1", len(recs))
+	}
+	var e schemas.Erasure
+	if err := schemas.Erasures.Decode(recs[0].Value, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Tenant != "acme" || e.Email != "ann@acme.test" || e.AnonymousID != "a1" || e.RequestID == "" ||
+		string(recs[0].Key) != "acme|email:ann@acme.test" {
+		t.Errorf("erasure %+v key %q", e, recs[0].Key)
+	}
 }
