@@ -42,7 +42,7 @@ func sign(secret string, body []byte) string {
 
 // TestLimitsGzipAndSignature covers 413, gzip (and the zip bomb), 415 and X-Signature.
 func TestLimitsGzipAndSignature(t *testing.T) {
-	e := startEdge(t, func(c *Config) { c.MaxEventBytes, c.MaxRequestBytes = 1000, 4000 })
+	e := startEdge(t, func(c *Config) { c.MaxEventBytes, c.MaxRequestBytes, c.MaxWebhookRequestBytes = 1000, 4000, 4000 })
 	ev := trackEvent("a1", 1)
 	big := trackEvent(strings.Repeat("x", 1000), 1)
 	var batch [][]byte

@@ -1,10 +1,12 @@
 package ingest
 
 import (
+	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net/http"
 	"time"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -46,6 +48,9 @@ type request struct {
 	requestID string
 	rewrite   contract.Rewrite // the batch envelope's context and sentAt, the /v1 path's type
 	maxEvent  int
+	hdr       http.Header // the request's headers
+	respHdr   http.Header // the answer's headers (429 adds its own)
+	sig       [sha1.Size]byte
 }
 
 // check validates e, derives its contract fields and, when it is accepted, appends its record (key and value) to
