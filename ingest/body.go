@@ -52,7 +52,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, dst []byte, li
 	if herr := b.growTo(first); herr != nil {
 		return dst, herr
 	}
-	pace := s.newPacer(w)
+	// A small announced body holds at most one step and is bounded by ReadTimeout: pacing it would cost more
+	// (a deadline per read) than it saves.
+	pace := pacer{off: true}
+	if r.ContentLength < 0 || r.ContentLength > bodyStep || r.Header.Get("Content-Encoding") != "" {
+		pace = s.newPacer(w)
+	}
 	// Read one byte past the limit to tell "exactly at the limit" from "over it".
 	lr := io.LimitedReader{R: src, N: limit + 1}
 	base := len(dst)

@@ -129,11 +129,9 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, rt *route) 
 		return writeError(w, herr)
 	}
 	// The key's share of the edge; a key known only from the body shares the quota of "".
-	var q *keyQuota
+	q := s.quotas.anonymous()
 	if k != nil {
-		q = s.quotas.of(k.ID)
-	} else {
-		q = s.quotas.of("")
+		q = k.quota
 	}
 	if q.inFlight.Add(1) > int64(s.cfg.MaxInFlightPerKey) {
 		q.inFlight.Add(-1)

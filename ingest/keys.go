@@ -51,6 +51,7 @@ type Key struct {
 	secretDigest []byte
 	plan         *Tenant // the tenant's settings (never nil after parseKeys)
 	anyOrigin    bool
+	quota        *keyQuota // the key id's share of the edge (set by the registry, kept across reloads)
 }
 
 // Tenant is one tenant's settings in the registry file's "tenants" object (optional: a tenant that is not
@@ -135,7 +136,8 @@ func (k *Key) signs(data, sig []byte) bool {
 
 // registry holds the current key set; lookups are lock free and a reload swaps the whole set at once.
 type registry struct {
-	path string
+	path   string
+	quotas *quotas // gives each loaded key its id's quota
 	keys atomic.Pointer[map[string]*Key]
 	// raw is the file content of the current set, to skip reloads that change nothing.
 	raw atomic.Pointer[[]byte]
@@ -264,6 +266,9 @@ func (r *registry) reload() (changed bool, err error) {
 	}
 	if old := r.raw.Load(); old != nil && bytes.Equal(*old, raw) {
 		return false, nil
+	}
+	for _, k := range keys {
+		k.quota = r.quotas.of(k.ID)
 	}
 	r.origins.Store(newOriginSet(keys))
 	r.keys.Store(&keys)

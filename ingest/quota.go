@@ -16,7 +16,19 @@ type keyQuota struct {
 
 // quotas holds a keyQuota per key id, kept across registry reloads (a reload must not reset what a key holds).
 // Requests whose key is only in the body (analytics.js's writeKey) share the quota of the id "".
-type quotas struct{ m sync.Map } // key id → *keyQuota
+type quotas struct {
+	m    sync.Map // key id → *keyQuota
+	anon atomic.Pointer[keyQuota]
+}
+
+// anonymous is the quota of requests whose key is not known before the body.
+func (q *quotas) anonymous() *keyQuota {
+	if a := q.anon.Load(); a != nil {
+		return a
+	}
+	q.anon.CompareAndSwap(nil, q.of(""))
+	return q.anon.Load()
+}
 
 func (q *quotas) of(id string) *keyQuota {
 	if v, ok := q.m.Load(id); ok {

@@ -58,7 +58,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, keys: &registry{path: cfg.KeysFile}}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.keys = &registry{path: cfg.KeysFile, quotas: &s.quotas}
 	if _, err := s.keys.reload(); err != nil {
 		return nil, fmt.Errorf("-keys: %w", err)
 	}

@@ -31,7 +31,7 @@ type usageKey struct{ tenant, keyID, month string }
 type tenantMonth struct{ tenant, month string }
 
 // usage enforces monthly limits: the tenant's plan (Tenant.MonthlyLimit, across all its keys) and a key's own
-// cap (Key.MonthlyLimit). Every key is counted, so a limit set mid-month starts from the month's real count.
+// cap (Key.MonthlyLimit). Every key of a tenant with a plan is counted, and a key with a cap.
 type usage struct {
 	log     *slog.Logger
 	cl      *kgo.Client // the edge's producer
@@ -76,7 +76,14 @@ func (u *usage) reserve(k *Key, now time.Time, n int64, h http.Header) *httpErro
 	return u.decide(k, now, n, h, true)
 }
 
+// counted reports whether k's events are counted: only those of a tenant with a plan or of a key with a cap,
+// so that unlimited traffic pays no lock (a limit set mid-month counts from when it is set).
+func counted(k *Key) bool { return k.plan.MonthlyLimit > 0 || k.MonthlyLimit > 0 }
+
 func (u *usage) decide(k *Key, now time.Time, n int64, h http.Header, take bool) *httpError {
+	if !counted(k) {
+		return nil
+	}
 	uk := usageKey{k.Tenant, k.ID, monthOf(now)}
 	tm := tenantMonth{k.Tenant, uk.month}
 	u.mu.Lock()
@@ -113,7 +120,7 @@ func (u *usage) decide(k *Key, now time.Time, n int64, h http.Header, take bool)
 
 // settle ends a reservation of n events: they count when Kafka acknowledged them (ok), else they are given back.
 func (u *usage) settle(k *Key, now time.Time, n int64, ok bool) {
-	if n == 0 {
+	if n == 0 || !counted(k) {
 		return
 	}
 	uk := usageKey{k.Tenant, k.ID, monthOf(now)}
