@@ -138,7 +138,7 @@ func (k *Key) signs(data, sig []byte) bool {
 type registry struct {
 	path   string
 	quotas *quotas // gives each loaded key its id's quota
-	keys atomic.Pointer[map[string]*Key]
+	keys   atomic.Pointer[map[string]*Key]
 	// raw is the file content of the current set, to skip reloads that change nothing.
 	raw atomic.Pointer[[]byte]
 	// origins is every origin some key allows (a CORS preflight carries no key, so it is answered for these).
