@@ -95,8 +95,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, dst []byte, li
 }
 
 // pacer moves the connection's read deadline as the body arrives: the body may take -body-read-grace plus the
-// time -min-body-rate needs for what has arrived and the next window, and never more than -read-timeout from
-// the start of the request (http.Server's own bound, which a deadline set here replaces).
+// time -min-body-rate needs for what has arrived and the next read's window (so after the grace its average
+// rate must stay at the minimum), and never more than ReadTimeout from the start of the body (http.Server's own
+// bound, which a deadline set here replaces).
 type pacer struct {
 	rc       *http.ResponseController
 	start    time.Time
