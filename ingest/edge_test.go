@@ -60,7 +60,7 @@ func TestLimitsGzipAndSignature(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{name: "event over limit", key: "dev-key", body: big, code: 413, msg: "more than the limit of 1000"},
+		{name: "event over limit", key: "dev-key", body: big, code: 400, msg: "more than the limit of 1000"},
 		{name: "request over limit", key: "dev-key", body: tooBig, code: 413, msg: "larger than the limit of 4000"},
 		{name: "gzip", key: "dev-key", body: gz(t, ev), hdr: map[string]string{"Content-Encoding": "gzip"}, code: 200},
 		{name: "gzip bomb", key: "dev-key", body: gz(t, bomb), hdr: map[string]string{"Content-Encoding": "gzip"}, code: 413},

@@ -8,7 +8,7 @@ import (
 )
 
 // prepare splits the body, validates every event, derives its contract fields and encodes its record. A single
-// event that is invalid fails the request (400, or 413 when too large); in a batch, invalid events are listed and
+// event that is invalid (too large included) fails the request with 400; in a batch, invalid events are listed and
 // dead-lettered while the valid ones go through. b is the request memory reserved so far; prepare reserves
 // what the records need (503 when that does not fit now, 413 when it never can).
 //
@@ -89,12 +89,10 @@ func (s *Server) prepare(st *reqState, rq *request, b *budget) *httpError {
 
 // prepareOne checks event i (scanned: already read by the splitter, with scanErr) and records its outcome.
 func (s *Server) prepareOne(st *reqState, rq *request, i int, e *contract.Span, scanned bool, scanErr error) *httpError {
-	p, tooLarge := check(st, e, rq, scanned, scanErr)
+	p := check(st, e, rq, scanned, scanErr)
 	if p.reason != "" {
 		if !st.p.Multi {
-			if tooLarge {
-				return fail(http.StatusRequestEntityTooLarge, "%s", p.reason)
-			}
+			// 400 also for an event over -max-event-bytes: 413 is kept for a request over the request limit.
 			return fail(http.StatusBadRequest, "%s", p.reason)
 		}
 		st.rejected = append(st.rejected, rejection{index: i, reason: p.reason})
