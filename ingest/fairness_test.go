@@ -121,3 +121,35 @@ func pct(sorted []time.Duration, p int) time.Duration {
 	}
 	return sorted[min(len(sorted)-1, len(sorted)*p/100)].Round(100 * time.Microsecond)
 }
+
+// TestKeyQuotaSettings: a key's own max_in_flight and max_request_memory replace the per-key flags: with one slot,
+// a second request of the key gets 503 with Retry-After while its first holds the slot, and another key is
+// served; a body over the key's memory gets 413 before it is read whole.
+func TestKeyQuotaSettings(t *testing.T) {
+	e := startEdgeWith(t, `{"keys": {
+  "dev-key":  {"id": "dev", "tenant": "dev", "endpoint_type": "signal-staging"},
+  "tight-key": {"id": "tight", "tenant": "tight", "endpoint_type": "signal-staging", "max_in_flight": 1, "max_request_memory": 100000}
+}}`, nil)
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /api/signal-staging/webhook/tight-key HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[")
+	waitUntil(t, "the first request holds the slot", func() bool { return e.srv.inFlight.Load() == 1 })
+	resp, r := post(t, e.webhook("tight-key"), trackEvent("t", 1), nil)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("second request of the key: %d %+v, want 503 with Retry-After", resp.StatusCode, r)
+	}
+	if resp, r := post(t, e.webhook("dev-key"), trackEvent("d", 1), nil); resp.StatusCode != 200 {
+		t.Errorf("another key: %d %+v", resp.StatusCode, r)
+	}
+	_ = c.Close()
+	waitUntil(t, "the slot is free", func() bool { return e.srv.inFlight.Load() == 0 })
+	if resp, r := post(t, e.webhook("tight-key"), events("big", 300), nil); resp.StatusCode != 413 {
+		t.Errorf("body over the key's memory: %d %+v, want 413", resp.StatusCode, r)
+	}
+	if resp, r := post(t, e.webhook("tight-key"), events("ok", 20), nil); resp.StatusCode != 200 {
+		t.Errorf("a batch within the key's memory: %d %+v", resp.StatusCode, r)
+	}
+}

@@ -133,13 +133,14 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, rt *route) 
 	if k != nil {
 		q = k.quota
 	}
-	if q.inFlight.Add(1) > int64(s.cfg.MaxInFlightPerKey) {
+	maxIn, maxMem := s.keyLimits(k)
+	if q.inFlight.Add(1) > maxIn {
 		q.inFlight.Add(-1)
 		s.m.quotaRejected.WithLabelValues("in_flight").Inc()
 		return writeError(w, s.unavailable("this key has too many requests in flight, retry later"))
 	}
 	defer q.inFlight.Add(-1)
-	b := budget{s: s, q: q}
+	b := budget{s: s, q: q, limit: maxMem}
 	defer b.release()
 	st := statePool.Get().(*reqState)
 	st.body, herr = s.readBody(w, r, st.body[:0], rt.maxBytes, &b)

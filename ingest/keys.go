@@ -47,6 +47,11 @@ type Key struct {
 	// from (the request's Origin header). A request with an Origin the key does not allow gets 403; a key without
 	// allowed_origins refuses every browser request. Server libraries and the Webhooks destination send no Origin.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// MaxInFlight and MaxRequestMemory replace -max-in-flight-per-key and -max-request-memory-per-key for this
+	// key (0: the flags'), e.g. for a Webhooks destination sending many 4000-event batches at once. They are
+	// capped by -max-in-flight and -max-request-memory.
+	MaxInFlight      int   `json:"max_in_flight,omitempty"`
+	MaxRequestMemory int64 `json:"max_request_memory,omitempty"`
 
 	secretDigest []byte
 	plan         *Tenant // the tenant's settings (never nil after parseKeys)
@@ -218,6 +223,8 @@ func parseKeys(raw []byte) (map[string]*Key, error) {
 			return nil, fmt.Errorf("key %q: no endpoint_type", k.ID)
 		case k.MonthlyLimit < 0:
 			return nil, fmt.Errorf("key %q: negative monthly_limit", k.ID)
+		case k.MaxInFlight < 0 || k.MaxRequestMemory < 0:
+			return nil, fmt.Errorf("key %q: negative max_in_flight or max_request_memory", k.ID)
 		case k.Public && (k.SecretHash != "" || k.SigningSecret != ""):
 			return nil, fmt.Errorf("key %q: a public (browser) key cannot have a secret_hash or signing_secret: the page would publish it", k.ID)
 		case k.Public && len(k.AllowedOrigins) == 0:

@@ -71,7 +71,7 @@ func (s *Server) prepare(st *reqState, rq *request, b *budget) *httpError {
 	env := st.p.Envelope
 	envSize := int64(len(env.Context) + len(env.SentAt) + len(env.Integrations))
 	need := 3*int64(len(st.body)) + int64(len(st.p.Events))*(2*envSize+400)
-	if need > s.cfg.MaxRequestMemoryPerKey {
+	if need > b.limit {
 		return fail(http.StatusRequestEntityTooLarge,
 			"request too large once the batch context is merged into each of its %d events", len(st.p.Events))
 	}
@@ -112,7 +112,7 @@ func (s *Server) grow(st *reqState, b *budget) *httpError {
 	if used <= b.held {
 		return nil
 	}
-	limit := s.cfg.MaxRequestMemoryPerKey
+	limit := b.limit
 	if used > limit {
 		return fail(http.StatusRequestEntityTooLarge, "request too large: its records need more than -max-request-memory-per-key")
 	}

@@ -40,9 +40,22 @@ func (q *quotas) of(id string) *keyQuota {
 
 // budget is the request memory one request holds, reserved from its key's quota and the edge's budget.
 type budget struct {
-	s    *Server
-	q    *keyQuota
-	held int64
+	s     *Server
+	q     *keyQuota
+	limit int64 // the key's memory quota
+	held  int64
+}
+
+// keyLimits are the in-flight and memory quotas of k (nil: a key not known before the body).
+func (s *Server) keyLimits(k *Key) (inFlight, memory int64) {
+	inFlight, memory = int64(s.cfg.MaxInFlightPerKey), s.cfg.MaxRequestMemoryPerKey
+	if k != nil && k.MaxInFlight > 0 {
+		inFlight = min(int64(k.MaxInFlight), int64(s.cfg.MaxInFlight))
+	}
+	if k != nil && k.MaxRequestMemory > 0 {
+		memory = min(k.MaxRequestMemory, s.cfg.MaxRequestMemory)
+	}
+	return inFlight, memory
 }
 
 // growTo makes the request hold n bytes (nothing when it holds that much already): 503 when that does not fit
@@ -52,10 +65,10 @@ func (b *budget) growTo(n int64) *httpError {
 	if extra <= 0 {
 		return nil
 	}
-	if n > b.s.cfg.MaxRequestMemoryPerKey {
-		return fail(http.StatusRequestEntityTooLarge, "request too large: it needs more than -max-request-memory-per-key")
+	if n > b.limit {
+		return fail(http.StatusRequestEntityTooLarge, "request too large: it needs more than the key's request memory (-max-request-memory-per-key)")
 	}
-	if b.q.mem.Add(extra) > b.s.cfg.MaxRequestMemoryPerKey {
+	if b.q.mem.Add(extra) > b.limit {
 		b.q.mem.Add(-extra)
 		b.s.m.quotaRejected.WithLabelValues("memory").Inc()
 		return b.s.unavailable("this key has too much request data in flight, retry later")
