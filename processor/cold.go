@@ -45,8 +45,8 @@ func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, ev *Ev
 	return nil
 }
 
-// rehydrate emits every held signal of v again, linked to email with a version above any emitted so far, and
-// clears the hold. Signals held longer than MaxHeldAge are dropped and counted instead.
+// rehydrate emits every held signal of v again, linked to email with a version above any emitted so far
+// (nextVersion of the highest the held record, the live dedup entry and this call know), and clears the hold. Signals held longer than MaxHeldAge are dropped and counted instead.
 func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email string, now time.Time) error {
 	ck := counterKey(tenant, v)
 	b, err := st.Get(ck)
@@ -57,6 +57,7 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 	if err != nil {
 		return err
 	}
+	var emitted map[string]int64 // versions emitted by this call, per id
 	for seq := cnt.First; seq < cnt.Next; seq++ {
 		hk := heldKey(tenant, v, seq)
 		hb, err := st.Get(hk)
@@ -79,15 +80,22 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 		if err != nil {
 			return err
 		}
-		version := h.Version
+		known := h.Version
 		entry, live, err := c.dedup(st, tenant, id, now)
 		if err != nil {
 			return err
 		}
-		if live && entry.Version > version {
-			version = entry.Version
+		if live && entry.Version > known {
+			known = entry.Version
 		}
-		version++
+		if v := emitted[id]; v > known {
+			known = v // held twice (a replay after the window held it again) and no live entry to count on
+		}
+		version := nextVersion(known, now)
+		if emitted == nil {
+			emitted = map[string]int64{}
+		}
+		emitted[id] = version
 		sig, _ := c.signalOf(&c.rsig, ev, id, h.Partition, h.Offset, version, now)
 		sig.Status, sig.Email = schemas.StatusLinked, email
 		sig.EmailDomain = contract.EmailDomain(email)

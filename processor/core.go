@@ -129,14 +129,14 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	if err != nil {
 		return err
 	}
-	version := int64(1)
+	version := nextVersion(0, now)
 	if seen {
 		if entry.Offset != offset {
 			c.Stats.Duplicates++
 			return nil
 		}
 		// The same offset again is a replay of the input, not a second delivery: emit again, one version up.
-		version = entry.Version + 1
+		version = nextVersion(entry.Version, now)
 		c.Stats.Reemitted++
 	} else {
 		entry = dedupEntry{FirstSeenMs: now.UnixMilli(), Offset: offset}
