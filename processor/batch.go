@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -89,7 +88,7 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 				return p.abort(ctx, sess, err)
 			}
 		}
-		if err := p.sweep(stores[part], ov, now); err != nil {
+		if err := sweep(p.core, stores[part], ov, now, sweepBudget(p.cfg.SweepKeys, ov), p.cfg.SweepInterval, p.log); err != nil {
 			return p.abort(ctx, sess, err)
 		}
 		for _, m := range ov.mutations() {
@@ -224,42 +223,6 @@ func decodeAliasRecord(b []byte) (tenant, user, anon string, ok bool) {
 	r := newValueReader(b)
 	tenant, user, anon = string(r.bytes()), string(r.bytes()), string(r.bytes())
 	return tenant, user, anon, r.err == nil
-}
-
-// sweep lets the core expire a bounded slice of the partition's committed dedup and cold-storage keys.
-func (p *Processor) sweep(s *storeState, ov *overlay, now time.Time) error {
-	if now.Before(s.sweepAfter) {
-		return nil
-	}
-	lower := s.sweepCursor
-	if lower == nil {
-		lower = []byte{prefixCounter}
-	}
-	// 'c' (counters), 'd' (dedup) and 'e' (alias pairs sent) are adjacent: one range covers them.
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{prefixAliasSent + 1}})
-	if err != nil {
-		return fmt.Errorf("sweeping state: %w", err)
-	}
-	defer it.Close()
-	n := 0
-	for ok := it.First(); ok && n < p.cfg.SweepKeys; ok = it.Next() {
-		key := append([]byte(nil), it.Key()...)
-		val := append([]byte(nil), it.Value()...)
-		if err := p.core.Expire(ov, key, val, now); err != nil {
-			if errors.Is(err, ErrStateIO) {
-				return err
-			}
-			p.log.Warn("skipping state key the sweep cannot read", "key", fmt.Sprintf("%q", key), "err", err)
-		}
-		n++
-	}
-	if it.Valid() {
-		s.sweepCursor = append([]byte(nil), it.Key()...)
-	} else {
-		s.sweepCursor = nil
-		s.sweepAfter = now.Add(p.cfg.SweepInterval)
-	}
-	return it.Error()
 }
 
 // emitter produces the core's outputs into the session's transaction.

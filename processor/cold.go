@@ -162,9 +162,10 @@ func pinnedID(emitted, contractID string) string {
 	return emitted
 }
 
-// Expire is the sweep the runner calls for committed state keys, a bounded number per batch: it removes dedup
-// entries past the window and held signals past MaxHeldAge (counted), through st so the changelog sees it.
-// Keys of other kinds are ignored.
+// Expire is what the sweep (sweep.go) calls for each state key it examines, with the key's value as the batch
+// sees it (value must be st's current value: a counter is rewritten from it): it removes dedup entries past the
+// window and held signals past MaxHeldAge (counted), through st so the changelog sees it. Keys of other kinds
+// are ignored.
 func (c *Core) Expire(st State, key, value []byte, now time.Time) error {
 	if len(key) == 0 {
 		return nil
