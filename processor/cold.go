@@ -69,17 +69,20 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 		}
 		h, err := decodeHeld(hb)
 		if err != nil {
-			return err
+			c.deadHeld(st, em, tenant, hk, hb, err)
+			continue
 		}
-		st.Delete(hk)
 		if now.UnixMilli()-h.HeldAtMs > c.cfg.MaxHeldAge.Milliseconds() {
+			st.Delete(hk)
 			c.Stats.HeldExpired++
 			continue
 		}
 		ev, id, err := c.heldEvent(tenant, &h)
 		if err != nil {
-			return err
+			c.deadHeld(st, em, tenant, hk, hb, err)
+			continue
 		}
+		st.Delete(hk)
 		known := h.Version
 		entry, live, err := c.dedup(st, tenant, id, now)
 		if err != nil {
@@ -124,6 +127,23 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 	}
 	st.Delete(ck)
 	return nil
+}
+
+// HeldDeadLetterer is the optional part of an Emitter that dead-letters a held record rehydration cannot read,
+// with the record being processed (the runner's emitter; tests without it only count).
+type HeldDeadLetterer interface {
+	DeadHeld(tenant string, key, value []byte, reason string)
+}
+
+// deadHeld takes a held record that no longer decodes out of the hold: dead-lettered once (the delete commits
+// with it), so the visitor's link goes on with its other held signals instead of failing, with every later
+// identify of the visitor, for this one record.
+func (c *Core) deadHeld(st State, em Emitter, tenant string, hk, hb []byte, err error) {
+	if d, ok := em.(HeldDeadLetterer); ok {
+		d.DeadHeld(tenant, append([]byte(nil), hk...), append([]byte(nil), hb...), "held signal cannot be rehydrated: "+err.Error())
+	}
+	st.Delete(hk)
+	c.Stats.HeldUnreadable++
 }
 
 // heldEvent rebuilds the Event of a held signal and the id it was first emitted with: from the contract's fields

@@ -35,23 +35,24 @@ type CoreConfig struct {
 
 // Stats counts what the core did; the runner adds a batch's stats to the metrics only once the batch committed.
 type Stats struct {
-	Events        int64 // raw events processed (duplicates included)
-	Duplicates    int64 // dropped: same content seen at another offset within the window
-	Reemitted     int64 // same offset read again (replay): emitted again with a higher version
-	Cold          int64 // signals emitted cold
-	Linked        int64 // signals emitted linked (at once, not by rehydration)
-	Rehydrated    int64 // held signals emitted again linked
-	NoVisitor     int64 // cold signals without a legal id: emitted, never held
-	HeldEvicted   int64 // held signals dropped because their visitor exceeded MaxHeldPerVisitor
-	HeldExpired   int64 // held signals dropped because they were older than MaxHeldAge
-	DedupExpired  int64 // dedup entries removed after the window
-	LinksOut      int64 // identity links emitted
-	LinksApplied  int64 // identity links applied from the identities topic
-	LinksStale    int64 // identity links ignored because a newer link was known
-	AliasesOut    int64 // (anonymousId, userId) pairs sent to the userId's partition
-	AliasesIn     int64 // alias pairs recorded on the userId's partition
-	LegacyLookups int64 // dedup lookups of the other id of a signal (the upgrade to the contract; see dedupIDs)
-	LegacyHits    int64 // ... that found the signal under it
+	Events         int64 // raw events processed (duplicates included)
+	Duplicates     int64 // dropped: same content seen at another offset within the window
+	Reemitted      int64 // same offset read again (replay): emitted again with a higher version
+	Cold           int64 // signals emitted cold
+	Linked         int64 // signals emitted linked (at once, not by rehydration)
+	Rehydrated     int64 // held signals emitted again linked
+	NoVisitor      int64 // cold signals without a legal id: emitted, never held
+	HeldEvicted    int64 // held signals dropped because their visitor exceeded MaxHeldPerVisitor
+	HeldExpired    int64 // held signals dropped because they were older than MaxHeldAge
+	HeldUnreadable int64 // held records rehydration could not read: dead-lettered and dropped
+	DedupExpired   int64 // dedup entries removed after the window
+	LinksOut       int64 // identity links emitted
+	LinksApplied   int64 // identity links applied from the identities topic
+	LinksStale     int64 // identity links ignored because a newer link was known
+	AliasesOut     int64 // (anonymousId, userId) pairs sent to the userId's partition
+	AliasesIn      int64 // alias pairs recorded on the userId's partition
+	LegacyLookups  int64 // dedup lookups of the other id of a signal (the upgrade to the contract; see dedupIDs)
+	LegacyHits     int64 // ... that found the signal under it
 }
 
 // Add adds o to s.
@@ -65,6 +66,7 @@ func (s *Stats) Add(o Stats) {
 	s.NoVisitor += o.NoVisitor
 	s.HeldEvicted += o.HeldEvicted
 	s.HeldExpired += o.HeldExpired
+	s.HeldUnreadable += o.HeldUnreadable
 	s.DedupExpired += o.DedupExpired
 	s.LinksOut += o.LinksOut
 	s.LinksApplied += o.LinksApplied
