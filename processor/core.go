@@ -89,6 +89,7 @@ type Core struct {
 	// key buffers for the hot path: State copies the keys it keeps, so a key needs to live only until the call
 	// that uses it returns (kbuf), or until the end of ProcessEvent (dkbuf: the event's dedup key)
 	kbuf, dkbuf, hkbuf []byte
+	unlinked           []visitor // resolve's result
 	// the signal being built: sig for the event, rsig for the held signals it rehydrates
 	sig, rsig schemas.Signal
 	// Stats accumulates until the caller resets it.
@@ -173,8 +174,15 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 		// An email without any legal visitor id: the signal is the lead's, but there is nothing to link.
 		sig.Status, sig.Email = schemas.StatusLinked, email
 	}
-	if err := c.resolve(st, ev.Tenant, ids, sig); err != nil {
+	unlinked, err := c.resolve(st, ev.Tenant, ids, sig)
+	if err != nil {
 		return err
+	}
+	if len(unlinked) > 0 && ev.Type != "group" {
+		// Linked through another of its ids: the event joins them, as an identify would (see resolve).
+		if err := c.link(st, em, ev, unlinked, sig.Email, now); err != nil {
+			return err
+		}
 	}
 	sig.EmailDomain = contract.EmailDomain(sig.Email)
 	enc, err := schemas.EncodeSignal(sig)
@@ -292,16 +300,27 @@ func (c *Core) dedup(st State, tenant, id string, now time.Time) (dedupEntry, bo
 
 // resolve completes sig from what the visitor's ids know: a cold signal is linked to the lead of the first id
 // that has one (and a traitless one takes the lead's traits), and a signal without a group of its own takes the
-// group the visitor last joined.
-func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Signal) error {
+// group the visitor last joined. When it linked the signal, it returns the event's other ids that have no lead
+// (valid until the next resolve): an event carrying an anonymousId and a userId says they are one person, so
+// the caller links those ids to the lead as well (and rehydrates what they hold), the outcome the alias path
+// gives when the linked id lives on another partition.
+func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Signal) ([]visitor, error) {
 	cold, needGroup := sig.Status == schemas.StatusCold, sig.GroupID == ""
+	if !cold && !needGroup {
+		return nil, nil
+	}
+	wasCold := cold
+	c.unlinked = c.unlinked[:0]
 	for _, v := range ids {
-		if !cold && !needGroup {
-			return nil
+		if !cold && !needGroup && !wasCold {
+			return nil, nil
 		}
 		id, ok, err := c.getIdentity(st, tenant, v)
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if !ok || id.Email == "" {
+			c.unlinked = append(c.unlinked, v)
 		}
 		if !ok {
 			continue
@@ -316,7 +335,10 @@ func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Sign
 			}
 		}
 	}
-	return nil
+	if cold {
+		return nil, nil
+	}
+	return c.unlinked, nil
 }
 
 func (c *Core) getIdentity(st State, tenant string, v visitor) (identity, bool, error) {
