@@ -90,6 +90,8 @@ type Core struct {
 	// that uses it returns (kbuf), or until the end of ProcessEvent (dkbuf: the event's dedup key)
 	kbuf, dkbuf, hkbuf []byte
 	unlinked           []visitor // resolve's result
+	// enrich is the lead enrichment a rule mapped into the event being processed (nil: none)
+	enrich map[string]string
 	// the signal being built: sig for the event, rsig for the held signals it rehydrates
 	sig, rsig schemas.Signal
 	// Stats accumulates until the caller resets it.
@@ -148,6 +150,10 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	dk := c.dkbuf // until the end of this call; rehydration makes its own keys
 
 	sig, email := c.signalOf(&c.sig, ev, id, partition, offset, version, now)
+	c.enrich = nil
+	if sig.Mapped != nil && ev.Type != "group" {
+		c.enrich = leadEnrichment(sig.Mapped) // the lead's identity gets what the rule mapped, too
+	}
 	if entry.First.set {
 		entry.First.apply(sig) // a replay: the first version's key columns, whatever the derivation says now
 	} else {
@@ -178,9 +184,23 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	if err != nil {
 		return err
 	}
-	if len(unlinked) > 0 && ev.Type != "group" {
-		// Linked through another of its ids: the event joins them, as an identify would (see resolve).
-		if err := c.link(st, em, ev, unlinked, sig.Email, now); err != nil {
+	if ev.Type != "group" && sig.Status == schemas.StatusLinked && email == "" {
+		// Linked through one of its ids (resolve): the event joins the unlinked ones to the lead, as an identify
+		// would, and a rule's enrichment reaches the lead's identity through every id linked to that lead.
+		targets := unlinked
+		if c.enrich != nil {
+			if targets, err = c.sameLead(st, ev.Tenant, ids, sig.Email); err != nil {
+				return err
+			}
+		}
+		if len(targets) > 0 {
+			if err := c.link(st, em, ev, targets, sig.Email, now); err != nil {
+				return err
+			}
+		}
+	} else if c.enrich != nil && sig.Status == schemas.StatusCold && ev.Type != "identify" && len(ids) > 0 {
+		// No lead yet: keep the enrichment with the visitor's traits for when it is linked.
+		if err := c.recordTraits(st, ev, ids); err != nil {
 			return err
 		}
 	}
@@ -339,6 +359,21 @@ func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Sign
 		return nil, nil
 	}
 	return c.unlinked, nil
+}
+
+// sameLead returns the ids without a lead or linked to email.
+func (c *Core) sameLead(st State, tenant string, ids []visitor, email string) ([]visitor, error) {
+	var out []visitor
+	for _, v := range ids {
+		id, ok, err := c.getIdentity(st, tenant, v)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || id.Email == "" || id.Email == email {
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }
 
 func (c *Core) getIdentity(st State, tenant string, v visitor) (identity, bool, error) {

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -11,7 +12,7 @@ import (
 // partition owns, so this partition resolves it at once), held signals of each id are rehydrated here, and an
 // IdentityLink per id goes to the identities topic, where the partition that owns the id picks it up.
 func (c *Core) link(st State, em Emitter, ev *Event, ids []visitor, email string, now time.Time) error {
-	traits := ev.Traits
+	traits := ev.Traits // and the rule's enrichment (c.enrich), merged below
 	// The link's order: the event's time as the signal carries it (pinned at its first version, so a replay
 	// orders it where it was), then its id.
 	at, sid := c.sig.EventTime.UnixMilli(), c.sig.SignalID
@@ -24,12 +25,17 @@ func (c *Core) link(st State, em Emitter, ev *Event, ids []visitor, email string
 			c.Stats.LinksStale++ // an older event (late, or replayed) than the one the id is linked by
 			continue
 		}
-		if ok && cur.Email == email && (traits == "{}" || traits == cur.Traits) {
-			continue // nothing new: do not churn state or the identities topic
-		}
 		t := traits
 		if t == "{}" && ok && cur.Traits != "" {
 			t = cur.Traits
+		}
+		same := traits == "{}" || traits == cur.Traits
+		if c.enrich != nil {
+			t = mergeTraits(t, c.enrich)
+			same = t == cur.Traits
+		}
+		if ok && cur.Email == email && same {
+			continue // nothing new: do not churn state or the identities topic
 		}
 		id := identity{LinkedAtMs: at, Email: email, Traits: t, GroupID: cur.GroupID, LinkSignal: sid}
 		st.Set(identityKey(ev.Tenant, v), id.encode())
@@ -59,7 +65,7 @@ func (c *Core) link(st State, em Emitter, ev *Event, ids []visitor, email string
 
 // recordTraits stores the traits of an identify without email: no lead, but enrichment for a later link.
 func (c *Core) recordTraits(st State, ev *Event, ids []visitor) error {
-	if ev.Traits == "{}" {
+	if ev.Traits == "{}" && c.enrich == nil {
 		return nil
 	}
 	for _, v := range ids {
@@ -67,13 +73,56 @@ func (c *Core) recordTraits(st State, ev *Event, ids []visitor) error {
 		if err != nil {
 			return err
 		}
-		if cur.Traits == ev.Traits {
+		t := ev.Traits
+		if c.enrich != nil {
+			if t == "{}" && cur.Traits != "" {
+				t = cur.Traits // a rule's enrichment of an event without traits: merged into what is known
+			}
+			t = mergeTraits(t, c.enrich)
+		}
+		if cur.Traits == t {
 			continue
 		}
-		cur.Traits = ev.Traits
+		cur.Traits = t
 		st.Set(identityKey(ev.Tenant, v), cur.encode())
 	}
 	return nil
+}
+
+// enrichmentFields are the fields of a rule's map that enrich the lead (besides its email).
+var enrichmentFields = [...]string{"name", "company", "title"}
+
+// leadEnrichment returns the lead enrichment a rule mapped into a signal (nil when none).
+func leadEnrichment(mapped map[string]string) map[string]string {
+	var out map[string]string
+	for _, f := range enrichmentFields {
+		if v := mapped[f]; v != "" {
+			if out == nil {
+				out = make(map[string]string, len(enrichmentFields))
+			}
+			out[f] = v
+		}
+	}
+	return out
+}
+
+// mergeTraits returns the JSON object traits with the fields of enrich set (as strings, over what traits says:
+// an operator's rule outranks the event). Keys come out sorted; traits that are not an object are replaced.
+func mergeTraits(traits string, enrich map[string]string) string {
+	m := map[string]json.RawMessage{}
+	_ = json.Unmarshal([]byte(traits), &m) // not an object: only the enrichment
+	if m == nil {
+		m = map[string]json.RawMessage{}
+	}
+	for k, v := range enrich {
+		b, _ := json.Marshal(v)
+		m[k] = b
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return traits
+	}
+	return string(b)
 }
 
 // recordGroup remembers, for each id of the visitor, the group a group call joined it to, so the visitor's later
