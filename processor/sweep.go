@@ -52,8 +52,9 @@ func sweep(c *Core, s *storeState, ov *overlay, now time.Time, budget int, inter
 			}
 			val = m.val
 		}
-		key := append([]byte(nil), it.Key()...)
-		if err := c.Expire(ov, key, append([]byte(nil), val...), now); err != nil {
+		// No copies: Expire keeps neither (State copies the keys it keeps), and both stay valid until Next.
+		key := it.Key()
+		if err := c.Expire(ov, key, val, now); err != nil {
 			if errors.Is(err, ErrStateIO) {
 				return err
 			}

@@ -23,6 +23,10 @@ type batchRig struct {
 	off  int64
 	cp   int64
 	base int // Config.SweepKeys
+	// budget, when set, replaces the runner's sweep budget (benchmarks compare the fixed one it replaced)
+	budget func(*overlay) int
+	// out, when set, receives the outputs instead of em (benchmarks: em keeps everything)
+	out Emitter
 }
 
 func newBatchRig(t testing.TB, cfg CoreConfig) *batchRig {
@@ -53,15 +57,23 @@ func (r *batchRig) raws(raws []*schemas.RawEvent) []schemas.Signal {
 	r.t.Helper()
 	n := len(r.em.signals)
 	ov := newOverlay(r.s.partStore)
+	var em Emitter = r.em
+	if r.out != nil {
+		em = r.out
+	}
 	for _, raw := range raws {
 		r.off++
 		ov.begin()
-		if err := r.core.ProcessEvent(ov, r.em, 0, r.off, []byte("k"), raw); err != nil {
+		if err := r.core.ProcessEvent(ov, em, 0, r.off, []byte("k"), raw); err != nil {
 			r.t.Fatal(err)
 		}
 	}
 	log := slog.New(slog.DiscardHandler)
-	if err := sweep(r.core, r.s, ov, r.now, sweepBudget(r.base, ov), time.Minute, log); err != nil {
+	budget := sweepBudget(r.base, ov)
+	if r.budget != nil {
+		budget = r.budget(ov)
+	}
+	if err := sweep(r.core, r.s, ov, r.now, budget, time.Minute, log); err != nil {
 		r.t.Fatal(err)
 	}
 	ov.close()
