@@ -91,14 +91,20 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 		if live && entry.Version > known {
 			known = entry.Version
 		}
-		if v := emitted[id]; v > known {
-			known = v // held twice (a replay after the window held it again) and no live entry to count on
+		if !live {
+			// No live entry to count on (it is updated below when live): the id may be held twice (a replay
+			// after the window held it again), so remember what this call emitted.
+			if v := emitted[id]; v > known {
+				known = v
+			}
 		}
 		version := nextVersion(known, now)
-		if emitted == nil {
-			emitted = map[string]int64{}
+		if !live {
+			if emitted == nil {
+				emitted = map[string]int64{}
+			}
+			emitted[id] = version
 		}
-		emitted[id] = version
 		sig, _ := c.signalOf(&c.rsig, ev, id, h.Partition, h.Offset, version, now)
 		sig.Status, sig.Email = schemas.StatusLinked, email
 		sig.EmailDomain = contract.EmailDomain(email)
