@@ -215,18 +215,20 @@ func (c *Core) Expire(st State, key, value []byte, now time.Time) error {
 		}
 		first := cnt.First
 		for ; cnt.First < cnt.Next; cnt.First++ {
-			hk := append(append([]byte{prefixHeld}, key[1:]...), 0)
-			hk = appendSeq(hk, cnt.First)
+			c.hkbuf = append(append(append(c.hkbuf[:0], prefixHeld), key[1:]...), 0)
+			hk := appendSeq(c.hkbuf, cnt.First)
+			c.hkbuf = hk
 			hb, err := st.Get(hk)
 			if err != nil {
 				return err
 			}
 			if hb != nil {
-				h, err := decodeHeld(hb)
-				if err != nil {
-					return err
+				r := newValueReader(hb) // only the hold time: the rest need not be decoded
+				heldAt := r.varint()
+				if r.err != nil {
+					return r.err
 				}
-				if now.UnixMilli()-h.HeldAtMs <= c.cfg.MaxHeldAge.Milliseconds() {
+				if now.UnixMilli()-heldAt <= c.cfg.MaxHeldAge.Milliseconds() {
 					break
 				}
 				st.Delete(hk)
