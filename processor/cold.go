@@ -109,7 +109,7 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 		sig.Status, sig.Email = schemas.StatusLinked, email
 		sig.EmailDomain = contract.EmailDomain(email)
 		if sig.GroupID == "" {
-			if vid, ok, err := c.getIdentity(st, tenant, v); err != nil {
+			if vid, ok, err := c.leadOf(st, tenant, v); err != nil {
 				return err
 			} else if ok {
 				sig.GroupID = vid.GroupID

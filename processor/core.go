@@ -335,7 +335,7 @@ func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Sign
 		if !cold && !needGroup && !wasCold {
 			return nil, nil
 		}
-		id, ok, err := c.getIdentity(st, tenant, v)
+		id, ok, err := c.leadOf(st, tenant, v)
 		if err != nil {
 			return nil, err
 		}
@@ -365,7 +365,7 @@ func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Sign
 func (c *Core) sameLead(st State, tenant string, ids []visitor, email string) ([]visitor, error) {
 	var out []visitor
 	for _, v := range ids {
-		id, ok, err := c.getIdentity(st, tenant, v)
+		id, ok, err := c.leadOf(st, tenant, v)
 		if err != nil {
 			return nil, err
 		}
@@ -377,11 +377,20 @@ func (c *Core) sameLead(st State, tenant string, ids []visitor, email string) ([
 }
 
 func (c *Core) getIdentity(st State, tenant string, v visitor) (identity, bool, error) {
+	return c.readIdentity(st, tenant, v, true)
+}
+
+// leadOf is getIdentity for reading only (resolve, rehydration): without the link's signal id.
+func (c *Core) leadOf(st State, tenant string, v visitor) (identity, bool, error) {
+	return c.readIdentity(st, tenant, v, false)
+}
+
+func (c *Core) readIdentity(st State, tenant string, v visitor, withLink bool) (identity, bool, error) {
 	c.kbuf = appendStateKey(c.kbuf[:0], prefixIdentity, tenant, v.kind, ":", v.id)
 	b, err := st.Get(c.kbuf)
 	if err != nil || b == nil {
 		return identity{}, false, err
 	}
-	id, err := decodeIdentity(b)
+	id, err := decodeIdentityLink(b, withLink)
 	return id, err == nil, err
 }

@@ -178,3 +178,23 @@ func eventEmail(ss []schemas.Signal, event string) string {
 	}
 	return best.Email
 }
+
+// The link's signal id is an optional trailing field after the group (written, maybe empty, when the link's id
+// is): values from before decode without it, and values with it decode whole, also without a group.
+func TestIdentityEncodingWithLinkSignal(t *testing.T) {
+	for _, id := range []identity{
+		{LinkedAtMs: 1, Email: "a@x.io", Traits: "{}"},
+		{LinkedAtMs: 1, Email: "a@x.io", Traits: "{}", GroupID: "g"},
+		{LinkedAtMs: 1, Email: "a@x.io", Traits: "{}", LinkSignal: "sig"},
+		{LinkedAtMs: 1, Email: "a@x.io", Traits: "{}", GroupID: "g", LinkSignal: "sig"},
+	} {
+		got, err := decodeIdentity(id.encode())
+		if err != nil || got != id {
+			t.Errorf("%+v decoded as %+v (%v)", id, got, err)
+		}
+		lead, err := decodeIdentityLink(id.encode(), false)
+		if err != nil || lead.Email != id.Email || lead.GroupID != id.GroupID || lead.LinkSignal != "" {
+			t.Errorf("%+v read for its lead as %+v (%v)", id, lead, err)
+		}
+	}
+}

@@ -258,13 +258,17 @@ func decodeDedup(b []byte) (dedupEntry, error) {
 	return e, r.err
 }
 
-func decodeIdentity(b []byte) (identity, error) {
+func decodeIdentity(b []byte) (identity, error) { return decodeIdentityLink(b, true) }
+
+// decodeIdentityLink decodes an identity, its LinkSignal only when withLink (one allocation fewer on the hot
+// path, which only reads the lead; a value decoded without it must not be encoded again).
+func decodeIdentityLink(b []byte, withLink bool) (identity, error) {
 	r := newValueReader(b)
 	id := identity{LinkedAtMs: r.varint(), Email: string(r.bytes()), Traits: string(r.bytes())}
 	if r.err == nil && len(r.b) > 0 {
 		id.GroupID = string(r.bytes())
 	}
-	if r.err == nil && len(r.b) > 0 {
+	if withLink && r.err == nil && len(r.b) > 0 {
 		id.LinkSignal = string(r.bytes())
 	}
 	return id, r.err
