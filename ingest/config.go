@@ -109,6 +109,9 @@ type Config struct {
 	Logger *slog.Logger
 	// KafkaOpts are appended to the producer's options (tests use them for fault injection).
 	KafkaOpts []kgo.Opt
+	// KafkaConnOpts are how every Kafka client of the edge connects: TLS and SASL (kafkaconn.Flags.Opts; the
+	// -kafka-tls* and -kafka-sasl-* flags). Empty: plaintext.
+	KafkaConnOpts []kgo.Opt
 	// Now returns the current time (default time.Now); tests move the month.
 	Now func() time.Time
 }

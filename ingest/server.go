@@ -22,6 +22,7 @@ import (
 
 	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/schemas/contract"
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
 // producer is the one method of the Kafka client the handler uses: the seam where the handler benchmark swaps in
@@ -76,6 +77,7 @@ func New(cfg Config) (*Server, error) {
 		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout + 30*time.Second),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 	}
+	opts = append(opts, cfg.KafkaConnOpts...)
 	cl, err := kgo.NewClient(append(opts, cfg.KafkaOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("-brokers: creating kafka client: %w", err)
@@ -152,7 +154,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	cancel()
 	if err != nil {
-		return fmt.Errorf("ensuring topics: %w", err)
+		return fmt.Errorf("ensuring topics: %w", kafkaconn.Explain(err))
 	}
 
 	// Background parts stop when bg is canceled, after the HTTP server drained.
@@ -160,7 +162,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopBG()
 	usageDone := make(chan error, 1)
 	caughtUp := make(chan struct{})
-	go func() { usageDone <- s.usage.run(bg, s.cfg.Brokers, s.cfg.UsageInterval, caughtUp) }()
+	go func() {
+		usageDone <- s.usage.run(bg, append([]kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...)}, s.cfg.KafkaConnOpts...), s.cfg.UsageInterval, caughtUp)
+	}()
 	select {
 	case <-caughtUp:
 	case err := <-usageDone:

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/signalstage/signalstage/ingest"
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
 func main() {
@@ -50,7 +51,9 @@ func run() int {
 	var cfg ingest.Config
 	var brokers, level string
 	var partitions int
+	var kafka kafkaconn.Flags
 	fs := flag.NewFlagSet("ingest", flag.ExitOnError)
+	kafka.Register(fs)
 	fs.StringVar(&cfg.Addr, "addr", env("SIGNALSTAGE_INGEST_ADDR", ingest.DefaultAddr), "HTTP listen address (env SIGNALSTAGE_INGEST_ADDR)")
 	fs.StringVar(&brokers, "brokers", env("SIGNALSTAGE_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env SIGNALSTAGE_KAFKA_BROKERS)")
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "topic name prefix (env SIGNALSTAGE_TOPIC_PREFIX)")
@@ -92,6 +95,11 @@ func run() int {
 	slog.SetDefault(log)
 	cfg.Logger = log
 
+	var err error
+	if cfg.KafkaConnOpts, err = kafka.Opts(); err != nil {
+		log.Error("invalid configuration", "err", err)
+		return 2
+	}
 	srv, err := ingest.New(cfg)
 	if err != nil {
 		log.Error("invalid configuration", "err", err)

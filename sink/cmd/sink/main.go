@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 	"github.com/signalstage/signalstage/sink"
 )
 
@@ -74,7 +75,11 @@ func run(args []string) int {
 	logLevel := fs.String("log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error (env SIGNALSTAGE_LOG_LEVEL)")
 	chAddr := fs.String("clickhouse-addr", env("SIGNALSTAGE_CLICKHOUSE_ADDR", "127.0.0.1:9000"), "ClickHouse native address (env SIGNALSTAGE_CLICKHOUSE_ADDR)")
 	chDB := fs.String("clickhouse-database", env("SIGNALSTAGE_CLICKHOUSE_DATABASE", "signalstage"), "ClickHouse database (env SIGNALSTAGE_CLICKHOUSE_DATABASE)")
-	chUser := fs.String("clickhouse-user", env("SIGNALSTAGE_CLICKHOUSE_USER", "default"), "ClickHouse user (env SIGNALSTAGE_CLICKHOUSE_USER; password from SIGNALSTAGE_CLICKHOUSE_PASSWORD)")
+	chUser := fs.String("clickhouse-user", env("SIGNALSTAGE_CLICKHOUSE_USER", "default"), "ClickHouse user (env SIGNALSTAGE_CLICKHOUSE_USER)")
+	chPassword := kafkaconn.RegisterSecret(fs, "clickhouse-password", "SIGNALSTAGE_CLICKHOUSE_PASSWORD", "ClickHouse password")
+	chTLS := kafkaconn.RegisterTLS(fs, "clickhouse-tls", "SIGNALSTAGE_CLICKHOUSE_TLS", "ClickHouse", false)
+	var kafka kafkaconn.Flags
+	kafka.Register(fs)
 	metricsAddr := fs.String("metrics-addr", env("SIGNALSTAGE_SINK_METRICS_ADDR", "127.0.0.1:9103"), "listen address of /metrics; empty disables (env SIGNALSTAGE_SINK_METRICS_ADDR)")
 	flushRows := fs.Int("flush-rows", envInt("SIGNALSTAGE_SINK_FLUSH_ROWS", 50_000), "flush a table's batch at this many rows (env SIGNALSTAGE_SINK_FLUSH_ROWS)")
 	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
@@ -103,6 +108,21 @@ func run(args []string) int {
 		return 2
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	kafkaOpts, err := kafka.Opts()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sink: %v\n", err)
+		return 2
+	}
+	chPass, err := chPassword.Value()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sink: %v\n", err)
+		return 2
+	}
+	chTLSConfig, err := chTLS.Config()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sink: %v\n", err)
+		return 2
+	}
 
 	cfg := sink.Config{
 		Brokers:                strings.Split(*brokers, ","),
@@ -110,7 +130,9 @@ func run(args []string) int {
 		ClickHouseAddr:         *chAddr,
 		Database:               *chDB,
 		ClickHouseUser:         *chUser,
-		ClickHousePassword:     os.Getenv("SIGNALSTAGE_CLICKHOUSE_PASSWORD"),
+		ClickHousePassword:     chPass,
+		ClickHouseTLS:          chTLSConfig,
+		KafkaConnOpts:          kafkaOpts,
 		FlushRows:              *flushRows,
 		FlushBytes:             *flushBytes,
 		FlushInterval:          *flushInterval,
@@ -123,7 +145,6 @@ func run(args []string) int {
 
 	ctx, stop := signalContext(log)
 	defer stop()
-	var err error
 	switch verb {
 	case "run":
 		err = serve(ctx, log, cfg, *metricsAddr)
@@ -279,7 +300,7 @@ func query(ctx context.Context, cfg sink.Config, args []string, params paramFlag
 	if err != nil {
 		return err
 	}
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{cfg.ClickHouseAddr},
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{cfg.ClickHouseAddr}, TLS: cfg.ClickHouseTLS,
 		Auth: clickhouse.Auth{Database: cfg.Database, Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword}})
 	if err != nil {
 		return fmt.Errorf("opening clickhouse: %w", err)
