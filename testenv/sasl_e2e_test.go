@@ -64,7 +64,9 @@ func TestPipelineSASLSSL(t *testing.T) {
 	// TLS settings from the variables for every stage; the user and mechanism from flags.
 	tlsEnv := []string{"SIGNALSTAGE_KAFKA_TLS_CA_FILE=" + sec.CAFile, "SIGNALSTAGE_KAFKA_TLS_CERT_FILE=" + sec.ClientCertFile,
 		"SIGNALSTAGE_KAFKA_TLS_KEY_FILE=" + sec.ClientKeyFile, "SIGNALSTAGE_KAFKA_TLS_SERVER_NAME=localhost"}
-	sasl := func(mech string) []string { return []string{"-kafka-sasl-mechanism", mech, "-kafka-sasl-user", sec.User} }
+	sasl := func(mech string) []string {
+		return []string{"-kafka-sasl-mechanism", mech, "-kafka-sasl-user", sec.User}
+	}
 
 	stages := []*stage{
 		startSecuredStage(t, bin, "sink", tlsEnv, append(append(common, sasl(MechanismScramSHA512)...),
