@@ -77,7 +77,7 @@ func TestPipelineSASLSSL(t *testing.T) {
 	}
 	ingestAddr := freeAddr(t)
 	stages = append(stages, startSecuredStage(t, bin, "ingest", append(tlsEnv, "SIGNALSTAGE_KAFKA_SASL_PASSWORD="+sec.Password),
-		append(append(common, sasl(MechanismPlain)...), "-addr", ingestAddr, "-keys", keys)...))
+		append(append(common, sasl(MechanismPlain)...), "-addr", ingestAddr, "-admin-addr", freeAddr(t), "-keys", keys)...))
 	base := "http://" + ingestAddr
 	waitFor(t, 90*time.Second, "ingest /readyz over SASL_SSL", func() bool {
 		resp, err := http.Get(base + "/readyz")
@@ -118,7 +118,7 @@ func TestPipelineSASLSSL(t *testing.T) {
 	for _, name := range []string{"ingest", "sink"} {
 		args := append(append([]string{}, common...), sasl(MechanismScramSHA512)...)
 		if name == "ingest" {
-			args = append(args, "-addr", freeAddr(t), "-keys", keys)
+			args = append(args, "-addr", freeAddr(t), "-admin-addr", freeAddr(t), "-keys", keys)
 		} else {
 			args = append(args, "-clickhouse-addr", ch.Addr, "-clickhouse-database", ch.Database, "-metrics-addr", "")
 		}
