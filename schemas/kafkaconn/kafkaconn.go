@@ -121,3 +121,9 @@ func Explain(err error) error {
 	}
 	return err
 }
+
+// Variables returns every environment variable Flags.Register reads (for checks that a deployment sets only
+// variables the binaries read).
+func Variables() []string {
+	return append(append(TLSVariables(EnvTLS), EnvSASLMechanism, EnvSASLUser), SecretVariables(EnvSASLPassword)...)
+}

@@ -69,3 +69,6 @@ func (s *Secret) String() string {
 	}
 	return "none"
 }
+
+// SecretVariables returns the variables RegisterSecret reads for env: env itself and env_FILE.
+func SecretVariables(env string) []string { return []string{env, env + "_FILE"} }

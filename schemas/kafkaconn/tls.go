@@ -87,3 +87,8 @@ func envBool(name string) bool {
 	}
 	return false
 }
+
+// TLSVariables returns the variables RegisterTLS reads for envPrefix.
+func TLSVariables(envPrefix string) []string {
+	return []string{envPrefix, envPrefix + "_CA_FILE", envPrefix + "_CERT_FILE", envPrefix + "_KEY_FILE", envPrefix + "_SERVER_NAME"}
+}
