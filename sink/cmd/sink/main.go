@@ -9,6 +9,8 @@
 //	                       everything from that time (default: all the topics retain); idempotent by design
 //	sink forget -tenant T (-email E | -anonymous-id A | -user-id U) [-wait D]
 //	                       erase a person: publish an erasure to signals.erasures and wait for a sink's report
+//	sink tail -topic signals.resolved [-from-beginning] [-n N]
+//	                       print a topic's records as JSON lines, decoded whatever schema version wrote them
 //
 // Every flag falls back to an environment variable; see sink/README.md.
 package main
@@ -99,6 +101,9 @@ func run(args []string) int {
 	forgetAnon := fs.String("anonymous-id", env("SIGNALSTAGE_FORGET_ANONYMOUS_ID", ""), "forget: the person's anonymous id (env SIGNALSTAGE_FORGET_ANONYMOUS_ID)")
 	forgetUser := fs.String("user-id", env("SIGNALSTAGE_FORGET_USER_ID", ""), "forget: the person's user id (env SIGNALSTAGE_FORGET_USER_ID)")
 	forgetWait := fs.Duration("wait", envDuration("SIGNALSTAGE_SINK_FORGET_WAIT", 2*time.Minute), "forget: how long to wait for a sink to report the erasure; 0 publishes and returns (env SIGNALSTAGE_SINK_FORGET_WAIT)")
+	tailTopic := fs.String("topic", env("SIGNALSTAGE_TAIL_TOPIC", ""), "tail: the topic, by base name ("+strings.Join(schemas.ViewTopics(), ", ")+") (env SIGNALSTAGE_TAIL_TOPIC)")
+	tailFromBeginning := fs.Bool("from-beginning", env("SIGNALSTAGE_TAIL_FROM_BEGINNING", "") == "true", "tail: start at the oldest record kept, not at the end (env SIGNALSTAGE_TAIL_FROM_BEGINNING=true)")
+	tailN := fs.Int("n", envInt("SIGNALSTAGE_TAIL_N", 0), "tail: stop after this many records; 0 follows until interrupted (env SIGNALSTAGE_TAIL_N)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -189,8 +194,10 @@ func run(args []string) int {
 			_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"request_id": id, "tenant": rep.Tenant,
 				"erased_at": rep.ErasedAt, "emails": rep.Emails, "visitor_ids": rep.Visitors, "rows": rep.Rows})
 		}
+	case "tail":
+		err = sink.Tail(ctx, cfg, sink.TailRequest{Topic: *tailTopic, FromBeginning: *tailFromBeginning, N: *tailN}, os.Stdout)
 	default:
-		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate, query, replay, redrive or forget)\n", verb)
+		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate, query, replay, redrive, forget or tail)\n", verb)
 		return 2
 	}
 	if err != nil {
