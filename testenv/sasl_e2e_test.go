@@ -143,13 +143,17 @@ func TestPipelineSASLSSL(t *testing.T) {
 	// -h lists the security flags and never the password, even when the variable holds it.
 	for _, name := range []string{"ingest", "processor", "sink"} {
 		cmd := exec.Command(filepath.Join(bin, name), "-h")
-		cmd.Env = append(os.Environ(), "SIGNALSTAGE_KAFKA_SASL_PASSWORD="+sec.Password, "SIGNALSTAGE_CLICKHOUSE_PASSWORD="+sec.Password)
+		cmd.Env = append(os.Environ(), "SIGNALSTAGE_KAFKA_SASL_PASSWORD="+sec.Password, "SIGNALSTAGE_CLICKHOUSE_PASSWORD="+sec.Password,
+			"SIGNALSTAGE_ADMIN_TOKEN="+sec.Password)
 		out, _ := cmd.CombinedOutput()
 		for _, want := range []string{"-kafka-tls-ca-file", "-kafka-tls-cert-file", "-kafka-tls-server-name", "-kafka-sasl-mechanism",
 			"-kafka-sasl-user", "-kafka-sasl-password-file", "SIGNALSTAGE_KAFKA_SASL_PASSWORD"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("%s -h does not list %s", name, want)
 			}
+		}
+		if name == "processor" && !strings.Contains(string(out), "-admin-token-file") {
+			t.Errorf("processor -h does not list -admin-token-file")
 		}
 		if name == "sink" {
 			for _, want := range []string{"-clickhouse-password-file", "-clickhouse-tls-ca-file", "-clickhouse-tls-server-name"} {
