@@ -20,6 +20,16 @@ type Config struct {
 	Addr string
 	// Listener, when set, is served instead of listening on Addr (tests pass 127.0.0.1:0 listeners).
 	Listener net.Listener
+	// AdminAddr is the operator listener: /metrics (per-tenant labels), /healthz and /readyz (-admin-addr, env
+	// SIGNALSTAGE_INGEST_ADMIN_ADDR; 127.0.0.1:9101 in main). With an admin listener the public one does not
+	// serve /metrics; "" (and no AdminListener) serves /metrics on the public listener, as before.
+	AdminAddr string
+	// AdminListener, when set, is served instead of listening on AdminAddr.
+	AdminListener net.Listener
+	// DrainGrace is how long ingest keeps serving after the stop signal with /readyz answering 503, so that load
+	// balancers take it out of rotation before its listener closes (-drain-grace, env SIGNALSTAGE_INGEST_DRAIN_GRACE;
+	// 5s in main; 0 closes at once). ShutdownTimeout then bounds draining what is in flight.
+	DrainGrace time.Duration
 	// Brokers are the Kafka seed brokers (-brokers, default 127.0.0.1:9092).
 	Brokers []string
 	// TopicPrefix is prepended to every topic name (-topic-prefix, default "").
@@ -109,6 +119,9 @@ type Config struct {
 	Logger *slog.Logger
 	// KafkaOpts are appended to the producer's options (tests use them for fault injection).
 	KafkaOpts []kgo.Opt
+	// KafkaConnOpts are how every Kafka client of the edge connects: TLS and SASL (kafkaconn.Flags.Opts; the
+	// -kafka-tls* and -kafka-sasl-* flags). Empty: plaintext.
+	KafkaConnOpts []kgo.Opt
 	// Now returns the current time (default time.Now); tests move the month.
 	Now func() time.Time
 }
@@ -212,6 +225,9 @@ func (c Config) validate() error {
 		// No default: a default pointing at the repository's development keys would let a deployment that
 		// forgot the flag accept keys anyone can read.
 		bad("keys", "is required: the JSON key registry file (for local development: testenv/dev-keys.json)")
+	}
+	if c.DrainGrace < 0 {
+		bad("drain-grace", "must not be negative")
 	}
 	if c.KeysPollInterval < 0 {
 		bad("keys-poll", "must not be negative")

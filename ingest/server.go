@@ -22,6 +22,7 @@ import (
 
 	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/schemas/contract"
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
 // producer is the one method of the Kafka client the handler uses: the seam where the handler benchmark swaps in
@@ -48,6 +49,7 @@ type Server struct {
 	inFlight atomic.Int64
 	memUsed  atomic.Int64 // bytes reserved by requests being served (see reserve)
 	draining atomic.Bool
+	serving  atomic.Bool // the public listener serves
 	// lastReloadErr is only touched by watchKeys' goroutine (and ReloadKeys callers, serialised by it).
 	lastReloadErr string
 }
@@ -76,6 +78,7 @@ func New(cfg Config) (*Server, error) {
 		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout + 30*time.Second),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 	}
+	opts = append(opts, cfg.KafkaConnOpts...)
 	cl, err := kgo.NewClient(append(opts, cfg.KafkaOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("-brokers: creating kafka client: %w", err)
@@ -112,10 +115,49 @@ func (s *Server) routes() *mux.Router {
 		r.Handle(p, batch).Methods(http.MethodPost)
 	}
 	r.PathPrefix("/v1/").Methods(http.MethodOptions).HandlerFunc(s.preflight)
-	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	// /healthz and /readyz stay on the public listener too, for load balancers that check the port they route to.
+	r.HandleFunc("/healthz", healthz)
 	r.HandleFunc("/readyz", s.readyz)
-	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
+	if !s.hasAdmin() {
+		r.Handle("/metrics", s.metricsHandler())
+	}
 	return r
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
+
+func (s *Server) hasAdmin() bool { return s.cfg.AdminAddr != "" || s.cfg.AdminListener != nil }
+
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry})
+}
+
+// AdminHandler returns the operator routes: /metrics, /healthz and /readyz (what the admin listener serves).
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", s.metricsHandler())
+	mux.HandleFunc("/healthz", healthz)
+	mux.HandleFunc("/readyz", s.readyz)
+	return mux
+}
+
+// serveAdmin starts the admin listener; the returned function closes it.
+func (s *Server) serveAdmin() (func(), error) {
+	if !s.hasAdmin() {
+		return func() {}, nil
+	}
+	ln := s.cfg.AdminListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
+			return nil, fmt.Errorf("-admin-addr: %w", err)
+		}
+	}
+	srv := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	go func() { _ = srv.Serve(ln) }()
+	s.log.Info("admin listening", "addr", ln.Addr().String(), "routes", "/metrics /healthz /readyz")
+	return func() { _ = srv.Close() }, nil
 }
 
 // readyz answers 200 when the key registry is loaded, the server is not draining, and Kafka answers.
@@ -124,6 +166,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	var problem string
 	switch {
+	case !s.serving.Load():
+		problem = "starting"
 	case s.draining.Load():
 		problem = "shutting down"
 	case !s.keys.loaded():
@@ -144,15 +188,21 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // requests, flushes the producer and closes it. It returns nil after a clean shutdown.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.cl.Close()
+	// The admin listener first: /healthz and /metrics answer while the topics are made and usage is read.
+	closeAdmin, err := s.serveAdmin()
+	if err != nil {
+		return err
+	}
+	defer closeAdmin()
 	ensureCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := schemas.Config{Prefix: s.cfg.TopicPrefix, Partitions: s.cfg.Partitions,
+	err = schemas.Config{Prefix: s.cfg.TopicPrefix, Partitions: s.cfg.Partitions,
 		ReplicationFactor: s.cfg.ReplicationFactor}.Ensure(ensureCtx, kadm.NewClient(s.cl))
 	if err == nil {
 		err = ensureUsageTopic(ensureCtx, kadm.NewClient(s.cl), s.usage.topic, s.cfg.ReplicationFactor)
 	}
 	cancel()
 	if err != nil {
-		return fmt.Errorf("ensuring topics: %w", err)
+		return fmt.Errorf("ensuring topics: %w", kafkaconn.Explain(err))
 	}
 
 	// Background parts stop when bg is canceled, after the HTTP server drained.
@@ -160,7 +210,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopBG()
 	usageDone := make(chan error, 1)
 	caughtUp := make(chan struct{})
-	go func() { usageDone <- s.usage.run(bg, s.cfg.Brokers, s.cfg.UsageInterval, caughtUp) }()
+	go func() {
+		usageDone <- s.usage.run(bg, append([]kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...)}, s.cfg.KafkaConnOpts...), s.cfg.UsageInterval, caughtUp)
+	}()
 	select {
 	case <-caughtUp:
 	case err := <-usageDone:
@@ -189,6 +241,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	s.serving.Store(true)
 	s.log.Info("ingest listening", "addr", ln.Addr().String(), "raw_topic", s.rawTopic)
 
 	select {
@@ -207,6 +260,11 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) shutdown(srv *http.Server) error {
 	start := time.Now()
 	s.draining.Store(true)
+	if s.cfg.DrainGrace > 0 {
+		// Requests keep being served while load balancers see /readyz answer 503 and stop routing here.
+		s.log.Info("draining: /readyz answers 503, still serving", "grace", s.cfg.DrainGrace.String())
+		time.Sleep(s.cfg.DrainGrace)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	// Shutdown closes the listener, then waits for in-flight requests, which wait for their acks.

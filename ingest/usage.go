@@ -226,9 +226,9 @@ func ensureUsageTopic(ctx context.Context, adm *kadm.Client, name string, rf int
 // run reads the usage topic from the start and publishes this replica's counts every interval until ctx ends,
 // then publishes once more. caughtUp is closed once the topic has been read up to its end at start, so that a
 // restarted replica serves with its previous count.
-func (u *usage) run(ctx context.Context, brokers []string, interval time.Duration, caughtUp chan<- struct{}) error {
-	cons, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(u.topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+func (u *usage) run(ctx context.Context, conn []kgo.Opt, interval time.Duration, caughtUp chan<- struct{}) error {
+	cons, err := kgo.NewClient(append(conn, kgo.ConsumeTopics(u.topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		return fmt.Errorf("usage consumer: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
 )
@@ -36,6 +37,8 @@ const (
 type Config struct {
 	// Brokers to bootstrap from (flag -brokers; default 127.0.0.1:9092).
 	Brokers []string
+	// KafkaConnOpts are added to every Kafka client: TLS and SASL (schemas/kafkaconn, flags -kafka-tls*, -kafka-sasl-*).
+	KafkaConnOpts []kgo.Opt
 	// Topics is the deployment's topic set (flags -topic-prefix, -partitions). Partitions must match signals.raw.
 	Topics schemas.Config
 	// Group is the consumer group (default <prefix>processor). Every instance of one deployment uses the same.

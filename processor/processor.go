@@ -167,7 +167,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	defer p.cache.Unref()
 	defer p.closeStores()
 
-	sess, err := kgo.NewGroupTransactSession(p.clientOpts()...)
+	sess, err := kgo.NewGroupTransactSession(append(p.clientOpts(), p.cfg.KafkaConnOpts...)...)
 	if err != nil {
 		return fmt.Errorf("creating transactional session: %w", err)
 	}
@@ -199,7 +199,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 }
 
 func (p *Processor) admin() (*kadm.Client, *kgo.Client, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.cfg.Brokers...))
+	cl, err := kgo.NewClient(p.cfg.kafkaOpts()...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating admin client: %w", err)
 	}

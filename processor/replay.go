@@ -28,6 +28,8 @@ type ReplayConfig struct {
 	PartitionsList string
 	// DryRun computes the offsets without committing them.
 	DryRun bool
+	// KafkaConnOpts are added to the client: TLS, SASL (schemas/kafkaconn).
+	KafkaConnOpts []kgo.Opt
 }
 
 // ErrGroupActive means the group still has members: replay only rewinds a stopped processor.
@@ -44,7 +46,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (map[int32]int64, error) {
 	if cfg.Group == "" {
 		cfg.Group = cfg.Topics.Prefix + "processor"
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaConnOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating client: %w", err)
 	}

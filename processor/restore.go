@@ -51,11 +51,11 @@ func (p *Processor) restore(ctx context.Context, s *partStore, part int32) error
 		p.m.restoreSeconds.Observe(time.Since(start).Seconds())
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.cfg.Brokers...),
+	cl, err := kgo.NewClient(p.cfg.kafkaOpts(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{p.clog: {part: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Control records tell us where the committed data ends even when a transaction marker is last.
-		kgo.KeepControlRecords())
+		kgo.KeepControlRecords())...)
 	if err != nil {
 		return fmt.Errorf("creating restore client: %w", err)
 	}

@@ -21,7 +21,7 @@ func RuleEvent(e *Event) rules.Event {
 // newRulesWatcher builds the watcher of the rules topic and the Mapper on top of it.
 func newRulesWatcher(cfg Config) (*rules.Watcher, Mapper, error) {
 	w, err := rules.NewWatcher(rules.WatcherConfig{
-		Brokers: cfg.Brokers, Topic: cfg.Topics.Name(schemas.TopicRules), Registerer: cfg.Registry,
+		Brokers: cfg.Brokers, ClientOpts: cfg.KafkaConnOpts, Topic: cfg.Topics.Name(schemas.TopicRules), Registerer: cfg.Registry,
 		Logger: cfg.Logger.With("stage", "processor", "component", "rules"),
 		OnSwap: func(s *rules.Set) {
 			cfg.Logger.Info("mapping rules in effect", "stage", "processor", "rules", s.Len())
@@ -80,10 +80,10 @@ func (p *Processor) rulesAPI() (http.Handler, func(), error) {
 		return nil, func() {}, nil
 	}
 	if p.cfg.AdminToken == "" {
-		p.log.Warn("rules HTTP API disabled: no admin token (-admin-token, env SIGNALSTAGE_ADMIN_TOKEN)")
+		p.log.Warn("rules HTTP API disabled: no admin token (env SIGNALSTAGE_ADMIN_TOKEN or -admin-token-file)")
 		return nil, func() {}, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.cfg.Brokers...))
+	cl, err := kgo.NewClient(p.cfg.kafkaOpts()...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating the rules publisher: %w", err)
 	}

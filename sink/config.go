@@ -5,6 +5,7 @@
 package sink
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
 )
@@ -31,6 +33,11 @@ type Config struct {
 	// ClickHouseUser and ClickHousePassword authenticate (default user "default", empty password).
 	ClickHouseUser     string
 	ClickHousePassword string
+	// ClickHouseTLS, when set, connects to ClickHouse over TLS (flags -clickhouse-tls, -clickhouse-tls-ca-file,
+	// -clickhouse-tls-server-name; ClickHouse Cloud's native port 9440 needs it).
+	ClickHouseTLS *tls.Config
+	// KafkaConnOpts are how every Kafka client of the sink connects: TLS and SASL (kafkaconn.Flags.Opts).
+	KafkaConnOpts []kgo.Opt
 
 	// FlushRows flushes a table's batch when it holds this many rows (default 50,000; flag -flush-rows).
 	FlushRows int
@@ -150,3 +157,8 @@ func (c Config) validate() error {
 
 // Group is the consumer group of the sink for topic prefix prefix.
 func Group(prefix string) string { return prefix + "sink" }
+
+// kafkaOpts returns a Kafka client's options: the seed brokers, KafkaConnOpts, then opts.
+func (c Config) kafkaOpts(opts ...kgo.Opt) []kgo.Opt {
+	return append(append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...)}, c.KafkaConnOpts...), opts...)
+}

@@ -44,7 +44,7 @@ func Forget(ctx context.Context, cfg Config, req ForgetRequest) (string, *Erasur
 	if err != nil {
 		return "", nil, fmt.Errorf("encoding the erasure: %w", err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := kgo.NewClient(cfg.kafkaOpts()...)
 	if err != nil {
 		return "", nil, fmt.Errorf("creating kafka client: %w", err)
 	}

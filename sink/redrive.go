@@ -98,7 +98,7 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 		if cl == nil {
 			// The origin partition, not a partitioner's choice: the co-partitioned topics must keep each key
 			// where it was.
-			if cl, err = kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())); err != nil {
+			if cl, err = kgo.NewClient(cfg.kafkaOpts(kgo.RecordPartitioner(kgo.ManualPartitioner()))...); err != nil {
 				return fmt.Errorf("creating kafka client: %w", err)
 			}
 		}

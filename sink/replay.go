@@ -20,7 +20,7 @@ func Replay(ctx context.Context, cfg Config, from time.Time) error {
 	if len(cfg.Brokers) == 0 {
 		return fmt.Errorf("%w: -brokers: no broker given", ErrConfig)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := kgo.NewClient(cfg.kafkaOpts()...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}

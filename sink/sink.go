@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
 // Sink consumes signals.resolved, identities and signals.dlq and loads them into ClickHouse. One goroutine owns
@@ -108,8 +109,7 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.client, err = kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
+	s.client, err = kgo.NewClient(cfg.kafkaOpts(
 		kgo.ConsumerGroup(Group(cfg.Topics.Prefix)),
 		kgo.ConsumeTopics(names...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -122,7 +122,7 @@ func New(cfg Config) (*Sink, error) {
 		kgo.FetchMaxPartitionBytes(8<<20),
 		kgo.OnPartitionsRevoked(s.forget),
 		kgo.OnPartitionsLost(s.forget),
-	)
+	)...)
 	if err != nil {
 		_ = s.conn.Close()
 		return nil, fmt.Errorf("creating kafka client: %w", err)
@@ -135,6 +135,7 @@ func OpenClickHouse(cfg Config) (driver.Conn, error) {
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:        []string{cfg.ClickHouseAddr},
 		Auth:        clickhouse.Auth{Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword},
+		TLS:         cfg.ClickHouseTLS,
 		DialTimeout: 5 * time.Second,
 	})
 	if err != nil {
@@ -171,7 +172,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	defer s.conn.Close()
 	defer s.client.Close()
 	if err := s.cfg.Topics.Ensure(ctx, kadm.NewClient(s.client)); err != nil {
-		return fmt.Errorf("ensuring topics: %w", err)
+		return fmt.Errorf("ensuring topics: %w", kafkaconn.Explain(err))
 	}
 	applied, err := Migrate(ctx, s.conn, s.cfg.Database)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
 // The stage services of deploy/docker-compose.yml, by the name of their binary.
@@ -131,6 +133,8 @@ func TestInterpolate(t *testing.T) {
 func envReadByBinaries(t *testing.T) map[string]map[string]bool {
 	t.Helper()
 	lit := regexp.MustCompile(`"(SIGNALSTAGE_[A-Z0-9_]+)"`)
+	secretCall := regexp.MustCompile(`kafkaconn\.RegisterSecret\([^)]*"(SIGNALSTAGE_[A-Z0-9_]+)"`)
+	tlsCall := regexp.MustCompile(`kafkaconn\.RegisterTLS\([^)]*"(SIGNALSTAGE_[A-Z0-9_]+)"`)
 	out := map[string]map[string]bool{}
 	for _, stage := range composeStages {
 		vars := map[string]bool{"GOMEMLIMIT": true, "GOGC": true, "GOMAXPROCS": true, "GODEBUG": true}
@@ -145,6 +149,22 @@ func envReadByBinaries(t *testing.T) map[string]map[string]bool {
 			}
 			for _, m := range lit.FindAllStringSubmatch(string(b), -1) {
 				vars[m[1]] = true
+			}
+			// The shared security flags (schemas/kafkaconn) derive their variables from one name.
+			if strings.Contains(string(b), "kafkaconn.Flags") {
+				for _, v := range kafkaconn.Variables() {
+					vars[v] = true
+				}
+			}
+			for _, m := range secretCall.FindAllStringSubmatch(string(b), -1) {
+				for _, v := range kafkaconn.SecretVariables(m[1]) {
+					vars[v] = true
+				}
+			}
+			for _, m := range tlsCall.FindAllStringSubmatch(string(b), -1) {
+				for _, v := range kafkaconn.TLSVariables(m[1]) {
+					vars[v] = true
+				}
 			}
 		}
 		if len(vars) < 6 {

@@ -55,7 +55,7 @@ func TestComposeEnvironmentNative(t *testing.T) {
 		vars := map[string]string{
 			"KAFKA_BROKERS": proxies[stage].addr, "TOPIC_PREFIX": prefix,
 			"CLICKHOUSE_ADDR": ch.addr, "CLICKHOUSE_PASSWORD": password,
-			"INGEST_ADDR": ingestAddr, "PROCESSOR_ADMIN_ADDR": adminAddr, "SINK_METRICS_ADDR": sinkAddr,
+			"INGEST_ADDR": ingestAddr, "INGEST_ADMIN_ADDR": freeAddr(t), "PROCESSOR_ADMIN_ADDR": adminAddr, "SINK_METRICS_ADDR": sinkAddr,
 			"INGEST_KEYS_FILE": "../testenv/dev-keys.json",
 		}
 		env, err := serviceEnv(compose.Services[stage], deployDir, func(k string) (string, bool) { v, ok := vars[k]; return v, ok },

@@ -96,7 +96,7 @@ func startPipeline(t *testing.T, processorArgs ...string) *pipeline {
 	startStage(t, p.bin, "sink", append(common, "-clickhouse-addr", p.ch.Addr, "-clickhouse-database", p.ch.Database,
 		"-metrics-addr", freeAddr(t))...)
 	startStage(t, p.bin, "processor", append(append(common, "-state-dir", t.TempDir()), processorArgs...)...)
-	startStage(t, p.bin, "ingest", append(common, "-addr", ingestAddr, "-keys", keys)...)
+	startStage(t, p.bin, "ingest", append(common, "-addr", ingestAddr, "-admin-addr", freeAddr(t), "-keys", keys)...)
 
 	p.base = "http://" + ingestAddr
 	waitFor(t, 60*time.Second, "ingest /readyz", func() bool {

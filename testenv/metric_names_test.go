@@ -149,7 +149,8 @@ func TestDeployMetricsExported(t *testing.T) {
 	startStage(t, bin, "sink", append(common, "-clickhouse-addr", ch.Addr, "-clickhouse-database", ch.Database,
 		"-metrics-addr", sinkAddr)...)
 	startStage(t, bin, "processor", append(common, "-state-dir", t.TempDir(), "-admin-addr", adminAddr)...)
-	startStage(t, bin, "ingest", append(common, "-addr", ingestAddr, "-keys", keys)...)
+	ingestAdmin := freeAddr(t)
+	startStage(t, bin, "ingest", append(common, "-addr", ingestAddr, "-admin-addr", ingestAdmin, "-keys", keys)...)
 	base := "http://" + ingestAddr
 	waitFor(t, 60*time.Second, "ingest /readyz", func() bool { return httpStatus(base+"/readyz") == http.StatusOK })
 
@@ -196,7 +197,7 @@ func TestDeployMetricsExported(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		exp = exposition{}
-		for _, u := range []string{base, "http://" + adminAddr, "http://" + sinkAddr} {
+		for _, u := range []string{"http://" + ingestAdmin, "http://" + adminAddr, "http://" + sinkAddr} {
 			body, err := httpGet(u + "/metrics")
 			if err != nil {
 				t.Fatalf("scraping %s/metrics: %v", u, err)

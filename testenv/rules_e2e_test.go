@@ -25,7 +25,11 @@ import (
 func TestRuleFromQueueMapsAndRehydrates(t *testing.T) {
 	adminAddr := freeAddr(t)
 	const token = "e2e-admin-token"
-	p := startPipeline(t, "-admin-addr", adminAddr, "-admin-token", token)
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, "-admin-addr", adminAddr, "-admin-token-file", tokenFile)
 	ch, bin, base, common := p.ch, p.bin, p.base, p.common
 	chFlags := []string{"-clickhouse-addr", ch.Addr, "-clickhouse-database", ch.Database}
 	run := time.Now().UnixNano()

@@ -79,7 +79,7 @@ signalstage is running.
 
   Logs:    $RUN/ingest.log  $RUN/processor.log  $RUN/sink.log
            services: make status
-  Metrics: http://$INGEST_ADDR/metrics  http://127.0.0.1:9102/metrics  http://127.0.0.1:9103/metrics
+  Metrics: http://127.0.0.1:9101/metrics (ingest -admin-addr)  http://127.0.0.1:9102/metrics  http://127.0.0.1:9103/metrics
 
 Ctrl-C stops the three stages.
 EOT

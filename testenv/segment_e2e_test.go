@@ -40,7 +40,7 @@ func startSegmentPipeline(t *testing.T, keys string) *pipeline {
 	startStage(t, p.bin, "sink", append(p.common, "-clickhouse-addr", p.ch.Addr, "-clickhouse-database", p.ch.Database,
 		"-metrics-addr", freeAddr(t))...)
 	startStage(t, p.bin, "processor", append(p.common, "-state-dir", t.TempDir(), "-admin-addr", freeAddr(t))...)
-	startStage(t, p.bin, "ingest", append(p.common, "-addr", ingestAddr, "-keys", keyFile)...)
+	startStage(t, p.bin, "ingest", append(p.common, "-addr", ingestAddr, "-admin-addr", freeAddr(t), "-keys", keyFile)...)
 	p.base = "http://" + ingestAddr
 	waitFor(t, 60*time.Second, "ingest /readyz", func() bool {
 		resp, err := http.Get(p.base + "/readyz")

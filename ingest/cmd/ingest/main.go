@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/signalstage/signalstage/ingest"
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
 func main() {
@@ -50,8 +51,12 @@ func run() int {
 	var cfg ingest.Config
 	var brokers, level string
 	var partitions int
+	var kafka kafkaconn.Flags
 	fs := flag.NewFlagSet("ingest", flag.ExitOnError)
+	kafka.Register(fs)
 	fs.StringVar(&cfg.Addr, "addr", env("SIGNALSTAGE_INGEST_ADDR", ingest.DefaultAddr), "HTTP listen address (env SIGNALSTAGE_INGEST_ADDR)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_INGEST_ADMIN_ADDR", "127.0.0.1:9101"), "operator listener: /metrics, /healthz, /readyz; keep it off the public network (env SIGNALSTAGE_INGEST_ADMIN_ADDR; empty serves /metrics on -addr, as before)")
+	fs.DurationVar(&cfg.DrainGrace, "drain-grace", envDuration("SIGNALSTAGE_INGEST_DRAIN_GRACE", 5*time.Second), "after SIGTERM, keep serving this long with /readyz answering 503 before closing the listener (env SIGNALSTAGE_INGEST_DRAIN_GRACE)")
 	fs.StringVar(&brokers, "brokers", env("SIGNALSTAGE_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env SIGNALSTAGE_KAFKA_BROKERS)")
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "topic name prefix (env SIGNALSTAGE_TOPIC_PREFIX)")
 	fs.IntVar(&partitions, "partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of signals.raw when created (env SIGNALSTAGE_PARTITIONS)")
@@ -92,6 +97,11 @@ func run() int {
 	slog.SetDefault(log)
 	cfg.Logger = log
 
+	var err error
+	if cfg.KafkaConnOpts, err = kafka.Opts(); err != nil {
+		log.Error("invalid configuration", "err", err)
+		return 2
+	}
 	srv, err := ingest.New(cfg)
 	if err != nil {
 		log.Error("invalid configuration", "err", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/signalstage/signalstage/processor"
 	"github.com/signalstage/signalstage/processor/rules"
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
 func main() {
@@ -53,6 +54,7 @@ func envInt(name string, def int) int {
 type common struct {
 	brokers, prefix, level string
 	partitions             int
+	kafka                  kafkaconn.Flags
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -60,6 +62,17 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.prefix, "topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "topic name prefix (env SIGNALSTAGE_TOPIC_PREFIX)")
 	fs.IntVar(&c.partitions, "partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of signals.raw and everything co-partitioned with it (env SIGNALSTAGE_PARTITIONS)")
 	fs.StringVar(&c.level, "log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	c.kafka.Register(fs)
+}
+
+// kafkaOpts returns the Kafka security options (schemas/kafkaconn); a bad setting exits 2 naming its flag.
+func (c *common) kafkaOpts() []kgo.Opt {
+	opts, err := c.kafka.Opts()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	return opts
 }
 
 func (c *common) logger() (*slog.Logger, error) {
@@ -92,7 +105,7 @@ func run(args []string) int {
 	c.register(fs)
 	fs.StringVar(&cfg.StateDir, "state-dir", env("SIGNALSTAGE_PROCESSOR_STATE_DIR", "./processor-state"), "directory of the per-partition Pebble state (env SIGNALSTAGE_PROCESSOR_STATE_DIR)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_PROCESSOR_ADMIN_ADDR", "127.0.0.1:9102"), "admin listener: /metrics, /healthz, the rules API (env SIGNALSTAGE_PROCESSOR_ADMIN_ADDR)")
-	fs.StringVar(&cfg.AdminToken, "admin-token", env("SIGNALSTAGE_ADMIN_TOKEN", ""), "bearer token of the rules HTTP API on -admin-addr; empty disables the API (env SIGNALSTAGE_ADMIN_TOKEN)")
+	adminToken := kafkaconn.RegisterSecret(fs, "admin-token", "SIGNALSTAGE_ADMIN_TOKEN", "bearer token of the rules HTTP API on -admin-addr; none disables the API")
 	fs.BoolVar(&cfg.DisableRules, "disable-rules", false, "do not read signals.rules: every signal comes out unmapped")
 	fs.StringVar(&cfg.Group, "group", env("SIGNALSTAGE_PROCESSOR_GROUP", ""), "consumer group (default <prefix>processor)")
 	fs.StringVar(&cfg.TransactionalID, "transactional-id", env("SIGNALSTAGE_PROCESSOR_TRANSACTIONAL_ID", ""), "unique per instance, stable across its restarts (default <prefix>processor-<hostname>-<state dir hash>)")
@@ -113,7 +126,11 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	cfg.Brokers = strings.Split(c.brokers, ",")
+	cfg.Brokers, cfg.KafkaConnOpts = strings.Split(c.brokers, ","), c.kafkaOpts()
+	if cfg.AdminToken, err = adminToken.Value(); err != nil {
+		log.Error("invalid configuration", "err", err)
+		return 2
+	}
 	cfg.Topics = c.topics()
 	cfg.Logger = log
 	reg := prometheus.NewRegistry()
@@ -166,13 +183,13 @@ func rulesCmd(args []string) int {
 	// The rules topic must exist with its compacted config before the first apply (auto-creation would not
 	// compact it).
 	if fs.NArg() > 0 && fs.Arg(0) != "suggest" {
-		if err := ensureTopics(ctx, brokers, c.topics()); err != nil {
+		if err := ensureTopics(ctx, brokers, c.kafkaOpts(), c.topics()); err != nil {
 			fmt.Fprintln(os.Stderr, "processor rules:", err)
 			return 1
 		}
 	}
 	err := rules.Command(ctx, fs.Args(), os.Stdin, os.Stdout, rules.CommandConfig{
-		Brokers: brokers, Topic: c.topics().Name(schemas.TopicRules)})
+		Brokers: brokers, ClientOpts: c.kafkaOpts(), Topic: c.topics().Name(schemas.TopicRules)})
 	switch {
 	case err == nil:
 		return 0
@@ -221,7 +238,7 @@ func replay(args []string) int {
 		fmt.Fprintln(os.Stderr, "-from: want an RFC 3339 time or a non-negative offset")
 		return 2
 	}
-	rc.Brokers = strings.Split(c.brokers, ",")
+	rc.Brokers, rc.KafkaConnOpts = strings.Split(c.brokers, ","), c.kafkaOpts()
 	rc.Topics = c.topics()
 	ctx, stop := signalContext()
 	defer stop()
@@ -236,8 +253,8 @@ func replay(args []string) int {
 	return 0
 }
 
-func ensureTopics(ctx context.Context, brokers []string, topics schemas.Config) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func ensureTopics(ctx context.Context, brokers []string, conn []kgo.Opt, topics schemas.Config) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, conn...)...)
 	if err != nil {
 		return fmt.Errorf("creating admin client: %w", err)
 	}

@@ -9,6 +9,8 @@
 //	                       everything from that time (default: all the topics retain); idempotent by design
 //	sink forget -tenant T (-email E | -anonymous-id A | -user-id U) [-wait D]
 //	                       erase a person: publish an erasure to signals.erasures and wait for a sink's report
+//	sink tail -topic signals.resolved [-from-beginning] [-n N]
+//	                       print a topic's records as JSON lines, decoded whatever schema version wrote them
 //
 // Every flag falls back to an environment variable; see sink/README.md.
 package main
@@ -36,6 +38,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 	"github.com/signalstage/signalstage/sink"
 )
 
@@ -74,7 +77,11 @@ func run(args []string) int {
 	logLevel := fs.String("log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error (env SIGNALSTAGE_LOG_LEVEL)")
 	chAddr := fs.String("clickhouse-addr", env("SIGNALSTAGE_CLICKHOUSE_ADDR", "127.0.0.1:9000"), "ClickHouse native address (env SIGNALSTAGE_CLICKHOUSE_ADDR)")
 	chDB := fs.String("clickhouse-database", env("SIGNALSTAGE_CLICKHOUSE_DATABASE", "signalstage"), "ClickHouse database (env SIGNALSTAGE_CLICKHOUSE_DATABASE)")
-	chUser := fs.String("clickhouse-user", env("SIGNALSTAGE_CLICKHOUSE_USER", "default"), "ClickHouse user (env SIGNALSTAGE_CLICKHOUSE_USER; password from SIGNALSTAGE_CLICKHOUSE_PASSWORD)")
+	chUser := fs.String("clickhouse-user", env("SIGNALSTAGE_CLICKHOUSE_USER", "default"), "ClickHouse user (env SIGNALSTAGE_CLICKHOUSE_USER)")
+	chPassword := kafkaconn.RegisterSecret(fs, "clickhouse-password", "SIGNALSTAGE_CLICKHOUSE_PASSWORD", "ClickHouse password")
+	chTLS := kafkaconn.RegisterTLS(fs, "clickhouse-tls", "SIGNALSTAGE_CLICKHOUSE_TLS", "ClickHouse", false)
+	var kafka kafkaconn.Flags
+	kafka.Register(fs)
 	metricsAddr := fs.String("metrics-addr", env("SIGNALSTAGE_SINK_METRICS_ADDR", "127.0.0.1:9103"), "listen address of /metrics; empty disables (env SIGNALSTAGE_SINK_METRICS_ADDR)")
 	flushRows := fs.Int("flush-rows", envInt("SIGNALSTAGE_SINK_FLUSH_ROWS", 50_000), "flush a table's batch at this many rows (env SIGNALSTAGE_SINK_FLUSH_ROWS)")
 	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
@@ -94,6 +101,9 @@ func run(args []string) int {
 	forgetAnon := fs.String("anonymous-id", env("SIGNALSTAGE_FORGET_ANONYMOUS_ID", ""), "forget: the person's anonymous id (env SIGNALSTAGE_FORGET_ANONYMOUS_ID)")
 	forgetUser := fs.String("user-id", env("SIGNALSTAGE_FORGET_USER_ID", ""), "forget: the person's user id (env SIGNALSTAGE_FORGET_USER_ID)")
 	forgetWait := fs.Duration("wait", envDuration("SIGNALSTAGE_SINK_FORGET_WAIT", 2*time.Minute), "forget: how long to wait for a sink to report the erasure; 0 publishes and returns (env SIGNALSTAGE_SINK_FORGET_WAIT)")
+	tailTopic := fs.String("topic", env("SIGNALSTAGE_TAIL_TOPIC", ""), "tail: the topic, by base name ("+strings.Join(schemas.ViewTopics(), ", ")+") (env SIGNALSTAGE_TAIL_TOPIC)")
+	tailFromBeginning := fs.Bool("from-beginning", env("SIGNALSTAGE_TAIL_FROM_BEGINNING", "") == "true", "tail: start at the oldest record kept, not at the end (env SIGNALSTAGE_TAIL_FROM_BEGINNING=true)")
+	tailN := fs.Int("n", envInt("SIGNALSTAGE_TAIL_N", 0), "tail: stop after this many records; 0 follows until interrupted (env SIGNALSTAGE_TAIL_N)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -103,6 +113,21 @@ func run(args []string) int {
 		return 2
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	kafkaOpts, err := kafka.Opts()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sink: %v\n", err)
+		return 2
+	}
+	chPass, err := chPassword.Value()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sink: %v\n", err)
+		return 2
+	}
+	chTLSConfig, err := chTLS.Config()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sink: %v\n", err)
+		return 2
+	}
 
 	cfg := sink.Config{
 		Brokers:                strings.Split(*brokers, ","),
@@ -110,7 +135,9 @@ func run(args []string) int {
 		ClickHouseAddr:         *chAddr,
 		Database:               *chDB,
 		ClickHouseUser:         *chUser,
-		ClickHousePassword:     os.Getenv("SIGNALSTAGE_CLICKHOUSE_PASSWORD"),
+		ClickHousePassword:     chPass,
+		ClickHouseTLS:          chTLSConfig,
+		KafkaConnOpts:          kafkaOpts,
 		FlushRows:              *flushRows,
 		FlushBytes:             *flushBytes,
 		FlushInterval:          *flushInterval,
@@ -123,7 +150,6 @@ func run(args []string) int {
 
 	ctx, stop := signalContext(log)
 	defer stop()
-	var err error
 	switch verb {
 	case "run":
 		err = serve(ctx, log, cfg, *metricsAddr)
@@ -168,8 +194,10 @@ func run(args []string) int {
 			_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"request_id": id, "tenant": rep.Tenant,
 				"erased_at": rep.ErasedAt, "emails": rep.Emails, "visitor_ids": rep.Visitors, "rows": rep.Rows})
 		}
+	case "tail":
+		err = sink.Tail(ctx, cfg, sink.TailRequest{Topic: *tailTopic, FromBeginning: *tailFromBeginning, N: *tailN}, os.Stdout)
 	default:
-		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate, query, replay, redrive or forget)\n", verb)
+		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate, query, replay, redrive, forget or tail)\n", verb)
 		return 2
 	}
 	if err != nil {
@@ -279,7 +307,7 @@ func query(ctx context.Context, cfg sink.Config, args []string, params paramFlag
 	if err != nil {
 		return err
 	}
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{cfg.ClickHouseAddr},
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{cfg.ClickHouseAddr}, TLS: cfg.ClickHouseTLS,
 		Auth: clickhouse.Auth{Database: cfg.Database, Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword}})
 	if err != nil {
 		return fmt.Errorf("opening clickhouse: %w", err)
