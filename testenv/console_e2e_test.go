@@ -1,0 +1,240 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image/png"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// TestConsoleBrowser is issue 19's acceptance case: the real binaries (the sink serving the console) against the
+// real Kafka and ClickHouse, driven in Debian's headless Chromium. The one-time login link lands on the Signal
+// Queue; an event sent to ingest shows in the live tail and then in the queue; a rule drafted from its row (the
+// sample's paths pre-filled by processor/rules' Suggest) is refused at its field when invalid, then applied
+// through the rules publisher; new events of that name then show the row as mapped. Every page's screenshot is
+// written to the test's artifact directory (go test -artifacts keeps them) and the page's text checked.
+func TestConsoleBrowser(t *testing.T) {
+	chromium := ChromiumPath()
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium missing (%s): the console's browser test needs Debian's chromium", chromium)
+	}
+	consoleAddr := freeAddr(t)
+	const token, code = "console-e2e-admin-token", "console-e2e-one-time-code"
+	p := startPipelineWith(t, []string{"-console-addr", consoleAddr, "-console-token", token, "-console-login-code", code},
+		[]string{"-admin-addr", freeAddr(t)})
+	base := "http://" + consoleAddr
+	waitFor(t, 30*time.Second, "the console's login page", func() bool {
+		resp, err := http.Get(base + "/login")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	run := time.Now().UnixNano()
+	event := fmt.Sprintf("Console Demo %d", run%1_000_000)
+	sent := 0
+	post := func() {
+		t.Helper()
+		sent++
+		body := fmt.Sprintf(`{"type":"track","event":%q,"anonymousId":"console-visitor-%d","messageId":"console-%d-%d",`+
+			`"properties":{"form_name":"demo","email":"ann-%d@example.com","company":"Acme"}}`, event, sent, run, sent, sent)
+		resp, err := http.Post(p.base+"/api/signal-staging/webhook/dev-key", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("posting: %d %s", resp.StatusCode, b)
+		}
+	}
+
+	userData := t.TempDir()
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium), chromedp.UserDataDir(userData), chromedp.Headless, chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.WindowSize(1400, 1000),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
+		// No name resolution: the console is an IP literal, so any CDN the pages tried would fail and show below.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"))
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(alloc)
+	defer cancelBrowser()
+	var mu sync.Mutex
+	var requested []string
+	if err := chromedp.Listen(bctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			mu.Lock()
+			requested = append(requested, e.Request.URL)
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(bctx, 60*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	eval := func(expr string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(bctx, 20*time.Second)
+		defer cancel()
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+		if err != nil {
+			t.Fatalf("evaluating %s: %v", expr, err)
+		}
+		return s
+	}
+	// bodyText is the page's text, "" while a navigation has no body yet.
+	bodyText := func() string {
+		ctx, cancel := context.WithTimeout(bctx, 20*time.Second)
+		defer cancel()
+		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string]("document.body ? document.body.innerText : ''"))
+		return s
+	}
+	waitText := func(what, text string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(bodyText(), text) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the page never showed %q; it shows:\n%s", what, text, bodyText())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	out := t.ArtifactDir()
+	shot := func(name string, want ...string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(bctx, 30*time.Second)
+		defer cancel()
+		img, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if _, err := png.Decode(bytes.NewReader(img)); err != nil {
+			t.Fatalf("screenshot %s is not a PNG: %v", name, err)
+		}
+		file := filepath.Join(out, name+".png")
+		if err := os.WriteFile(file, img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		text := bodyText()
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				t.Errorf("page %s (%s) does not show %q; it shows:\n%s", name, file, w, text)
+			}
+		}
+		t.Logf("screenshot %s", file)
+	}
+	queueURL := func(extra string) string { return base + "/queue?tenant=dev&q=" + strings.ReplaceAll(event, " ", "+") + extra }
+
+	// The one-time link logs in and lands on the Signal Queue; it does not work twice.
+	do("opening the one-time login link", chromedp.Navigate(base+"/login/once?code="+code))
+	if loc := eval("location.pathname"); loc != "/queue" {
+		t.Fatalf("the login link landed on %s, want /queue", loc)
+	}
+	shot("01-queue-after-login", "Signal Queue", "Live tail", "Log out")
+	if resp, err := http.Get(base + "/login/once?code=" + code); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the one-time link a second time: %v %v, want 401", resp.StatusCode, err)
+	}
+
+	// Live tail: connected, then an event sent now shows up.
+	do("opening the live tail", chromedp.Navigate(base+"/tail?tenant=dev&event="+strings.ReplaceAll(event, " ", "+")))
+	waitText("the tail connects", "connected: waiting for signals")
+	post()
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(eval("document.getElementById('tail-rows').innerText"), event) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the live tail never showed %q", event)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	shot("02-live-tail", event, "segment", "track", "1 signal since the page opened")
+
+	// The queue shows the event (once the sink has loaded it).
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		do("opening the queue", chromedp.Navigate(queueURL("")))
+		if eval("(document.querySelector('tr[data-event] td.event')||{}).innerText||''") == event {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue never showed %q:\n%s", event, bodyText())
+		}
+		time.Sleep(time.Second)
+	}
+	shot("03-queue", event, "not mapped", "payload", "Draft rule")
+
+	// Draft a rule from the row: the form is pre-filled from the sample.
+	do("drafting a rule", chromedp.Click(chromedp.CSS("tr[data-event] a.button")))
+	waitText("the draft form", "Draft a mapping rule")
+	if got := eval("document.getElementById('event').value"); got != event {
+		t.Errorf("draft's event = %q, want %q", got, event)
+	}
+	if got := eval("document.getElementById('map_email').value"); got != "properties.email" {
+		t.Errorf("draft maps email from %q, want properties.email", got)
+	}
+	if got := eval("document.getElementById('cond_path_0').value + '=' + document.getElementById('cond_value_0').value"); got != "properties.form_name=demo" {
+		t.Errorf("draft's first condition = %q, want properties.form_name=demo", got)
+	}
+	shot("04-draft", "Draft a mapping rule", "properties.email", "Apply rule")
+
+	// An invalid id is refused at its field; nothing is published.
+	do("applying an invalid rule", chromedp.SetValue(chromedp.CSS("#id"), "bad id!"),
+		chromedp.Click(chromedp.CSS("form.rule button[type=submit]")))
+	waitText("the validation error", "The rule is not valid")
+	if got := eval("(document.getElementById('id_err')||{}).innerText||''"); !strings.Contains(got, "use letters, digits") {
+		t.Errorf("the id's error at its field = %q", got)
+	}
+	if got := eval("document.getElementById('id').getAttribute('aria-invalid')||''"); got != "true" {
+		t.Errorf("the id input is not marked aria-invalid")
+	}
+	shot("05-draft-invalid", "The rule is not valid", "use letters, digits")
+
+	// Fixed and applied: back on the queue with a notice.
+	do("applying the rule", chromedp.SetValue(chromedp.CSS("#id"), "console-demo"),
+		chromedp.SetValue(chromedp.CSS("#signal"), "Console Demo Requested"),
+		chromedp.Click(chromedp.CSS("form.rule button[type=submit]")))
+	waitText("the applied notice", "Rule console-demo applied")
+	shot("06-rule-applied", "Rule console-demo applied")
+
+	// New events of that name are mapped by the processor: the row shows mapped.
+	deadline = time.Now().Add(120 * time.Second)
+	for {
+		post()
+		time.Sleep(2 * time.Second)
+		do("opening the mapped queue", chromedp.Navigate(queueURL("&mapped=yes")))
+		if strings.Contains(eval("(document.querySelector('tr[data-event] td.mapped')||{}).innerText||''"), "console-demo") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue row never showed mapped:\n%s", bodyText())
+		}
+	}
+	shot("07-queue-mapped", event, "mapped", "console-demo → Console Demo Requested")
+
+	mu.Lock()
+	defer mu.Unlock()
+	for _, u := range requested {
+		if !strings.HasPrefix(u, base+"/") {
+			t.Errorf("the console requested %s, outside itself (assets must be embedded)", u)
+		}
+	}
+}
