@@ -143,7 +143,9 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 		t.Logf("screenshot %s", file)
 	}
-	queueURL := func(extra string) string { return base + "/queue?tenant=dev&q=" + strings.ReplaceAll(event, " ", "+") + extra }
+	queueURL := func(extra string) string {
+		return base + "/queue?tenant=dev&q=" + strings.ReplaceAll(event, " ", "+") + extra
+	}
 
 	// The one-time link logs in and lands on the Signal Queue; it does not work twice.
 	do("opening the one-time login link", chromedp.Navigate(base+"/login/once?code="+code))
