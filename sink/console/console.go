@@ -1,10 +1,11 @@
 // Package console is the operator console: a small web application served by the sink (flag -console-addr)
-// with the Signal Queue of a tenant, rule drafting from a queue row and a live tail of resolved signals.
+// with the Signal Queue of a tenant, rule drafting from a queue row, a live tail of resolved signals and dead letters with redrive.
 //
 // Its assets (templates, CSS, JS) are embedded, so it works offline and ships in the binary. Reads go to
 // ClickHouse through the sink's own views and queries (sink/queries/signal_queue.sql); writes go through the
-// same code as the CLI: rules through processor/rules' validation and Publisher to signals.rules. The rule code
-// is imported from the processor for now; it belongs in schemas/ once a second stage writes rules.
+// same code as the CLI: rules through processor/rules' validation and Publisher to signals.rules, redrive
+// through sink.Redrive (`sink redrive`). The rule code is imported from the processor for now; it belongs in
+// schemas/ once a second stage writes rules.
 //
 // Auth is one shared admin token: a login form (or a one-time login link for the dev setup) trades it for a
 // session cookie (HttpOnly, SameSite=Strict), and every write carries the session's CSRF token.
@@ -135,6 +136,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /queue", s.authed(s.queuePage))
 	m.HandleFunc("GET /rules/draft", s.authed(s.draftPage))
 	m.HandleFunc("POST /rules/apply", s.authed(s.applyRule))
+	m.HandleFunc("GET /deadletters", s.authed(s.deadLettersPage))
+	m.HandleFunc("POST /deadletters/redrive", s.authed(s.redrive))
 	m.HandleFunc("GET /tail", s.authed(s.tailPage))
 	m.HandleFunc("GET /tail/stream", s.authed(s.tailStream))
 	s.mux = m
@@ -170,7 +173,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 var titles = map[string]string{"login": "Log in", "queue": "Signal Queue", "draft": "Draft a rule", "tail": "Live tail",
-	"error": "Error"}
+	"error": "Error", "deadletters": "Dead letters", "redrive": "Redrive"}
 
 // render executes the named page template with data; the layout adds the session's CSRF token and nav.
 func (s *Server) render(w http.ResponseWriter, status int, page string, sess *session, data map[string]any) {

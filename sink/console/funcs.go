@@ -8,6 +8,8 @@ import (
 
 var funcs = template.FuncMap{
 	"spark": spark,
+	// stages are the stages that write dead letters.
+	"stages": func() []string { return []string{"ingest", "processor", "sink"} },
 	// field and fieldAs build the data of the "field" template: input name, the validation field it reports
 	// errors for (rules.FieldError.Field), label, value and the form's errors.
 	"field": func(name, label, value string, errs map[string]string) fieldData {
