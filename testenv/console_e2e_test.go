@@ -23,7 +23,8 @@ import (
 // real Kafka and ClickHouse, driven in Debian's headless Chromium. The one-time login link lands on the Signal
 // Queue; an event sent to ingest shows in the live tail and then in the queue; a rule drafted from its row (the
 // sample's paths pre-filled by processor/rules' Suggest) is refused at its field when invalid, then applied
-// through the rules publisher; new events of that name then show the row as mapped. A poison record's dead
+// through the rules publisher; new events of that name then show the row as mapped and their lead enriched by
+// the rule (lead page). A poison record's dead
 // letter is previewed (dry run) and redriven through sink.Redrive. Every page's screenshot is
 // written to the test's artifact directory (go test -artifacts keeps them) and the page's text checked.
 func TestConsoleBrowser(t *testing.T) {
@@ -234,6 +235,21 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	shot("07-queue-mapped", event, "mapped", "console-demo → Console Demo Requested")
 
+	// The lead of the last event is enriched by the rule (company from properties.company: no trait carries it).
+	lead := fmt.Sprintf("ann-%d@example.com", sent)
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		do("opening the lead", chromedp.Navigate(base+"/lead?tenant=dev&email="+lead))
+		if strings.Contains(eval("(document.querySelector('table.lead-kv')||{}).innerText||''"), "company=Acme") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lead page never showed %s enriched with company=Acme:\n%s", lead, bodyText())
+		}
+		time.Sleep(time.Second)
+	}
+	shot("08-lead", lead, "Enrichment", "Acme", "First touch", "Timeline", "Console Demo Requested")
+
 	// A record the processor cannot decode becomes a dead letter; the console previews its redrive (dry run:
 	// nothing sent, still listed), then sends it back through sink.Redrive: it leaves the "not redriven yet"
 	// selection, and fails again as a dead letter with retries 1.
@@ -256,13 +272,13 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	shot("08-dead-letters", "Dead letters", "processor", "decoding RawEvent", "Preview redrive")
+	shot("09-dead-letters", "Dead letters", "processor", "decoding RawEvent", "Preview redrive")
 	do("previewing the redrive", chromedp.Click(chromedp.CSS("#preview")))
 	waitText("the redrive preview", "Would send 1")
-	shot("09-redrive-preview", "Redrive preview (dry run)", "Would send 1", "Nothing was sent yet", "Redrive 1 now")
+	shot("10-redrive-preview", "Redrive preview (dry run)", "Would send 1", "Nothing was sent yet", "Redrive 1 now")
 	do("redriving", chromedp.Click(chromedp.CSS("#send")))
 	waitText("the redrive result", "Sent 1")
-	shot("10-redrive-done", "Redrive done", "Sent 1")
+	shot("11-redrive-done", "Redrive done", "Sent 1")
 	deadline = time.Now().Add(90 * time.Second)
 	for {
 		do("opening all dead letters", chromedp.Navigate(base+"/deadletters?stage=processor&reason=decoding&pending=0"))
@@ -275,7 +291,7 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	shot("11-dead-letters-after", "decoding RawEvent")
+	shot("12-dead-letters-after", "decoding RawEvent")
 
 	mu.Lock()
 	defer mu.Unlock()

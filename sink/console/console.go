@@ -1,5 +1,5 @@
 // Package console is the operator console: a small web application served by the sink (flag -console-addr)
-// with the Signal Queue of a tenant, rule drafting from a queue row, a live tail of resolved signals and dead letters with redrive.
+// with the Signal Queue of a tenant, rule drafting from a queue row, a lead's timeline, a live tail of resolved signals and dead letters with redrive.
 //
 // Its assets (templates, CSS, JS) are embedded, so it works offline and ships in the binary. Reads go to
 // ClickHouse through the sink's own views and queries (sink/queries/signal_queue.sql); writes go through the
@@ -136,6 +136,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /queue", s.authed(s.queuePage))
 	m.HandleFunc("GET /rules/draft", s.authed(s.draftPage))
 	m.HandleFunc("POST /rules/apply", s.authed(s.applyRule))
+	m.HandleFunc("GET /lead", s.authed(s.leadPage))
 	m.HandleFunc("GET /deadletters", s.authed(s.deadLettersPage))
 	m.HandleFunc("POST /deadletters/redrive", s.authed(s.redrive))
 	m.HandleFunc("GET /tail", s.authed(s.tailPage))
@@ -173,7 +174,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 var titles = map[string]string{"login": "Log in", "queue": "Signal Queue", "draft": "Draft a rule", "tail": "Live tail",
-	"error": "Error", "deadletters": "Dead letters", "redrive": "Redrive"}
+	"error": "Error", "lead": "Lead", "deadletters": "Dead letters", "redrive": "Redrive"}
 
 // render executes the named page template with data; the layout adds the session's CSRF token and nav.
 func (s *Server) render(w http.ResponseWriter, status int, page string, sess *session, data map[string]any) {

@@ -15,9 +15,16 @@
     var tr = document.createElement("tr");
     var cells = [s.time, s.tenant, s.source, s.type, s.event, s.status, s.visitor, s.email,
       s.rule_id ? s.rule_id + " → " + s.mapped_name : "", String(s.version)];
-    cells.forEach(function (text) {
+    cells.forEach(function (text, i) {
       var td = document.createElement("td");
-      td.textContent = text;
+      if (i === 7 && text) {
+        var a = document.createElement("a");
+        a.href = "/lead?" + new URLSearchParams({ tenant: s.tenant, email: text }).toString();
+        a.textContent = text;
+        td.appendChild(a);
+      } else {
+        td.textContent = text;
+      }
       tr.appendChild(td);
     });
     body.insertBefore(tr, body.firstChild);
