@@ -250,6 +250,16 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	shot("08-lead", lead, "Enrichment", "Acme", "First touch", "Timeline", "Console Demo Requested")
 
+	// The rules page lists the rule (read back from signals.rules); Edit opens it in the form.
+	do("opening the rules", chromedp.Navigate(base+"/rules?tenant=dev"))
+	waitText("the rules list", "console-demo")
+	shot("09-rules", "Mapping rules", "console-demo", "Console Demo Requested", "Edit", "Delete")
+	do("editing the rule", chromedp.Click(chromedp.CSS("tr[data-rule='console-demo'] a.edit")))
+	waitText("the edit form", "Apply rule")
+	if got := eval("document.getElementById('id').value + ' ' + document.getElementById('map_company').value"); got != "console-demo properties.company" {
+		t.Errorf("edit form has id and company map %q, want console-demo properties.company", got)
+	}
+
 	// A record the processor cannot decode becomes a dead letter; the console previews its redrive (dry run:
 	// nothing sent, still listed), then sends it back through sink.Redrive: it leaves the "not redriven yet"
 	// selection, and fails again as a dead letter with retries 1.
@@ -272,13 +282,13 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	shot("09-dead-letters", "Dead letters", "processor", "decoding RawEvent", "Preview redrive")
+	shot("10-dead-letters", "Dead letters", "processor", "decoding RawEvent", "Preview redrive")
 	do("previewing the redrive", chromedp.Click(chromedp.CSS("#preview")))
 	waitText("the redrive preview", "Would send 1")
-	shot("10-redrive-preview", "Redrive preview (dry run)", "Would send 1", "Nothing was sent yet", "Redrive 1 now")
+	shot("11-redrive-preview", "Redrive preview (dry run)", "Would send 1", "Nothing was sent yet", "Redrive 1 now")
 	do("redriving", chromedp.Click(chromedp.CSS("#send")))
 	waitText("the redrive result", "Sent 1")
-	shot("11-redrive-done", "Redrive done", "Sent 1")
+	shot("12-redrive-done", "Redrive done", "Sent 1")
 	deadline = time.Now().Add(90 * time.Second)
 	for {
 		do("opening all dead letters", chromedp.Navigate(base+"/deadletters?stage=processor&reason=decoding&pending=0"))
@@ -291,7 +301,15 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	shot("12-dead-letters-after", "decoding RawEvent")
+	shot("13-dead-letters-after", "decoding RawEvent")
+
+	// Delete the rule after a confirmation: its tombstone leaves the list.
+	do("opening the rules", chromedp.Navigate(base+"/rules?tenant=dev"))
+	do("deleting the rule", chromedp.Click(chromedp.CSS("tr[data-rule='console-demo'] a.delete")))
+	waitText("the delete confirmation", "Delete rule console-demo?")
+	do("confirming", chromedp.Click(chromedp.CSS("#confirm-delete")))
+	waitText("the deleted notice", "Rule console-demo deleted")
+	shot("14-rule-deleted", "Rule console-demo deleted", "No rules for this tenant")
 
 	mu.Lock()
 	defer mu.Unlock()

@@ -134,7 +134,11 @@ func (s *Server) routes() {
 		http.Redirect(w, r, "/queue", http.StatusSeeOther)
 	}))
 	m.HandleFunc("GET /queue", s.authed(s.queuePage))
+	m.HandleFunc("GET /rules", s.authed(s.rulesPage))
 	m.HandleFunc("GET /rules/draft", s.authed(s.draftPage))
+	m.HandleFunc("GET /rules/edit", s.authed(s.editPage))
+	m.HandleFunc("GET /rules/delete", s.authed(s.deletePage))
+	m.HandleFunc("POST /rules/delete", s.authed(s.deleteRule))
 	m.HandleFunc("POST /rules/apply", s.authed(s.applyRule))
 	m.HandleFunc("GET /lead", s.authed(s.leadPage))
 	m.HandleFunc("GET /deadletters", s.authed(s.deadLettersPage))
@@ -174,7 +178,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 var titles = map[string]string{"login": "Log in", "queue": "Signal Queue", "draft": "Draft a rule", "tail": "Live tail",
-	"error": "Error", "lead": "Lead", "deadletters": "Dead letters", "redrive": "Redrive"}
+	"error": "Error", "lead": "Lead", "rules": "Mapping rules", "delete": "Delete a rule", "deadletters": "Dead letters", "redrive": "Redrive"}
 
 // render executes the named page template with data; the layout adds the session's CSRF token and nav.
 func (s *Server) render(w http.ResponseWriter, status int, page string, sess *session, data map[string]any) {

@@ -61,6 +61,18 @@ func (s *Server) draftPage(w http.ResponseWriter, r *http.Request, sess *session
 }
 
 func (s *Server) renderDraft(w http.ResponseWriter, status int, sess *session, r rules.Rule, paths []rules.PathSample, verr error) {
+	// The rule's own paths are offered too (an edited rule has no sample; a draft's map may name a path the
+	// sample lacks).
+	have := map[string]bool{}
+	for _, p := range paths {
+		have[p.Path] = true
+	}
+	for _, t := range mapTargets {
+		if p := r.Map[t]; p != "" && !have[p] {
+			have[p] = true
+			paths = append(paths, rules.PathSample{Path: p})
+		}
+	}
 	d := draftForm{Tenant: r.Tenant, Rule: r, Paths: paths, Targets: mapTargets, Errors: map[string]string{},
 		Operators: rules.Operators, Conditions: append(append([]rules.Condition(nil), r.Match.Conditions...), make([]rules.Condition, blankConditions)...),
 		Back: "/queue?" + url.Values{"tenant": {r.Tenant}}.Encode()}
