@@ -138,6 +138,15 @@ func TestConsoleBrowser(t *testing.T) {
 		if err := os.WriteFile(file, img, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		// Every control has a label (a <label for>, wrapping label or aria-label); buttons and links have text.
+		unlabeled := eval(`Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea, button, a'))
+			.filter(function (el) {
+				if (el.tagName === 'A' || el.tagName === 'BUTTON') return !el.textContent.trim() && !el.getAttribute('aria-label');
+				return !(el.labels && el.labels.length) && !el.getAttribute('aria-label');
+			}).map(function (el) { return el.outerHTML.slice(0, 120); }).join('\n')`)
+		if unlabeled != "" {
+			t.Errorf("page %s has controls without a label:\n%s", name, unlabeled)
+		}
 		text := bodyText()
 		for _, w := range want {
 			if !strings.Contains(text, w) {
@@ -173,7 +182,14 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	shot("02-live-tail", event, "segment", "track", "1 signal since the page opened")
 
-	// The queue shows the event (once the sink has loaded it).
+	// The queue shows the event (once the sink has loaded it). The first time the filter is typed and submitted
+	// with the keyboard (Enter in the filter box).
+	do("opening the queue", chromedp.Navigate(base+"/queue?tenant=dev"))
+	do("filtering with the keyboard", chromedp.SendKeys(chromedp.CSS("#q"), event+"\r"))
+	waitText("the filtered queue", "Apply filter")
+	if got := eval("new URLSearchParams(location.search).get('q')"); got != event {
+		t.Errorf("Enter in the filter box went to q=%q, want %q", got, event)
+	}
 	deadline = time.Now().Add(90 * time.Second)
 	for {
 		do("opening the queue", chromedp.Navigate(queueURL("")))
