@@ -34,8 +34,10 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	consoleAddr := freeAddr(t)
 	const token, code = "console-e2e-admin-token", "console-e2e-one-time-code"
-	p := startPipelineWith(t, []string{"-console-addr", consoleAddr, "-console-token", token, "-console-login-code", code},
-		[]string{"-admin-addr", freeAddr(t)})
+	sinkMetrics, processorAdmin := freeAddr(t), freeAddr(t)
+	p := startPipelineWith(t, []string{"-console-addr", consoleAddr, "-console-token", token, "-console-login-code", code,
+		"-metrics-addr", sinkMetrics, "-console-metrics", "sink=http://" + sinkMetrics + "/metrics,processor=http://" + processorAdmin + "/metrics"},
+		[]string{"-admin-addr", processorAdmin})
 	base := "http://" + consoleAddr
 	waitFor(t, 30*time.Second, "the console's login page", func() bool {
 		resp, err := http.Get(base + "/login")
@@ -319,13 +321,32 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	shot("13-dead-letters-after", "decoding RawEvent")
 
+	// Pipeline health: both stages scraped; while events flow, the sink's inserted rows show as a rate.
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		post()
+		time.Sleep(2 * time.Second)
+		do("opening the health page", chromedp.Navigate(base+"/health"))
+		sinkText := eval("(document.querySelector('section[data-stage=sink]')||{}).innerText||''")
+		if strings.Contains(sinkText, "signalstage_sink_rows_inserted_total") && strings.Contains(sinkText, "/s") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the health page never showed the sink's insert rate:\n%s", bodyText())
+		}
+	}
+	shot("14-health", "Pipeline health", "processor", "sink", "signalstage_sink_lag_records", "signalstage_sink_rows_inserted_total")
+	if got := eval("String(document.querySelectorAll('section.stage .error').length)"); got != "0" {
+		t.Errorf("the health page shows %s scrape errors:\n%s", got, bodyText())
+	}
+
 	// Delete the rule after a confirmation: its tombstone leaves the list.
 	do("opening the rules", chromedp.Navigate(base+"/rules?tenant=dev"))
 	do("deleting the rule", chromedp.Click(chromedp.CSS("tr[data-rule='console-demo'] a.delete")))
 	waitText("the delete confirmation", "Delete rule console-demo?")
 	do("confirming", chromedp.Click(chromedp.CSS("#confirm-delete")))
 	waitText("the deleted notice", "Rule console-demo deleted")
-	shot("14-rule-deleted", "Rule console-demo deleted", "No rules for this tenant")
+	shot("15-rule-deleted", "Rule console-demo deleted", "No rules for this tenant")
 
 	mu.Lock()
 	defer mu.Unlock()

@@ -54,7 +54,9 @@ echo "building the stages..."
 go build -o bin/ ./ingest/cmd/ingest ./processor/cmd/processor ./sink/cmd/sink
 
 SIGNALSTAGE_SINK_CONSOLE_TOKEN=$SIGNALSTAGE_SINK_CONSOLE_TOKEN SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE=$LOGIN_CODE \
-	bin/sink -console-addr "$CONSOLE_ADDR" >"$RUN/sink.log" 2>&1 &
+	bin/sink -console-addr "$CONSOLE_ADDR" \
+	-console-metrics "ingest=http://$INGEST_ADDR/metrics,processor=http://${SIGNALSTAGE_PROCESSOR_ADMIN_ADDR:-127.0.0.1:9102}/metrics,sink=http://${SIGNALSTAGE_SINK_METRICS_ADDR:-127.0.0.1:9103}/metrics" \
+	>"$RUN/sink.log" 2>&1 &
 pids+=($!)
 bin/processor -state-dir "$RUN/processor-state" >"$RUN/processor.log" 2>&1 &
 pids+=($!)

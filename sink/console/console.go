@@ -44,6 +44,8 @@ type Config struct {
 	// LoginCode, when set, is a one-time login code: GET /login/once?code=LoginCode logs in once and lands on
 	// the Signal Queue (the dev setup's link). Empty: New makes one; LoginURL returns the link either way.
 	LoginCode string
+	// Metrics are the stages' /metrics URLs by stage name (flag -console-metrics), for the health page.
+	Metrics map[string]string
 	// Sink is the sink's configuration: brokers, topics and ClickHouse.
 	Sink sink.Config
 	// Logger (default slog.Default()).
@@ -55,15 +57,16 @@ var ErrConfig = errors.New("invalid console config")
 
 // Server is the console's HTTP server.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	ln    net.Listener
-	ch    driver.Conn
-	kafka *kgo.Client
-	pub   *rules.Publisher
-	tmpl  *template.Template
-	auth  *auth
-	mux   *http.ServeMux
+	cfg    Config
+	log    *slog.Logger
+	ln     net.Listener
+	ch     driver.Conn
+	kafka  *kgo.Client
+	pub    *rules.Publisher
+	tmpl   *template.Template
+	auth   *auth
+	health *health
+	mux    *http.ServeMux
 }
 
 // New validates cfg, listens on cfg.Addr and connects to ClickHouse and Kafka (lazily: nothing is dialled until
@@ -103,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 		cl.Close()
 		return nil, fmt.Errorf("-console-addr: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, ch: ch, kafka: cl, tmpl: tmpl, auth: a,
+	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, ch: ch, kafka: cl, tmpl: tmpl, auth: a, health: newHealth(cfg.Metrics),
 		pub: rules.NewPublisher(cl, cfg.Sink.Topics.Name(schemas.TopicRules))}
 	s.routes()
 	return s, nil
@@ -144,6 +147,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /deadletters", s.authed(s.deadLettersPage))
 	m.HandleFunc("POST /deadletters/redrive", s.authed(s.redrive))
 	m.HandleFunc("GET /tail", s.authed(s.tailPage))
+	m.HandleFunc("GET /health", s.authed(s.healthPage))
 	m.HandleFunc("GET /tail/stream", s.authed(s.tailStream))
 	s.mux = m
 }
@@ -162,6 +166,9 @@ func (s *Server) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.ln) }()
+	hctx, stopHealth := context.WithCancel(ctx)
+	defer stopHealth()
+	go s.health.run(hctx)
 	s.log.Info("console listening", "url", s.URL())
 	var err error
 	select {
@@ -178,7 +185,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 var titles = map[string]string{"login": "Log in", "queue": "Signal Queue", "draft": "Draft a rule", "tail": "Live tail",
-	"error": "Error", "lead": "Lead", "rules": "Mapping rules", "delete": "Delete a rule", "deadletters": "Dead letters", "redrive": "Redrive"}
+	"error": "Error", "lead": "Lead", "rules": "Mapping rules", "delete": "Delete a rule", "deadletters": "Dead letters", "health": "Pipeline health", "redrive": "Redrive"}
 
 // render executes the named page template with data; the layout adds the session's CSRF token and nav.
 func (s *Server) render(w http.ResponseWriter, status int, page string, sess *session, data map[string]any) {

@@ -15,7 +15,7 @@ import (
 // consoleFlags are the operator console's flags (sink/console): it starts with the loader when -console-addr is
 // set.
 type consoleFlags struct {
-	addr, token, tokenFile, loginCode *string
+	addr, token, tokenFile, loginCode, metrics *string
 }
 
 func addConsoleFlags(fs *flag.FlagSet) consoleFlags {
@@ -26,6 +26,8 @@ func addConsoleFlags(fs *flag.FlagSet) consoleFlags {
 		tokenFile: fs.String("console-token-file", env("SIGNALSTAGE_SINK_CONSOLE_TOKEN_FILE", ""), "file holding the console's admin token (env SIGNALSTAGE_SINK_CONSOLE_TOKEN_FILE)"),
 		loginCode: fs.String("console-login-code", env("SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE", ""),
 			"one-time login code for /login/once?code=... (dev setup; default: a random one, logged) (env SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE)"),
+		metrics: fs.String("console-metrics", env("SIGNALSTAGE_SINK_CONSOLE_METRICS", ""),
+			"the stages' metrics for the console's health page: stage=URL, comma separated (env SIGNALSTAGE_SINK_CONSOLE_METRICS)"),
 	}
 }
 
@@ -43,7 +45,18 @@ func startConsole(ctx context.Context, log *slog.Logger, cfg sink.Config, f cons
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	srv, err := console.New(console.Config{Addr: *f.addr, Token: token, LoginCode: *f.loginCode, Sink: cfg, Logger: log})
+	metrics := map[string]string{}
+	for _, kv := range strings.Split(*f.metrics, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		stage, u, ok := strings.Cut(kv, "=")
+		if !ok || stage == "" || !strings.HasPrefix(u, "http") {
+			return nil, fmt.Errorf("%w: -console-metrics: %q is not stage=http://host:port/metrics", sink.ErrConfig, kv)
+		}
+		metrics[stage] = u
+	}
+	srv, err := console.New(console.Config{Addr: *f.addr, Token: token, LoginCode: *f.loginCode, Metrics: metrics, Sink: cfg, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", sink.ErrConfig, err)
 	}
