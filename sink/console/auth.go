@@ -2,10 +2,12 @@ package console
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sync"
 	"time"
 )
@@ -18,26 +20,56 @@ const sessionTTL = 12 * time.Hour
 
 // auth holds the admin token, the one-time login code and the sessions (in memory: a restart logs everyone out).
 type auth struct {
-	token string
-	mu    sync.Mutex
-	code  string // "" once used
-	sess  map[string]*session
-	now   func() time.Time
+	token     string
+	operators []Operator
+	mu        sync.Mutex
+	code      string // "" once used
+	sess      map[string]*session
+	now       func() time.Time
 }
 
 type session struct {
 	csrf    string
 	expires time.Time
+	name    string
+	tenants map[string]bool // nil: every tenant (the admin token)
 }
 
-func newAuth(token, code string) (*auth, error) {
+// allowed reports whether the session may see tenant t.
+func (s *session) allowed(t string) bool { return s.tenants == nil || s.tenants[t] }
+
+// admin reports whether the session logged in with the admin token (every tenant, pipeline health).
+func (s *session) admin() bool { return s.tenants == nil }
+
+// visible returns the tenants of ts the session may see.
+func (s *session) visible(ts []string) []string {
+	if s.admin() {
+		return ts
+	}
+	var out []string
+	for _, t := range ts {
+		if s.tenants[t] {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func newAuth(token, code string, ops []Operator) (*auth, error) {
+	for i, op := range ops {
+		if op.Name == "" || !sha256Hex.MatchString(op.TokenSHA256) || len(op.Tenants) == 0 {
+			return nil, fmt.Errorf("%w: -console-operators-file: operator #%d needs a name, token_sha256 (64 lower-case hex) and tenants", ErrConfig, i+1)
+		}
+	}
 	if code == "" {
 		var err error
 		if code, err = randomHex(16); err != nil {
 			return nil, err
 		}
 	}
-	return &auth{token: token, code: code, sess: map[string]*session{}, now: time.Now}, nil
+	return &auth{token: token, operators: ops, code: code, sess: map[string]*session{}, now: time.Now}, nil
 }
 
 func randomHex(n int) (string, error) {
@@ -50,8 +82,20 @@ func randomHex(n int) (string, error) {
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
-// start makes a session and sets its cookie.
-func (a *auth) start(w http.ResponseWriter) error {
+// operator returns the operator whose token is token, or false.
+func (a *auth) operator(token string) (Operator, bool) {
+	sum := sha256.Sum256([]byte(token))
+	h := hex.EncodeToString(sum[:])
+	for _, op := range a.operators {
+		if equal(h, op.TokenSHA256) {
+			return op, true
+		}
+	}
+	return Operator{}, false
+}
+
+// start makes a session (for the admin when tenants is nil) and sets its cookie.
+func (a *auth) start(w http.ResponseWriter, name string, tenants []string) error {
 	id, err := randomHex(32)
 	if err != nil {
 		return err
@@ -67,7 +111,14 @@ func (a *auth) start(w http.ResponseWriter) error {
 			delete(a.sess, k)
 		}
 	}
-	a.sess[id] = &session{csrf: csrf, expires: now.Add(sessionTTL)}
+	sess := &session{csrf: csrf, expires: now.Add(sessionTTL), name: name}
+	if tenants != nil {
+		sess.tenants = map[string]bool{}
+		for _, t := range tenants {
+			sess.tenants[t] = true
+		}
+	}
+	a.sess[id] = sess
 	a.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL.Seconds())})
@@ -127,6 +178,11 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, *session)) ht
 			http.Error(w, "missing or wrong CSRF token: reload the page and try again", http.StatusForbidden)
 			return
 		}
+		// Every page and write names its tenant in the parameter tenant (query or form): one check for all.
+		if t := r.FormValue("tenant"); t != "" && !sess.allowed(t) {
+			http.Error(w, "this login may not see tenant "+t, http.StatusForbidden)
+			return
+		}
 		h(w, r, sess)
 	}
 }
@@ -136,12 +192,19 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if !equal(r.PostFormValue("token"), s.auth.token) {
-		s.log.Warn("console: failed login", "remote", r.RemoteAddr)
-		s.render(w, http.StatusUnauthorized, "login", nil, map[string]any{"Error": "That is not the admin token."})
-		return
+	token := r.PostFormValue("token")
+	name, tenants := "admin", []string(nil)
+	if !equal(token, s.auth.token) {
+		op, ok := s.auth.operator(token)
+		if !ok {
+			s.log.Warn("console: failed login", "remote", r.RemoteAddr)
+			s.render(w, http.StatusUnauthorized, "login", nil, map[string]any{"Error": "That is not the admin token or an operator's token."})
+			return
+		}
+		name, tenants = op.Name, op.Tenants
 	}
-	if err := s.auth.start(w); err != nil {
+	s.log.Info("console: login", "operator", name, "remote", r.RemoteAddr)
+	if err := s.auth.start(w, name, tenants); err != nil {
 		s.fail(w, nil, err)
 		return
 	}
@@ -154,7 +217,7 @@ func (s *Server) loginOnce(w http.ResponseWriter, r *http.Request) {
 			"Error": "That login link was already used or is wrong: log in with the admin token."})
 		return
 	}
-	if err := s.auth.start(w); err != nil {
+	if err := s.auth.start(w, "admin", nil); err != nil {
 		s.fail(w, nil, err)
 		return
 	}

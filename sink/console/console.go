@@ -7,8 +7,9 @@
 // through sink.Redrive (`sink redrive`). The rule code is imported from the processor for now; it belongs in
 // schemas/ once a second stage writes rules.
 //
-// Auth is one shared admin token: a login form (or a one-time login link for the dev setup) trades it for a
-// session cookie (HttpOnly, SameSite=Strict), and every write carries the session's CSRF token.
+// Auth is the admin token, or an operator's token limited to its tenants: a login form (or a one-time login link
+// for the dev setup, as the admin) trades it for a session cookie (HttpOnly, SameSite=Strict), and every write
+// carries the session's CSRF token.
 package console
 
 import (
@@ -44,12 +45,23 @@ type Config struct {
 	// LoginCode, when set, is a one-time login code: GET /login/once?code=LoginCode logs in once and lands on
 	// the Signal Queue (the dev setup's link). Empty: New makes one; LoginURL returns the link either way.
 	LoginCode string
+	// Operators are logins limited to some tenants (flag -console-operators-file); the admin token sees every
+	// tenant and the pipeline's health.
+	Operators []Operator
 	// Metrics are the stages' /metrics URLs by stage name (flag -console-metrics), for the health page.
 	Metrics map[string]string
 	// Sink is the sink's configuration: brokers, topics and ClickHouse.
 	Sink sink.Config
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+}
+
+// Operator is a login that sees only its tenants: queue, rules, leads, tail and dead letters of those, not the
+// pipeline's health (whose metrics name every tenant). Its token is stored as its SHA-256, hex.
+type Operator struct {
+	Name        string   `json:"name"`
+	TokenSHA256 string   `json:"token_sha256"`
+	Tenants     []string `json:"tenants"`
 }
 
 // ErrConfig is wrapped by every configuration error New returns.
@@ -85,7 +97,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing console templates: %w", err)
 	}
-	a, err := newAuth(cfg.Token, cfg.LoginCode)
+	a, err := newAuth(cfg.Token, cfg.LoginCode, cfg.Operators)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +209,8 @@ func (s *Server) render(w http.ResponseWriter, status int, page string, sess *se
 	if sess != nil {
 		data["CSRF"] = sess.csrf
 		data["LoggedIn"] = true
+		data["Admin"] = sess.admin()
+		data["Operator"] = sess.name
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

@@ -19,6 +19,8 @@ type dlFilter struct {
 	Tenant, Stage, Reason, Since string
 	Pending                      bool     // only those not redriven yet (retries = 0)
 	Positions                    []string // topic|partition|offset of the rows ticked, each a dead letter's key
+	// Allowed limits the selection to these tenants (an operator's login); nil: every tenant.
+	Allowed []string
 }
 
 func dlFilterFrom(v url.Values) dlFilter {
@@ -42,6 +44,13 @@ func (f dlFilter) values() url.Values {
 // what an operator types never becomes SQL.
 func (f dlFilter) where() (string, error) {
 	conds := []string{"1"}
+	if f.Allowed != nil {
+		var quoted []string // an operator has at least one tenant (newAuth); dead letters without a tenant are the admin's
+		for _, t := range f.Allowed {
+			quoted = append(quoted, sink.QuoteString(t))
+		}
+		conds = append(conds, "tenant IN ("+strings.Join(quoted, ", ")+")")
+	}
 	if f.Tenant != "" {
 		conds = append(conds, "tenant = "+sink.QuoteString(f.Tenant))
 	}
@@ -87,6 +96,7 @@ type dlRow struct {
 
 func (s *Server) deadLettersPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	f := dlFilterFrom(r.URL.Query())
+	f.Allowed = allowedList(sess)
 	if r.URL.Query().Get("pending") == "" {
 		f.Pending = true
 	}
@@ -137,6 +147,7 @@ func (s *Server) deadLettersPage(w http.ResponseWriter, r *http.Request, sess *s
 // preview).
 func (s *Server) redrive(w http.ResponseWriter, r *http.Request, sess *session) {
 	f := dlFilterFrom(r.PostForm)
+	f.Allowed = allowedList(sess)
 	where, err := f.where()
 	if err != nil {
 		s.render(w, http.StatusBadRequest, "deadletters", sess, map[string]any{"F": f, "Error": err.Error()})
@@ -163,4 +174,16 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request, sess *session) 
 	}
 	s.render(w, http.StatusOK, "redrive", sess, map[string]any{"F": f, "Hidden": f.values(), "Listed": listed, "Sent": res.Sent,
 		"Skipped": skipped, "DryRun": !send, "Limit": len(listed), "Back": "/deadletters?" + f.values().Encode()})
+}
+
+// allowedList is the session's tenants as a list, nil for the admin.
+func allowedList(sess *session) []string {
+	if sess.admin() {
+		return nil
+	}
+	out := []string{}
+	for t := range sess.tenants {
+		out = append(out, t)
+	}
+	return out
 }

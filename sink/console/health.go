@@ -187,5 +187,9 @@ func (h *health) view() []stageHealth {
 }
 
 func (s *Server) healthPage(w http.ResponseWriter, r *http.Request, sess *session) {
+	if !sess.admin() {
+		http.Error(w, "pipeline health is for the admin login (its metrics name every tenant)", http.StatusForbidden)
+		return
+	}
 	s.render(w, http.StatusOK, "health", sess, map[string]any{"Stages": s.health.view(), "Every": healthEvery.String()})
 }

@@ -68,11 +68,12 @@ func (s *Server) leadPage(w http.ResponseWriter, r *http.Request, sess *session)
 		s.fail(w, sess, err)
 		return
 	}
+	tenants = sess.visible(tenants)
 	if tenant == "" && len(tenants) > 0 {
 		tenant = tenants[0]
 	}
 	data := map[string]any{"Tenants": tenants, "Tenant": tenant, "Email": email}
-	if email != "" {
+	if email != "" && tenant != "" {
 		params := map[string]string{"tenant": tenant, "email": email}
 		lead, err := s.runTable(ctx, leadQuery, params, 1)
 		if err != nil {

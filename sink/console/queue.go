@@ -179,6 +179,7 @@ func (s *Server) queuePage(w http.ResponseWriter, r *http.Request, sess *session
 		s.fail(w, sess, err)
 		return
 	}
+	tenants = sess.visible(tenants)
 	if f.Tenant == "" && len(tenants) > 0 {
 		f.Tenant = tenants[0]
 	}

@@ -29,13 +29,16 @@ func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request, sess *session
 		s.fail(w, sess, err)
 		return
 	}
-	tenants := set.Tenants()
+	tenants := sess.visible(set.Tenants())
 	sort.Strings(tenants)
 	tenant := r.URL.Query().Get("tenant")
 	if tenant == "" && len(tenants) > 0 {
 		tenant = tenants[0]
 	}
 	var items []ruleItem
+	if tenant == "" {
+		tenant = "-" // no rules visible: list none
+	}
 	for _, ru := range set.Rules(tenant) {
 		q := url.Values{"tenant": {ru.Tenant}, "id": {ru.ID}}.Encode()
 		items = append(items, ruleItem{Rule: ru, EditURL: "/rules/edit?" + q, DeleteURL: "/rules/delete?" + q,

@@ -35,6 +35,7 @@ func (s *Server) tailPage(w http.ResponseWriter, r *http.Request, sess *session)
 		return
 	}
 	q := r.URL.Query()
+	tenants = sess.visible(tenants)
 	s.render(w, http.StatusOK, "tail", sess, map[string]any{"Tenants": tenants, "Tenant": q.Get("tenant"), "Event": q.Get("event")})
 }
 
@@ -43,7 +44,7 @@ func (s *Server) tailPage(w http.ResponseWriter, r *http.Request, sess *session)
 // name, case-insensitive). Each stream has its own consumer without a group: nothing is committed, and a tail
 // never takes partitions from the sink. The first event, "ready", is sent once the end offsets are known, so
 // anything resolved after it is in the stream.
-func (s *Server) tailStream(w http.ResponseWriter, r *http.Request, _ *session) {
+func (s *Server) tailStream(w http.ResponseWriter, r *http.Request, sess *session) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
@@ -89,7 +90,7 @@ func (s *Server) tailStream(w http.ResponseWriter, r *http.Request, _ *session) 
 			if schemas.Signals.Decode(rec.Value, &sig) != nil {
 				return
 			}
-			if tenant != "" && sig.Tenant != tenant {
+			if tenant != "" && sig.Tenant != tenant || !sess.allowed(sig.Tenant) {
 				return
 			}
 			if event != "" && !strings.Contains(strings.ToLower(sig.Event), event) && !strings.Contains(strings.ToLower(sig.MappedName), event) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -15,7 +16,7 @@ import (
 // consoleFlags are the operator console's flags (sink/console): it starts with the loader when -console-addr is
 // set.
 type consoleFlags struct {
-	addr, token, tokenFile, loginCode, metrics *string
+	addr, token, tokenFile, loginCode, metrics, operators *string
 }
 
 func addConsoleFlags(fs *flag.FlagSet) consoleFlags {
@@ -26,6 +27,8 @@ func addConsoleFlags(fs *flag.FlagSet) consoleFlags {
 		tokenFile: fs.String("console-token-file", env("SIGNALSTAGE_SINK_CONSOLE_TOKEN_FILE", ""), "file holding the console's admin token (env SIGNALSTAGE_SINK_CONSOLE_TOKEN_FILE)"),
 		loginCode: fs.String("console-login-code", env("SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE", ""),
 			"one-time login code for /login/once?code=... (dev setup; default: a random one, logged) (env SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE)"),
+		operators: fs.String("console-operators-file", env("SIGNALSTAGE_SINK_CONSOLE_OPERATORS_FILE", ""),
+			`JSON list of console logins limited to tenants: [{"name":..., "token_sha256":..., "tenants":[...]}] (env SIGNALSTAGE_SINK_CONSOLE_OPERATORS_FILE)`),
 		metrics: fs.String("console-metrics", env("SIGNALSTAGE_SINK_CONSOLE_METRICS", ""),
 			"the stages' metrics for the console's health page: stage=URL, comma separated (env SIGNALSTAGE_SINK_CONSOLE_METRICS)"),
 	}
@@ -56,7 +59,18 @@ func startConsole(ctx context.Context, log *slog.Logger, cfg sink.Config, f cons
 		}
 		metrics[stage] = u
 	}
-	srv, err := console.New(console.Config{Addr: *f.addr, Token: token, LoginCode: *f.loginCode, Metrics: metrics, Sink: cfg, Logger: log})
+	var ops []console.Operator
+	if *f.operators != "" {
+		b, err := os.ReadFile(*f.operators)
+		if err == nil {
+			err = json.Unmarshal(b, &ops)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: -console-operators-file: %v", sink.ErrConfig, err)
+		}
+	}
+	srv, err := console.New(console.Config{Addr: *f.addr, Token: token, LoginCode: *f.loginCode, Operators: ops,
+		Metrics: metrics, Sink: cfg, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", sink.ErrConfig, err)
 	}
