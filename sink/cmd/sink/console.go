@@ -22,8 +22,8 @@ type consoleFlags struct {
 func addConsoleFlags(fs *flag.FlagSet) consoleFlags {
 	return consoleFlags{
 		addr: fs.String("console-addr", env("SIGNALSTAGE_SINK_CONSOLE_ADDR", ""), "listen address of the operator console; empty disables it (env SIGNALSTAGE_SINK_CONSOLE_ADDR)"),
-		token: fs.String("console-token", env("SIGNALSTAGE_SINK_CONSOLE_TOKEN", ""),
-			"admin token operators log in to the console with, at least 16 characters (env SIGNALSTAGE_SINK_CONSOLE_TOKEN; prefer -console-token-file)"),
+		token: fs.String("console-token", env("SIGNALSTAGE_SINK_CONSOLE_TOKEN", env("SIGNALSTAGE_ADMIN_TOKEN", "")),
+			"admin token operators log in to the console with, at least 16 characters (env SIGNALSTAGE_SINK_CONSOLE_TOKEN, else SIGNALSTAGE_ADMIN_TOKEN, the processor's admin token; prefer -console-token-file)"),
 		tokenFile: fs.String("console-token-file", env("SIGNALSTAGE_SINK_CONSOLE_TOKEN_FILE", ""), "file holding the console's admin token (env SIGNALSTAGE_SINK_CONSOLE_TOKEN_FILE)"),
 		loginCode: fs.String("console-login-code", env("SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE", ""),
 			"one-time login code for /login/once?code=... (dev setup; default: a random one, logged) (env SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE)"),
