@@ -132,6 +132,20 @@ func TestAuth(t *testing.T) {
 		}
 	}
 
+	// A post from another origin is refused even with the token (and a login from another origin too).
+	req, _ := http.NewRequest(http.MethodPost, base+"/rules/apply", strings.NewReader(rule.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	if resp, err := c.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin write: %v %v, want 403", resp.StatusCode, err)
+	}
+	req, _ = http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	if resp, err := client(t).Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin login: %v %v, want 403", resp.StatusCode, err)
+	}
+
 	// Logging out ends the session.
 	if resp, _ := post(t, c, base+"/logout", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("logout: %d", resp.StatusCode)
