@@ -18,13 +18,6 @@ var funcs = template.FuncMap{
 	"fieldAs": func(name, errField, label, value string, errs map[string]string) fieldData {
 		return fieldData{Name: name, Label: label, Value: value, Err: errs[errField]}
 	},
-	"sum": func(xs []uint64) uint64 {
-		var n uint64
-		for _, x := range xs {
-			n += x
-		}
-		return n
-	},
 }
 
 type fieldData struct{ Name, Label, Value, Err string }
