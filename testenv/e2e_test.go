@@ -86,6 +86,12 @@ type pipeline struct {
 // ingest is ready.
 func startPipeline(t *testing.T, processorArgs ...string) *pipeline {
 	t.Helper()
+	return startPipelineWith(t, nil, processorArgs)
+}
+
+// startPipelineWith is startPipeline with extra sink flags too.
+func startPipelineWith(t *testing.T, sinkArgs, processorArgs []string) *pipeline {
+	t.Helper()
 	p := &pipeline{k: NewKafka(t, 3), ch: NewClickHouse(t), bin: buildStages(t)}
 	_, file, _, _ := runtime.Caller(0)
 	keys := filepath.Join(filepath.Dir(file), "dev-keys.json")
@@ -93,8 +99,9 @@ func startPipeline(t *testing.T, processorArgs ...string) *pipeline {
 	p.common = []string{"-brokers", strings.Join(p.k.Brokers, ","), "-topic-prefix", p.k.Prefix, "-partitions", "3"}
 	common := p.common
 	ingestAddr := freeAddr(t)
-	startStage(t, p.bin, "sink", append(common, "-clickhouse-addr", p.ch.Addr, "-clickhouse-database", p.ch.Database,
-		"-metrics-addr", freeAddr(t))...)
+	sinkFlags := append(append([]string(nil), common...), "-clickhouse-addr", p.ch.Addr, "-clickhouse-database", p.ch.Database,
+		"-metrics-addr", freeAddr(t))
+	startStage(t, p.bin, "sink", append(sinkFlags, sinkArgs...)...)
 	startStage(t, p.bin, "processor", append(append(common, "-state-dir", t.TempDir()), processorArgs...)...)
 	startStage(t, p.bin, "ingest", append(common, "-addr", ingestAddr, "-admin-addr", freeAddr(t), "-keys", keys)...)
 

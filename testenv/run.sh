@@ -7,9 +7,17 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 CACHE=${SIGNALSTAGE_CACHE:-$REPO/.cache}
-RUN=$CACHE/run
+RUN=${SIGNALSTAGE_RUN_DIR:-$CACHE/run}
 mkdir -p "$RUN" bin
 INGEST_ADDR=${SIGNALSTAGE_INGEST_ADDR:-127.0.0.1:8080}
+CONSOLE_ADDR=${SIGNALSTAGE_SINK_CONSOLE_ADDR:-127.0.0.1:8090}
+# The console's admin token (kept across runs in the cache, so a browser's login survives a restart of the sink
+# only until its session ends) and a fresh one-time login code for the link printed below.
+if [ -z "${SIGNALSTAGE_SINK_CONSOLE_TOKEN:-}" ]; then
+	[ -s "$RUN/console-token" ] || od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$RUN/console-token"
+	SIGNALSTAGE_SINK_CONSOLE_TOKEN=$(cat "$RUN/console-token")
+fi
+LOGIN_CODE=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 pids=()
 
 stop_stages() {
@@ -45,7 +53,10 @@ eval "$(bash testenv/services.sh env)"
 echo "building the stages..."
 go build -o bin/ ./ingest/cmd/ingest ./processor/cmd/processor ./sink/cmd/sink
 
-bin/sink >"$RUN/sink.log" 2>&1 &
+SIGNALSTAGE_SINK_CONSOLE_TOKEN=$SIGNALSTAGE_SINK_CONSOLE_TOKEN SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE=$LOGIN_CODE \
+	bin/sink -console-addr "$CONSOLE_ADDR" \
+	-console-metrics "ingest=http://$INGEST_ADDR/metrics,processor=http://${SIGNALSTAGE_PROCESSOR_ADMIN_ADDR:-127.0.0.1:9102}/metrics,sink=http://${SIGNALSTAGE_SINK_METRICS_ADDR:-127.0.0.1:9103}/metrics" \
+	>"$RUN/sink.log" 2>&1 &
 pids+=($!)
 bin/processor -state-dir "$RUN/processor-state" >"$RUN/processor.log" 2>&1 &
 pids+=($!)
@@ -62,10 +73,19 @@ if ! curl -sf "http://$INGEST_ADDR/readyz" >/dev/null 2>&1; then
 	exit 1
 fi
 
+for _ in $(seq 1 60); do
+	curl -sf -o /dev/null "http://$CONSOLE_ADDR/login" && break
+	sleep 0.5
+done
+
 URL="http://$INGEST_ADDR/api/signal-staging/webhook/dev-key"
 cat <<EOT
 
 signalstage is running.
+
+Console: http://$CONSOLE_ADDR/login/once?code=$LOGIN_CODE
+  (a one-time login link that lands on the Signal Queue; afterwards log in with the admin token in
+  $RUN/console-token unless SIGNALSTAGE_SINK_CONSOLE_TOKEN is set)
 
   Webhook URL (Segment "Webhooks (Actions)" destination, dev key from testenv/dev-keys.json):
     $URL

@@ -90,6 +90,7 @@ func run(args []string) int {
 	maxPartitions := fs.Int("max-partitions-per-insert", envInt("SIGNALSTAGE_SINK_MAX_PARTITIONS_PER_INSERT", 100), "most monthly partitions one INSERT touches; keep at or below ClickHouse's max_partitions_per_insert_block (env SIGNALSTAGE_SINK_MAX_PARTITIONS_PER_INSERT)")
 	maxRefused := fs.Int("max-refused-rows", envInt("SIGNALSTAGE_SINK_MAX_REFUSED_ROWS", 100), "rows ClickHouse may refuse for their data (in a batch, or in a row), each then dead-lettered, before batches wait and are retried instead (env SIGNALSTAGE_SINK_MAX_REFUSED_ROWS)")
 	retryMax := fs.Duration("retry-max", envDuration("SIGNALSTAGE_SINK_RETRY_MAX", 10*time.Second), "longest wait between insert retries (env SIGNALSTAGE_SINK_RETRY_MAX)")
+	consoleF := addConsoleFlags(fs)
 	var params paramFlag
 	fs.Var(&params, "param", "query: a parameter name=value (repeatable)")
 	where := fs.String("where", "", "redrive: which dead_letters rows, a ClickHouse condition (default: retries = 0, those not redriven yet)")
@@ -152,7 +153,7 @@ func run(args []string) int {
 	defer stop()
 	switch verb {
 	case "run":
-		err = serve(ctx, log, cfg, *metricsAddr)
+		err = serve(ctx, log, cfg, *metricsAddr, consoleF)
 	case "migrate":
 		err = migrate(ctx, log, cfg)
 	case "query":
@@ -226,7 +227,7 @@ func signalContext(log *slog.Logger) (context.Context, func()) {
 	return ctx, func() { signal.Stop(ch); cancel() }
 }
 
-func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr string) error {
+func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr string, cf consoleFlags) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registry = reg
@@ -250,6 +251,11 @@ func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr s
 		}()
 		log.Info("metrics listening", "addr", ln.Addr().String())
 	}
+	waitConsole, err := startConsole(ctx, log, cfg, cf)
+	if err != nil {
+		return err
+	}
+	defer waitConsole()
 	// Shutdown time runs from the signal to Run's return: the final flush and commit.
 	var cancelledAt atomic.Int64
 	defer context.AfterFunc(ctx, func() { cancelledAt.Store(time.Now().UnixNano()) })()
