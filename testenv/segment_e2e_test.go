@@ -114,8 +114,10 @@ func TestSegmentClientsEndToEnd(t *testing.T) {
 			if !waitUntilTrue(60*time.Second, func() bool { return p.count(t, linked, anon) == 2 }) {
 				t.Errorf("the anonymous page and track are not linked to the lead (%d of 2)", p.count(t, linked, anon))
 			}
-			if n := p.count(t, "SELECT count() FROM identities FINAL WHERE tenant = 'e2e' AND id = ? AND email = 'ada.lovelace@example.com'", anon); n != 1 {
-				t.Errorf("%d identity rows for the anonymous id, want 1", n)
+			// identities is loaded by its own batches, flushed apart from signals': wait for it too.
+			ident := "SELECT count() FROM identities FINAL WHERE tenant = 'e2e' AND id = ? AND email = 'ada.lovelace@example.com'"
+			if !waitUntilTrue(60*time.Second, func() bool { return p.count(t, ident, anon) == 1 }) {
+				t.Errorf("%d identity rows for the anonymous id, want 1", p.count(t, ident, anon))
 			}
 		})
 	}
