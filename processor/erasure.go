@@ -52,6 +52,15 @@ type TombstoneEmitter interface {
 	Tombstone(tenant, id string)
 }
 
+// normalizeErasedEmail is the form of a request's email the core compares with leads: the contract's, else (an
+// address the contract would not take as a lead) lower-cased and trimmed.
+func normalizeErasedEmail(s string) string {
+	if e := contract.NormalizeEmail(s); e != "" {
+		return e
+	}
+	return strings.ToLower(strings.TrimSpace(s))
+}
+
 func erasedKey(tenant, kind, id string) []byte { return stateKey(prefixErased, tenant, kind, ":", id) }
 
 // Erase applies one erasure request to the partition's state st (see the comment at prefixErased).
@@ -59,7 +68,7 @@ func (c *Core) Erase(st State, em Emitter, e *schemas.Erasure) error {
 	tenant := e.Tenant
 	now := c.cfg.Now().UTC().Truncate(time.Millisecond)
 	emails := map[string]bool{}
-	if email := contract.NormalizeEmail(e.Email); email != "" {
+	if email := normalizeErasedEmail(e.Email); email != "" {
 		emails[email] = true
 	}
 	ids := map[visitor]bool{}
