@@ -314,6 +314,16 @@ func (e *emitter) Tombstone(tenant, id string) {
 	e.out(&kgo.Record{Topic: e.p.idents, Key: schemas.RoutingKey(tenant, id)})
 }
 
+// Erasure publishes an erasure request (the email linked to a request's ids) to signals.erasures.
+func (e *emitter) Erasure(x *schemas.Erasure) {
+	b, err := schemas.Erasures.Encode(x)
+	if err != nil {
+		e.fail(fmt.Errorf("encoding erasure: %w", err))
+		return
+	}
+	e.out(&kgo.Record{Topic: e.p.cfg.Topics.Name(schemas.TopicErasures), Key: schemas.ErasureKey(x), Value: b})
+}
+
 func (e *emitter) changelog(part int32, m kv) {
 	r := &kgo.Record{Topic: e.p.clog, Partition: part, Key: m.key}
 	if !m.del {

@@ -58,6 +58,7 @@ type Stats struct {
 	Erasures       int64 // erasure requests applied to a partition's state
 	ErasedIDs      int64 // ids whose state an erasure dropped (and tombstoned on identities)
 	ErasedHeld     int64 // held signals an erasure dropped
+	ErasuresOut    int64 // requests published for the email linked to a request's ids
 }
 
 // Add adds o to s.
@@ -84,6 +85,7 @@ func (s *Stats) Add(o Stats) {
 	s.Erasures += o.Erasures
 	s.ErasedIDs += o.ErasedIDs
 	s.ErasedHeld += o.ErasedHeld
+	s.ErasuresOut += o.ErasuresOut
 }
 
 // Core is the processing logic without Kafka: dedup, identity, cold storage and rehydration over a State, with

@@ -14,9 +14,12 @@ import (
 //
 //   - the person is the request's email and ids, the email of each named id's identity here, the ids whose
 //     identity here is linked to one of those emails, and the anonymousIds remembered as aliases of those userIds;
+//     an email found that the request did not name is published as a request of its own (ErasureEmitter), so
+//     that the partitions which know that email's other ids, but not the named ones, erase them too;
 //   - for each of their ids it deletes the identity, the held (cold) signals and their counter, the alias list
-//     and the alias-sent marks of the pairs it can name, and emits an identity tombstone (key tenant|id), so the
-//     compacted identities topic forgets the link and the sink drops it from leads;
+//     and the alias-sent marks of the pairs it can name, and, for an id whose identity it held, emits an identity
+//     tombstone (key tenant|id), so the compacted identities topic forgets the link and the sink drops it from
+//     leads;
 //   - it records each id and email it found in the partition's state (x keys, through the changelog), so what it
 //     learnt here (an id linked to the email, an email linked to an id) outlives the deleted identities, a
 //     restart and a restore;
@@ -61,6 +64,13 @@ func normalizeErasedEmail(s string) string {
 	return strings.ToLower(strings.TrimSpace(s))
 }
 
+// ErasureEmitter is the optional part of an Emitter that publishes an erasure request to signals.erasures: the
+// email Erase found linked to a request that named only ids, so that every partition (and the sink) erases the
+// ids linked to it, which only the email finds on the partitions that do not know the named ids.
+type ErasureEmitter interface {
+	Erasure(e *schemas.Erasure)
+}
+
 func erasedKey(tenant, kind, id string) []byte { return stateKey(prefixErased, tenant, kind, ":", id) }
 
 // Erase applies one erasure request to the partition's state st (see the comment at prefixErased).
@@ -85,6 +95,17 @@ func (c *Core) Erase(st State, em Emitter, e *schemas.Erasure) error {
 		}
 		if ok && id.Email != "" {
 			emails[id.Email] = true
+		}
+	}
+	if ee, ok := em.(ErasureEmitter); ok {
+		named := normalizeErasedEmail(e.Email)
+		for email := range emails {
+			if email == named || (c.cfg.Erased != nil && c.cfg.Erased.IsErased(tenant, ErasedKindEmail, email)) {
+				continue
+			}
+			ee.Erasure(&schemas.Erasure{Tenant: tenant, RequestID: e.RequestID + "/linked", Email: email,
+				RequestedAt: e.RequestedAt})
+			c.Stats.ErasuresOut++
 		}
 	}
 	if sc, ok := st.(StateScanner); ok && len(emails) > 0 {
@@ -132,13 +153,22 @@ func (c *Core) Erase(st State, em Emitter, e *schemas.Erasure) error {
 		if !LegalID(v.id) {
 			continue
 		}
-		st.Delete(identityKey(tenant, v))
+		ik := identityKey(tenant, v)
+		linked, err := st.Get(ik)
+		if err != nil {
+			return err
+		}
 		if err := c.dropHeld(st, tenant, v); err != nil {
 			return err
 		}
 		st.Set(erasedKey(tenant, v.kind, v.id), mark)
-		if te != nil {
-			te.Tombstone(tenant, v.id)
+		if linked != nil {
+			// Tombstoned by each partition that knew its identity (its own one does: it applies the id's links),
+			// not by every partition a request reaches.
+			st.Delete(ik)
+			if te != nil {
+				te.Tombstone(tenant, v.id)
+			}
 		}
 		c.Stats.ErasedIDs++
 	}

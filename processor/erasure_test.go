@@ -26,7 +26,10 @@ func (m memState) Scan(prefix []byte, fn func(key, value []byte) error) error {
 type erasureRecorder struct {
 	*recorder
 	tombstones []string
+	requests   []schemas.Erasure
 }
+
+func (r *erasureRecorder) Erasure(e *schemas.Erasure) { r.requests = append(r.requests, *e) }
 
 func (r *erasureRecorder) Tombstone(tenant, id string) {
 	r.tombstones = append(r.tombstones, string(schemas.RoutingKey(tenant, id)))
@@ -110,7 +113,9 @@ func TestErasureDropsStateAndSuppresses(t *testing.T) {
 		}
 	}
 	slices.Sort(em.tombstones)
-	want := []string{"acme|a-ann", "acme|a-ann2", "acme|a-ann3", "acme|a-carl", "acme|u-ann", "acme|u-dan"}
+	// Tombstones for the ids whose identity the partition held (not carl's, never linked, nor the aliased device's,
+	// whose link lives on its own partition).
+	want := []string{"acme|a-ann", "acme|a-ann2", "acme|u-ann", "acme|u-dan"}
 	if !slices.Equal(em.tombstones, want) {
 		t.Fatalf("tombstones %v, want %v", em.tombstones, want)
 	}
@@ -180,4 +185,49 @@ func TestErasureDropsStateAndSuppresses(t *testing.T) {
 	fresh.SetErasedState(false)
 	suppressed(fresh, memState{}, "fresh state: ann by email", identifyAs("a-x", "", "ann@acme.test"))
 	suppressed(fresh, memState{}, "fresh state: carl", pageOf("a-carl", "", "/c"))
+}
+
+// TestErasureByIDReachesTheLinkedEmail: a request naming only Ann's anonymousId. Her anonymousId's partition
+// (an identify with her anonymousId and userId) erases both and publishes a request for her email; another
+// partition, which knows her userId's link and a second device's but not the named anonymousId, erases nothing
+// for the first request and both ids for the published one. No request is published for an email already named.
+func TestErasureByIDReachesTheLinkedEmail(t *testing.T) {
+	const tn = "acme"
+	p1 := newRig(t, nil)
+	p1.event(tn, identifyAs("a-ann", "u-ann", "ann@acme.test"))
+	p2 := newRig(t, nil)
+	for _, id := range []visitor{{"user", "u-ann"}, {"anonymous", "a-ann2"}} {
+		if err := p2.core.ApplyLink(p2.st, p2.em, &schemas.IdentityLink{Tenant: tn, IDKind: id.kind, ID: id.id,
+			Email: "ann@acme.test", LinkedAt: p2.now, SignalID: "s"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := &schemas.Erasure{Tenant: tn, RequestID: "r1", AnonymousID: "a-ann"}
+	em1, em2 := &erasureRecorder{recorder: p1.em}, &erasureRecorder{recorder: p2.em}
+	if err := p1.core.Erase(p1.st, em1, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.core.Erase(p2.st, em2, req); err != nil {
+		t.Fatal(err)
+	}
+	if len(em1.requests) != 1 || em1.requests[0].Email != "ann@acme.test" || em1.requests[0].RequestID != "r1/linked" {
+		t.Fatalf("published %+v, want one request for ann's email", em1.requests)
+	}
+	slices.Sort(em1.tombstones)
+	if !slices.Equal(em1.tombstones, []string{"acme|a-ann", "acme|u-ann"}) {
+		t.Fatalf("the anonymousId's partition tombstoned %v", em1.tombstones)
+	}
+	if len(em2.tombstones) != 0 || len(em2.requests) != 0 || p2.st[string(identityKey(tn, visitor{"user", "u-ann"}))] == nil {
+		t.Fatalf("the other partition erased %v for a request it cannot resolve", em2.tombstones)
+	}
+	if err := p2.core.Erase(p2.st, em2, &em1.requests[0]); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(em2.tombstones)
+	if !slices.Equal(em2.tombstones, []string{"acme|a-ann2", "acme|u-ann"}) || len(em2.requests) != 0 {
+		t.Fatalf("the published request: tombstones %v, requests %+v", em2.tombstones, em2.requests)
+	}
+	if out := p2.event(tn, pageOf("a-ann2", "", "/again")); len(out) != 0 {
+		t.Fatalf("ann's second device emitted after the published request: %+v", out)
+	}
 }
