@@ -80,6 +80,9 @@ func (c *Core) ApplyAlias(st State, em Emitter, tenant, userID, anonymousID stri
 	if !LegalID(userID) || !LegalID(anonymousID) {
 		return nil
 	}
+	if gone, err := c.erasedEvent(st, tenant, []visitor{{schemas.IDKindUser, userID}, {schemas.IDKindAnonymous, anonymousID}}, ""); err != nil || gone {
+		return err
+	}
 	k := aliasesKey(tenant, userID)
 	var ids []string
 	if b, err := st.Get(k); err != nil {

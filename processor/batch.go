@@ -72,6 +72,9 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 			return p.abort(ctx, sess, err)
 		}
 		p.core.SetLegacyLookups(legacy)
+		if err := p.applyErasures(ov, em, part); err != nil {
+			return p.abort(ctx, sess, err)
+		}
 		in := inputs[part]
 		for _, r := range in.links {
 			if err := p.applyLink(ov, em, r); err != nil {
@@ -190,7 +193,7 @@ func (p *Processor) processRaw(ov *overlay, em *emitter, r *kgo.Record) error {
 
 func (p *Processor) applyLink(ov *overlay, em *emitter, r *kgo.Record) error {
 	if r.Value == nil {
-		return nil // tombstone: links are only ever superseded, never withdrawn
+		return nil // tombstone: an erasure's (applied by every partition from signals.erasures), nothing to do here
 	}
 	var l schemas.IdentityLink
 	if err := schemas.IdentityLinks.Decode(r.Value, &l); err != nil {
@@ -304,6 +307,21 @@ func (e *emitter) Link(l *schemas.IdentityLink) {
 		return
 	}
 	e.out(&kgo.Record{Topic: e.p.idents, Key: schemas.RoutingKey(l.Tenant, l.ID), Value: b})
+}
+
+// Tombstone deletes the link of tenant|id from the compacted identities topic (an erased person's).
+func (e *emitter) Tombstone(tenant, id string) {
+	e.out(&kgo.Record{Topic: e.p.idents, Key: schemas.RoutingKey(tenant, id)})
+}
+
+// Erasure publishes an erasure request (the email linked to a request's ids) to signals.erasures.
+func (e *emitter) Erasure(x *schemas.Erasure) {
+	b, err := schemas.Erasures.Encode(x)
+	if err != nil {
+		e.fail(fmt.Errorf("encoding erasure: %w", err))
+		return
+	}
+	e.out(&kgo.Record{Topic: e.p.cfg.Topics.Name(schemas.TopicErasures), Key: schemas.ErasureKey(x), Value: b})
 }
 
 func (e *emitter) changelog(part int32, m kv) {

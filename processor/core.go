@@ -30,6 +30,7 @@ type CoreConfig struct {
 	MaxHeldPerVisitor int
 	MaxHeldAge        time.Duration
 	Mapper            Mapper           // nil: no mapping rules
+	Erased            ErasedSet        // nil: only the erasures applied to the state (Erase) suppress
 	Now               func() time.Time // nil: time.Now
 }
 
@@ -53,6 +54,11 @@ type Stats struct {
 	AliasesIn      int64 // alias pairs recorded on the userId's partition
 	LegacyLookups  int64 // dedup lookups of the other id of a signal (the upgrade to the contract; see dedupIDs)
 	LegacyHits     int64 // ... that found the signal under it
+	Suppressed     int64 // events of an erased person: not emitted
+	Erasures       int64 // erasure requests applied to a partition's state
+	ErasedIDs      int64 // ids whose state an erasure dropped (and tombstoned on identities)
+	ErasedHeld     int64 // held signals an erasure dropped
+	ErasuresOut    int64 // requests published for the email linked to a request's ids
 }
 
 // Add adds o to s.
@@ -75,6 +81,11 @@ func (s *Stats) Add(o Stats) {
 	s.AliasesIn += o.AliasesIn
 	s.LegacyLookups += o.LegacyLookups
 	s.LegacyHits += o.LegacyHits
+	s.Suppressed += o.Suppressed
+	s.Erasures += o.Erasures
+	s.ErasedIDs += o.ErasedIDs
+	s.ErasedHeld += o.ErasedHeld
+	s.ErasuresOut += o.ErasuresOut
 }
 
 // Core is the processing logic without Kafka: dedup, identity, cold storage and rehydration over a State, with
@@ -86,6 +97,8 @@ type Core struct {
 	reader, rreader eventReader
 	// legacyIDs turns on the second dedup lookup of every new signal (SetLegacyLookups).
 	legacyIDs bool
+	// noErasedState skips the lookups of erased ids in the state (SetErasedState).
+	noErasedState bool
 	// key buffers for the hot path: State copies the keys it keeps, so a key needs to live only until the call
 	// that uses it returns (kbuf), or until the end of ProcessEvent (dkbuf: the event's dedup key)
 	kbuf, dkbuf, hkbuf []byte
@@ -129,6 +142,13 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 		return err
 	}
 	c.Stats.Events++
+	ids := ev.ids()
+	if gone, err := c.erasedEvent(st, ev.Tenant, ids, ev.Email); err != nil || gone {
+		if gone {
+			c.Stats.Suppressed++
+		}
+		return err
+	}
 
 	id, entry, seen, err := c.dedupIDs(st, ev, now)
 	if err != nil {
@@ -150,6 +170,15 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	dk := c.dkbuf // until the end of this call; rehydration makes its own keys
 
 	sig, email := c.signalOf(&c.sig, ev, id, partition, offset, version, now)
+	if email != ev.Email {
+		// A rule's email: the person it names may be erased.
+		if gone, err := c.erased(st, ev.Tenant, ErasedKindEmail, email); err != nil || gone {
+			if gone {
+				c.Stats.Suppressed++
+			}
+			return err
+		}
+	}
 	c.enrich = nil
 	if sig.Mapped != nil && ev.Type != "group" {
 		c.enrich = leadEnrichment(sig.Mapped) // the lead's identity gets what the rule mapped, too
@@ -159,7 +188,6 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	} else {
 		entry.First = pinOf(sig)
 	}
-	ids := ev.ids()
 	switch {
 	case ev.Type == "group":
 		// A group call describes a group: it never creates or changes a lead, and its traits are the group's.
@@ -183,6 +211,15 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	unlinked, err := c.resolve(st, ev.Tenant, ids, sig)
 	if err != nil {
 		return err
+	}
+	if email == "" && sig.Email != "" {
+		// Linked through its ids to a lead erased since (an erasure this partition has not applied yet).
+		if gone, err := c.erased(st, ev.Tenant, ErasedKindEmail, sig.Email); err != nil || gone {
+			if gone {
+				c.Stats.Suppressed++
+			}
+			return err
+		}
 	}
 	if ev.Type != "group" && sig.Status == schemas.StatusLinked && email == "" {
 		// Linked through one of its ids (resolve): the event joins the unlinked ones to the lead, as an identify

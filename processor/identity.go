@@ -166,6 +166,9 @@ func (c *Core) ApplyLink(st State, em Emitter, l *schemas.IdentityLink) error {
 		return nil
 	}
 	v := visitor{l.IDKind, l.ID}
+	if gone, err := c.erasedEvent(st, l.Tenant, []visitor{v}, email); err != nil || gone {
+		return err // a link of an erased person (an echo, a replay): they stay forgotten
+	}
 	cur, ok, err := c.getIdentity(st, l.Tenant, v)
 	if err != nil {
 		return err

@@ -24,6 +24,7 @@ type metrics struct {
 	visitorCache   *prometheus.CounterVec // result: hit, miss
 	legacyIDs      *prometheus.CounterVec // result: hit, miss
 	legacyWindow   prometheus.Gauge
+	suppressed     prometheus.Counter // events of erased people
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -69,8 +70,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		legacyWindow: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "legacy_id_window_partitions",
 			Help: "Open partitions whose state may still hold dedup entries from before the event contract, so new signals are " +
 				"also looked up under their legacy id (0 once the dedup window after the upgrade has passed)."}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "erasure_suppressed_total",
+			Help: "Events of an erased person (signals.erasures) not emitted."}),
 	}
 	if reg != nil {
+		reg.MustRegister(m.suppressed)
 		reg.MustRegister(m.records, m.signals, m.duplicates, m.reemitted, m.noVisitor, m.heldDropped, m.dedupExpired,
 			m.links, m.aliases, m.deadLetters, m.transactions, m.txnSeconds, m.batchRecords, m.restoreRecords, m.restoreSeconds,
 			m.partitions, m.visitorCache, m.legacyIDs, m.legacyWindow)
@@ -106,4 +110,5 @@ func (m *metrics) addStats(s Stats) {
 	m.aliases.WithLabelValues("in").Add(float64(s.AliasesIn))
 	m.legacyIDs.WithLabelValues("hit").Add(float64(s.LegacyHits))
 	m.legacyIDs.WithLabelValues("miss").Add(float64(s.LegacyLookups - s.LegacyHits))
+	m.suppressed.Add(float64(s.Suppressed))
 }

@@ -49,6 +49,8 @@ type Processor struct {
 	stores  map[int32]*storeState // processing loop only
 	addr    chan string           // admin address once listening
 	watcher *rules.Watcher        // nil when Config.Mapper is given or rules are disabled
+
+	erasures *erasureLog // signals.erasures, followed by Run (erasures.go)
 }
 
 type storeState struct {
@@ -163,6 +165,13 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		}
 		tick.Stop()
 	}
+	waitErasures := p.startErasures(ctx, cancel) // returns once the requests at start are read
+	defer func() {
+		cancel(nil)
+		if werr := waitErasures(); err == nil && parent.Err() == nil {
+			err = werr
+		}
+	}()
 	p.cache = pebble.NewCache(p.cfg.CacheBytes)
 	defer p.cache.Unref()
 	defer p.closeStores()

@@ -359,3 +359,35 @@ func (quietLogger) Fatalf(format string, args ...any) {
 // stringBytes returns the bytes of the map key k without a copy: kv.key is only ever read (Pebble's batch copies
 // it, kgo only hashes and writes it), so it can share k's immutable memory.
 func stringBytes(k string) []byte { return unsafe.Slice(unsafe.StringData(k), len(k)) }
+
+// Scan calls fn for every key under prefix as the batch sees it: the committed keys the batch did not change,
+// then the batch's own (deletes left out). Not in key order across the two. For rare walks (an erasure looking
+// for the ids linked to an email), not the hot path.
+func (o *overlay) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	upper := append([]byte(nil), prefix...)
+	upper[len(upper)-1]++ // prefixes end with the tenant's 0 separator, never 0xff
+	it, err := o.store.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("%w: scanning state: %w", ErrStateIO, err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		if _, changed := o.muts[string(it.Key())]; changed {
+			continue
+		}
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("%w: scanning state: %w", ErrStateIO, err)
+	}
+	for _, m := range o.muts {
+		if !m.del && bytes.HasPrefix(m.key, prefix) {
+			if err := fn(m.key, m.val); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -40,7 +40,7 @@ func cacheable(key []byte) bool {
 		return false
 	}
 	switch key[0] {
-	case prefixIdentity, prefixCounter, prefixAliases, prefixAliasSent:
+	case prefixIdentity, prefixCounter, prefixAliases, prefixAliasSent, prefixErased:
 		return true
 	}
 	return false

@@ -7,7 +7,7 @@ import (
 
 // TopicErasures is the topic of erasure requests (compacted, one partition, keyed by ErasureKey): every stage
 // that holds personal data consumes it from the start. The sink deletes the person's rows from every table and
-// drops rows of theirs it loads later; the processor is to drop their state and links and suppress their events.
+// drops rows of theirs it loads later; the processor drops their state and links and suppresses their events.
 const TopicErasures = "signals.erasures"
 
 // Erasure asks every stage to erase one person of a tenant: the lead Email (lower case) and/or the visitor ids.
