@@ -18,9 +18,9 @@ import (
 // TestReplayAfterTheWindowReachesClickHouse: the binaries, the real Kafka and ClickHouse. A visitor's page view is
 // held cold, then linked by an identify (ClickHouse keeps version 2 of it); the dedup window (5 s here) passes;
 // a mapping rule for the page is applied; `processor replay` from offset 0, and the processor restarts (on an
-// empty disk: it restores from the changelog). The replay re-emits the page under the rule; ClickHouse's row
-// (FINAL, the highest version) is the replay's, with the rule. Before versions were a clock, the replay emitted
-// version 1, which lost against the stored version 2: the rule never showed.
+// empty disk: it restores from the changelog). The replay re-emits the page under the rule; its row in
+// signals_latest (the analysts' view: the highest version) is the replay's, with the rule. Before versions were a
+// clock, the replay emitted version 1, which lost against the stored version 2: the rule never showed.
 func TestReplayAfterTheWindowReachesClickHouse(t *testing.T) {
 	k, ch := NewKafka(t, 3), NewClickHouse(t)
 	bin := buildStages(t)
@@ -75,7 +75,7 @@ func TestReplayAfterTheWindowReachesClickHouse(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		var r row
-		err := ch.Conn.QueryRow(ctx, "SELECT version, status, rule_id, email, signal_id FROM signals FINAL WHERE message_id = ?", msg).
+		err := ch.Conn.QueryRow(ctx, "SELECT version, status, rule_id, email, signal_id FROM signals_latest WHERE message_id = ?", msg).
 			Scan(&r.version, &r.status, &r.ruleID, &r.email, &r.signalID)
 		return r, err == nil
 	}
