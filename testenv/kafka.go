@@ -28,7 +28,13 @@ type Kafka struct {
 // partitions partitions under a unique prefix.
 func NewKafka(t testing.TB, partitions int32) *Kafka {
 	t.Helper()
-	k := &Kafka{Brokers: KafkaBrokers(), Prefix: uniqueName(t, 40) + ".", t: t}
+	return NewKafkaOn(t, KafkaBrokers(), partitions)
+}
+
+// NewKafkaOn is NewKafka on the given brokers (a PrivateKafka's, which a test may kill and restart).
+func NewKafkaOn(t testing.TB, brokers []string, partitions int32) *Kafka {
+	t.Helper()
+	k := &Kafka{Brokers: brokers, Prefix: uniqueName(t, 40) + ".", t: t}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
 	if err != nil {
 		t.Fatalf("kafka client: %v", err)
