@@ -73,7 +73,7 @@ func run(args []string) int {
 	chAddr := fs.String("clickhouse-addr", env("SIGNALSTAGE_CLICKHOUSE_ADDR", "127.0.0.1:9000"), "ClickHouse native address (env SIGNALSTAGE_CLICKHOUSE_ADDR)")
 	chDB := fs.String("clickhouse-database", env("SIGNALSTAGE_CLICKHOUSE_DATABASE", "signalstage"), "ClickHouse database (env SIGNALSTAGE_CLICKHOUSE_DATABASE)")
 	chUser := fs.String("clickhouse-user", env("SIGNALSTAGE_CLICKHOUSE_USER", "default"), "ClickHouse user (env SIGNALSTAGE_CLICKHOUSE_USER; password from SIGNALSTAGE_CLICKHOUSE_PASSWORD)")
-	metricsAddr := fs.String("metrics-addr", env("SIGNALSTAGE_SINK_METRICS_ADDR", "127.0.0.1:9103"), "listen address of /metrics; empty disables (env SIGNALSTAGE_SINK_METRICS_ADDR)")
+	metricsAddr := fs.String("metrics-addr", env("SIGNALSTAGE_SINK_METRICS_ADDR", "127.0.0.1:9103"), "listen address of /metrics and /readyz; empty disables (env SIGNALSTAGE_SINK_METRICS_ADDR)")
 	flushRows := fs.Int("flush-rows", envInt("SIGNALSTAGE_SINK_FLUSH_ROWS", 50_000), "flush a table's batch at this many rows (env SIGNALSTAGE_SINK_FLUSH_ROWS)")
 	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
 	flushInterval := fs.Duration("flush-interval", envDuration("SIGNALSTAGE_SINK_FLUSH_INTERVAL", time.Second), "flush a table's batch when its oldest row is this old (env SIGNALSTAGE_SINK_FLUSH_INTERVAL)")
@@ -193,6 +193,16 @@ func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr s
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		// 200 once migrated, in the group, and both Kafka and ClickHouse answer; 503 with the reason otherwise.
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := s.Ready(rctx); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ready\n"))
+		})
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {
@@ -202,6 +212,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr s
 		}()
 		log.Info("metrics listening", "addr", ln.Addr().String())
 	}
+	go s.WatchLag(ctx, 5*time.Second)
 	// Shutdown time runs from the signal to Run's return: the final flush and commit.
 	var cancelledAt atomic.Int64
 	defer context.AfterFunc(ctx, func() { cancelledAt.Store(time.Now().UnixNano()) })()
