@@ -25,7 +25,7 @@ import (
 // instance is a processor subprocess of a lifecycle test: its own state dir, transactional id and admin port,
 // kept across restarts (a pod of a StatefulSet).
 type instance struct {
-	t     *testing.T
+	t     testing.TB
 	bin   string
 	name  string
 	args  []string
@@ -37,7 +37,7 @@ type instance struct {
 
 // newInstance prepares (does not start) an instance of the processor on k named name: transactional id
 // <prefix><name>, a fresh state dir, a free admin port, 300 records per transaction, extra flags last.
-func newInstance(t *testing.T, bin string, k *testenv.Kafka, name string, extra ...string) *instance {
+func newInstance(t testing.TB, bin string, k *testenv.Kafka, name string, extra ...string) *instance {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,7 +64,7 @@ func newInstance(t *testing.T, bin string, k *testenv.Kafka, name string, extra 
 
 // logDir is where instances write their logs: PROCESSOR_TEST_LOGDIR when set (to read them after a run), else
 // the test's temp dir.
-func logDir(t *testing.T) string {
+func logDir(t testing.TB) string {
 	if d := os.Getenv("PROCESSOR_TEST_LOGDIR"); d != "" {
 		return d
 	}

@@ -98,7 +98,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("processor", flag.ExitOnError)
 	c.register(fs)
 	fs.StringVar(&cfg.StateDir, "state-dir", env("SIGNALSTAGE_PROCESSOR_STATE_DIR", "./processor-state"), "directory of the per-partition Pebble state (env SIGNALSTAGE_PROCESSOR_STATE_DIR)")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_PROCESSOR_ADMIN_ADDR", "127.0.0.1:9102"), "admin listener: /metrics, /healthz, the rules API (env SIGNALSTAGE_PROCESSOR_ADMIN_ADDR)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_PROCESSOR_ADMIN_ADDR", "127.0.0.1:9102"), "admin listener: /metrics, /healthz, /readyz, the rules API (env SIGNALSTAGE_PROCESSOR_ADMIN_ADDR)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", env("SIGNALSTAGE_ADMIN_TOKEN", ""), "bearer token of the rules HTTP API on -admin-addr; empty disables the API (env SIGNALSTAGE_ADMIN_TOKEN)")
 	fs.BoolVar(&cfg.DisableRules, "disable-rules", false, "do not read signals.rules: every signal comes out unmapped")
 	fs.StringVar(&cfg.Group, "group", env("SIGNALSTAGE_PROCESSOR_GROUP", ""), "consumer group (default <prefix>processor)")
