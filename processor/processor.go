@@ -215,7 +215,7 @@ func (p *Processor) clientOpts() []kgo.Opt {
 		// broker forever: the session is then replaced (runSessions), and /readyz says not ready.
 		kgo.RecordDeliveryTimeout(p.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.SessionTimeout(p.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(min(3*time.Second, p.cfg.SessionTimeout/5)),
