@@ -329,10 +329,17 @@ func TestBrokerOutageOneInstance(t *testing.T) {
 	p := newInstance(t, bin, k, "p")
 	p.start()
 	p.waitReady(http.StatusOK, time.Minute)
-	produce(t, k, s.ins[3000:6000]...)
-	waitSignals(t, k, 3500, "before the outage") // and kill the broker while a transaction is under way
-
+	produce(t, k, s.ins[3000:9000]...) // a backlog, so the processor is mid-stream when the broker dies
+	waitSignals(t, k, 3500, "before the outage")
+	// Kill the broker while a transaction is open (what stopped the processor before: "ending transaction:
+	// unable to dial").
+	for deadline := time.Now().Add(time.Minute); len(stableGaps(t, k)) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("never saw a transaction open on the changelog")
+		}
+	}
 	pk.Kill()
+
 	body := p.waitReady(http.StatusServiceUnavailable, 30*time.Second)
 	t.Logf("during the outage /readyz: %s", strings.TrimSpace(body))
 	time.Sleep(time.Minute)
@@ -343,7 +350,7 @@ func TestBrokerOutageOneInstance(t *testing.T) {
 	back := time.Now()
 	p.waitReady(http.StatusOK, 2*time.Minute)
 	t.Logf("ready %s after the broker came back", time.Since(back).Round(time.Millisecond))
-	<-pacedProduce(t, k, s.ins[6000:], 500, 100*time.Millisecond)
+	<-pacedProduce(t, k, s.ins[9000:], 500, 100*time.Millisecond)
 	checkExactlyOnce(t, k, s)
 	if done, err := p.exited(); done {
 		t.Fatalf("the processor exited: %v", err)
