@@ -421,3 +421,55 @@ func partitionsOf(t *testing.T, i *instance) string {
 	sort.Slice(r.Partitions, func(a, b int) bool { return r.Partitions[a] < r.Partitions[b] })
 	return fmt.Sprint(r.Partitions)
 }
+
+// TestBrokerHangsMidTransaction: the broker freezes (SIGSTOP: a hung broker, or a network partition that drops
+// packets) while the only instance has a transaction open, for longer than the transaction timeout, then
+// resumes. Requests time out instead of failing to dial, so ending the transaction fails: the instance replaces
+// its session rather than exiting (what stopped it before), is not ready meanwhile, and the output is exactly
+// once.
+func TestBrokerHangsMidTransaction(t *testing.T) {
+	t.Parallel()
+	pk := testenv.NewPrivateKafka(t)
+	k := testenv.NewKafkaOn(t, pk.Brokers(), 6)
+	b, err := os.ReadFile(filepath.Join(pk.Dir, "kafka.pid"))
+	if err != nil {
+		t.Fatalf("the private broker's pid: %v", err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil {
+		t.Fatalf("kafka.pid %q: %v", b, err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	bin := buildProcessor(t)
+	s := newStream(t, 12_000, 300)
+	produce(t, k, s.ins[:3000]...)
+	p := newInstance(t, bin, k, "p")
+	p.start()
+	p.waitReady(http.StatusOK, time.Minute)
+	produce(t, k, s.ins[3000:9000]...)
+	waitSignals(t, k, 3500, "before the hang")
+	for deadline := time.Now().Add(time.Minute); len(stableGaps(t, k)) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("never saw a transaction open on the changelog")
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	body := p.waitReady(http.StatusServiceUnavailable, 30*time.Second)
+	t.Logf("during the hang /readyz: %s", strings.TrimSpace(body))
+	time.Sleep(40 * time.Second)
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := p.exited(); done {
+		t.Fatalf("the processor exited during the hang: %v", err)
+	}
+	p.waitReady(http.StatusOK, 2*time.Minute)
+	<-pacedProduce(t, k, s.ins[9000:], 500, 100*time.Millisecond)
+	checkExactlyOnce(t, k, s)
+	if done, err := p.exited(); done {
+		t.Fatalf("the processor exited: %v", err)
+	}
+	t.Logf("session restarts: %d", p.count(`"kafka session failed; rejoining after a backoff"`))
+}
