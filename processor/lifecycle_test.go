@@ -247,6 +247,37 @@ func killWithOpenTransaction(t *testing.T, k *testenv.Kafka, i *instance) []int3
 	return nil
 }
 
+// waitCaughtUp waits until the processor group has committed signals.raw to its end on every partition, so a
+// slow (loaded) machine is told from a stalled processor: on timeout it fails with the lag per partition.
+func waitCaughtUp(t *testing.T, k *testenv.Kafka, timeout time.Duration) {
+	t.Helper()
+	raw := k.Topic(schemas.TopicRaw)
+	lag := map[int32]int64{}
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ends, err1 := k.Admin.ListEndOffsets(ctx, raw)
+		committed, err2 := k.Admin.FetchOffsets(ctx, k.Prefix+"processor")
+		cancel()
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		clear(lag)
+		ends.Each(func(o kadm.ListedOffset) {
+			at := int64(0)
+			if c, ok := committed.Lookup(raw, o.Partition); ok {
+				at = c.At
+			}
+			if o.Offset > at {
+				lag[o.Partition] = o.Offset - at
+			}
+		})
+		if len(lag) == 0 {
+			return
+		}
+	}
+	t.Fatalf("the processor did not catch up within %s: signals.raw lag by partition %v", timeout, lag)
+}
+
 // TestKillThenRebalanceInsideTransactionTimeout: instance a is SIGKILLed mid-stream, so a transaction it had open
 // on its changelog partitions holds their last stable offset back until the broker aborts it (its transaction
 // timeout, plus up to the broker's 10 s abort scan). b takes a's partitions after the session timeout and commits
@@ -288,6 +319,7 @@ func TestKillThenRebalanceInsideTransactionTimeout(t *testing.T) {
 	c := newInstance(t, bin, k, "c")
 	c.start()
 	<-produced
+	waitCaughtUp(t, k, 5*time.Minute)
 	checkExactlyOnce(t, k, s)
 	for _, i := range []*instance{b, c} {
 		if done, err := i.exited(); done {
@@ -351,6 +383,7 @@ func TestBrokerOutageOneInstance(t *testing.T) {
 	p.waitReady(http.StatusOK, 2*time.Minute)
 	t.Logf("ready %s after the broker came back", time.Since(back).Round(time.Millisecond))
 	<-pacedProduce(t, k, s.ins[9000:], 500, 100*time.Millisecond)
+	waitCaughtUp(t, k, 5*time.Minute)
 	checkExactlyOnce(t, k, s)
 	if done, err := p.exited(); done {
 		t.Fatalf("the processor exited: %v", err)
@@ -467,6 +500,7 @@ func TestBrokerHangsMidTransaction(t *testing.T) {
 	}
 	p.waitReady(http.StatusOK, 2*time.Minute)
 	<-pacedProduce(t, k, s.ins[9000:], 500, 100*time.Millisecond)
+	waitCaughtUp(t, k, 5*time.Minute)
 	checkExactlyOnce(t, k, s)
 	if done, err := p.exited(); done {
 		t.Fatalf("the processor exited: %v", err)
