@@ -25,7 +25,7 @@ func checkOne(t *testing.T, ev string, rt *route, env contract.Envelope) (prep, 
 	e := contract.Inspect([]byte(ev))
 	rq := &request{rt: rt, key: &Key{ID: "k1", Tenant: "acme"}, received: time.Date(2026, 11, 30, 5, 0, 1, 0, time.UTC),
 		requestID: "r1", maxEvent: 1000, rewrite: contract.Rewrite{Type: rt.impliedType, Context: env.Context, SentAt: env.SentAt}}
-	p, _ := check(st, &e, rq, false, nil)
+	p := check(st, &e, rq, false, nil)
 	return p, st
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,12 @@ type Config struct {
 	MaxEventBytes int
 	// MaxRequestBytes bounds a request body, after gzip decompression too (-max-request-bytes, default 500 KiB).
 	MaxRequestBytes int
+	// MaxWebhookRequestBytes bounds a body on the webhook route, after decompression too
+	// (-max-webhook-request-bytes, env SIGNALSTAGE_MAX_WEBHOOK_REQUEST_BYTES, default 16 MiB, at most a quarter
+	// of MaxRequestMemory, never under MaxRequestBytes). The Webhooks (Actions) destination batches up to 4000
+	// events (1000 by default): about 4 MB of ordinary 1 KB events, and 16 MiB leaves 4 KiB per event. A body is
+	// reserved from the key's memory quota as it arrives, so the size costs nothing until it is sent.
+	MaxWebhookRequestBytes int
 	// MaxEventsPerRequest bounds the events of one request (-max-events-per-request, default 10000; Segment
 	// batches up to 4000): 500 KB of "{}," would otherwise be 170 000 records in memory. 413 beyond.
 	MaxEventsPerRequest int
@@ -60,6 +67,24 @@ type Config struct {
 	// default 256 MiB): bodies, merged payloads and encoded records, estimated per request. A request that
 	// does not fit now gets 503 (Segment retries it); one that could never fit gets 413.
 	MaxRequestMemory int64
+	// MaxInFlightPerKey bounds the requests of one key being served at once (-max-in-flight-per-key, env
+	// SIGNALSTAGE_MAX_IN_FLIGHT_PER_KEY, default a quarter of MaxInFlight); beyond it that key gets 503 at once,
+	// before its body is read, and the other keys keep their share.
+	MaxInFlightPerKey int
+	// MaxRequestMemoryPerKey bounds the request memory one key's requests may hold together
+	// (-max-request-memory-per-key, env SIGNALSTAGE_MAX_REQUEST_MEMORY_PER_KEY, default a quarter of
+	// MaxRequestMemory, raised to 4 × MaxWebhookRequestBytes when that fits in MaxRequestMemory). Beyond it that
+	// key gets 503; a request that alone needs more gets 413. Requests whose key is in the body (analytics.js's
+	// writeKey) share one such quota until it is known.
+	MaxRequestMemoryPerKey int64
+	// MinBodyRate is the slowest a body may arrive, in bytes per second, once BodyReadGrace has passed
+	// (-min-body-rate, env SIGNALSTAGE_MIN_BODY_RATE, default 16 KiB/s; negative here, 0 on the flag, turns it
+	// off): a slower body gets 503
+	// and the connection is closed, so idle sockets do not hold a key's quota for the whole ReadTimeout.
+	MinBodyRate int
+	// BodyReadGrace is the time a body has before MinBodyRate applies (-body-read-grace, env
+	// SIGNALSTAGE_BODY_READ_GRACE, default 5s). ReadTimeout still bounds the whole request.
+	BodyReadGrace time.Duration
 	// Linger is the producer's linger (-linger, default 0: batching comes from concurrent requests).
 	Linger time.Duration
 
@@ -118,6 +143,19 @@ func (c Config) withDefaults() Config {
 	if c.MaxRequestBytes == 0 {
 		c.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if c.MaxRequestMemory == 0 {
+		c.MaxRequestMemory = 256 << 20
+	}
+	if c.MaxWebhookRequestBytes == 0 {
+		c.MaxWebhookRequestBytes = max(c.MaxRequestBytes, int(min(16<<20, c.MaxRequestMemory/4)))
+	}
+	if c.MaxRequestMemoryPerKey == 0 {
+		c.MaxRequestMemoryPerKey = max(c.MaxRequestMemory/4, min(c.MaxRequestMemory, 4*int64(c.MaxWebhookRequestBytes)))
+	}
+	if c.MinBodyRate == 0 {
+		c.MinBodyRate = 16 << 10
+	}
+	set(&c.BodyReadGrace, 5*time.Second)
 	if c.MaxEventsPerRequest == 0 {
 		c.MaxEventsPerRequest = 10_000
 	}
@@ -132,8 +170,8 @@ func (c Config) withDefaults() Config {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 1024
 	}
-	if c.MaxRequestMemory == 0 {
-		c.MaxRequestMemory = 256 << 20
+	if c.MaxInFlightPerKey == 0 {
+		c.MaxInFlightPerKey = max(1, c.MaxInFlight/4)
 	}
 	if c.ReplicaID == "" {
 		c.ReplicaID, _ = os.Hostname()
@@ -204,6 +242,22 @@ func (c Config) validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		bad("max-in-flight", "must be at least 1, got %d", c.MaxInFlight)
+	}
+	if c.MaxWebhookRequestBytes < c.MaxRequestBytes {
+		bad("max-webhook-request-bytes", "must be at least -max-request-bytes (%d), got %d", c.MaxRequestBytes, c.MaxWebhookRequestBytes)
+	}
+	if c.MaxInFlightPerKey < 1 || c.MaxInFlightPerKey > c.MaxInFlight {
+		bad("max-in-flight-per-key", "must be between 1 and -max-in-flight (%d), got %d", c.MaxInFlight, c.MaxInFlightPerKey)
+	}
+	if c.MaxRequestMemoryPerKey > c.MaxRequestMemory || c.MaxRequestMemoryPerKey < 3*int64(c.MaxWebhookRequestBytes) {
+		bad("max-request-memory-per-key", "must be between 3 × -max-webhook-request-bytes (%d) and -max-request-memory (%d), got %d",
+			3*int64(c.MaxWebhookRequestBytes), c.MaxRequestMemory, c.MaxRequestMemoryPerKey)
+	}
+	if c.BodyReadGrace < 0 {
+		bad("body-read-grace", "must not be negative, got %s", c.BodyReadGrace)
+	}
+	if strings.Contains(c.ReplicaID, "|") {
+		bad("replica-id", "must not contain '|' (it is part of the usage topic's keys), got %q", c.ReplicaID)
 	}
 	if c.UsageInterval < 10*time.Millisecond {
 		bad("usage-interval", "must be at least 10ms, got %s", c.UsageInterval)

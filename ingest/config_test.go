@@ -20,6 +20,11 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{"buffer bytes", Config{MaxBufferedBytes: 10}, "-max-buffered-bytes"},
 		{"in flight", Config{MaxInFlight: -1}, "-max-in-flight"},
 		{"partitions", Config{Partitions: -2}, "-partitions"},
+		{"webhook under request", Config{MaxWebhookRequestBytes: 1000}, "-max-webhook-request-bytes"},
+		{"in flight per key", Config{MaxInFlight: 10, MaxInFlightPerKey: 11}, "-max-in-flight-per-key"},
+		{"memory per key", Config{MaxRequestMemoryPerKey: 1 << 20}, "-max-request-memory-per-key"},
+		{"body grace", Config{BodyReadGrace: -time.Second}, "-body-read-grace"},
+		{"replica id", Config{ReplicaID: "r|1"}, "-replica-id"},
 		{"keys file", Config{KeysFile: "/nonexistent/keys.json"}, "-keys"},
 		{"no keys file", Config{KeysFile: "none"}, "-keys: is required"},
 	} {

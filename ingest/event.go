@@ -1,10 +1,12 @@
 package ingest
 
 import (
+	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net/http"
 	"time"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -46,28 +48,31 @@ type request struct {
 	requestID string
 	rewrite   contract.Rewrite // the batch envelope's context and sentAt, the /v1 path's type
 	maxEvent  int
+	hdr       http.Header // the request's headers
+	respHdr   http.Header // the answer's headers (429 adds its own)
+	sig       [sha1.Size]byte
 }
 
 // check validates e, derives its contract fields and, when it is accepted, appends its record (key and value) to
-// st.slab. scanned says the splitter already read e with st.deriver (scanErr its outcome). reason is empty when the event is accepted; tooLarge marks the size rejection (413 for a single
-// event). Rewritten payloads are built in st.scratch.
-func check(st *reqState, e *contract.Span, rq *request, scanned bool, scanErr error) (p prep, tooLarge bool) {
-	p, tooLarge = checkEvent(st, e, rq, scanned, scanErr)
+// st.slab. scanned says the splitter already read e with st.deriver (scanErr its outcome). reason is empty when
+// the event is accepted. Rewritten payloads are built in st.scratch.
+func check(st *reqState, e *contract.Span, rq *request, scanned bool, scanErr error) prep {
+	p := checkEvent(st, e, rq, scanned, scanErr)
 	if p.reason != "" {
 		p.kind = kindInvalid
 	}
-	return p, tooLarge
+	return p
 }
 
-func checkEvent(st *reqState, e *contract.Span, rq *request, scanned bool, scanErr error) (p prep, tooLarge bool) {
+func checkEvent(st *reqState, e *contract.Span, rq *request, scanned bool, scanErr error) (p prep) {
 	p.kind = kindInvalid
 	if !e.IsObject {
 		p.reason = "event is not a JSON object"
-		return p, false
+		return p
 	}
 	if len(e.Raw) > rq.maxEvent {
 		p.reason = fmt.Sprintf("event is %d bytes, more than the limit of %d", len(e.Raw), rq.maxEvent)
-		return p, true
+		return p
 	}
 	// One pass validates the event, canonicalizes it and finds its members (the splitter's, or this one).
 	d := &st.deriver
@@ -77,7 +82,7 @@ func checkEvent(st *reqState, e *contract.Span, rq *request, scanned bool, scanE
 	}
 	if scanErr != nil {
 		p.reason = reasonOf(scanErr)
-		return p, false
+		return p
 	}
 	rt := rq.rt
 	p.segment = rt.segmentOnly || sp.Type != nil || sp.AnonymousID != nil || sp.MessageID != nil
@@ -85,7 +90,7 @@ func checkEvent(st *reqState, e *contract.Span, rq *request, scanned bool, scanE
 	if p.segment && rt.impliedType != "" && sp.Type != nil {
 		if t, ok := contract.IDText(sp.Type); ok && sp.Type[0] == '"' && string(t) != rt.impliedType {
 			p.reason = fmt.Sprintf("type %q does not match the endpoint /v1/%s", t, rt.impliedType)
-			return p, false
+			return p
 		}
 	}
 	if !p.segment {
@@ -97,7 +102,7 @@ func checkEvent(st *reqState, e *contract.Span, rq *request, scanned bool, scanE
 		if n := rw.RewrittenSize(&sp); n > rq.maxEvent {
 			if merged := rw.MergedSize(&sp); merged > rq.maxEvent {
 				p.reason = fmt.Sprintf("event with the batch context merged is %d bytes, more than the limit of %d", merged, rq.maxEvent)
-				return p, true
+				return p
 			}
 		}
 		off := len(st.scratch)
@@ -105,7 +110,7 @@ func checkEvent(st *reqState, e *contract.Span, rq *request, scanned bool, scanE
 		payload = st.scratch[off:]
 		if _, err := d.Scan(payload, false); err != nil {
 			p.reason = reasonOf(err) // the batch's context made it invalid (a name both spell differently, say)
-			return p, false
+			return p
 		}
 	}
 	source := schemas.SourceWebhook
@@ -117,7 +122,7 @@ func checkEvent(st *reqState, e *contract.Span, rq *request, scanned bool, scanE
 		RequestID: rq.requestID, Payload: payload}
 	if err := d.Finish(contract.Input{Source: source, ReceivedAt: rq.received}, &ev.EventFields); err != nil {
 		p.reason = reasonOf(err)
-		return p, false
+		return p
 	}
 	if p.segment {
 		p.kind = typeKind(ev.Type)
@@ -129,7 +134,7 @@ func checkEvent(st *reqState, e *contract.Span, rq *request, scanned bool, scanE
 	p.valOff = len(st.slab)
 	st.slab = schemas.AppendRawEvent(st.slab, ev)
 	p.end = len(st.slab)
-	return p, false
+	return p
 }
 
 // reasonOf is the client-facing reason of a Derive error, without the sentinel's prefix.

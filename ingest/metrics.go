@@ -15,6 +15,10 @@ type metrics struct {
 	keyReloads    *prometheus.CounterVec // result
 	usagePublish  *prometheus.CounterVec // result
 	limitRejected *prometheus.CounterVec // tenant
+	quotaRejected *prometheus.CounterVec // quota: in_flight, memory
+	slowBodies    prometheus.Counter
+	// partialSignatures counts batches whose X-Signature covers only their first event (the destination's scheme).
+	partialSignatures prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, cl *kgo.Client, memUsed func() float64) *metrics {
@@ -42,6 +46,14 @@ func newMetrics(reg *prometheus.Registry, cl *kgo.Client, memUsed func() float64
 		limitRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "monthly_limit_rejections_total", Help: "Requests refused with 429 by tenant."}, []string{"tenant"}),
 	}
+	m.quotaRejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		Name: "key_quota_rejections_total", Help: "Requests refused with 503 because their key used up its share (in_flight, memory)."},
+		[]string{"quota"})
+	m.slowBodies = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		Name: "slow_bodies_total", Help: "Requests refused with 503 because the body arrived slower than -min-body-rate."})
+	m.partialSignatures = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		Name: "partial_signatures_total", Help: "Batches accepted on an X-Signature that covers only their first event."})
+	reg.MustRegister(m.quotaRejected, m.slowBodies, m.partialSignatures)
 	reg.MustRegister(m.requests, m.events, m.produce, m.requestBytes, m.inFlight, m.keyReloads, m.usagePublish,
 		m.limitRejected,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,

@@ -8,15 +8,15 @@ import (
 )
 
 // prepare splits the body, validates every event, derives its contract fields and encodes its record. A single
-// event that is invalid fails the request (400, or 413 when too large); in a batch, invalid events are listed and
-// dead-lettered while the valid ones go through. held is the request memory reserved so far; prepare reserves
+// event that is invalid (too large included) fails the request with 400; in a batch, invalid events are listed and
+// dead-lettered while the valid ones go through. b is the request memory reserved so far; prepare reserves
 // what the records need (503 when that does not fit now, 413 when it never can).
 //
 // A body that is an array of events (the Webhooks destination's batches) is read in one pass: the splitter hands
 // each event, canonicalized, to the checks as it reaches it (contract.Body.Each), and the memory is reserved as
 // the records grow. A batch ({"batch":[...]}, whose envelope may follow its events) is split first, then its
 // events are read with the envelope merged in, after an upfront reservation.
-func (s *Server) prepare(st *reqState, rq *request, held *int64) *httpError {
+func (s *Server) prepare(st *reqState, rq *request, b *budget) *httpError {
 	st.preps, st.scratch, st.rejected = st.preps[:0], st.scratch[:0], st.rejected[:0]
 	if want := 2 * len(st.body); cap(st.slab) < want {
 		st.slab = make([]byte, 0, want)
@@ -24,14 +24,18 @@ func (s *Server) prepare(st *reqState, rq *request, held *int64) *httpError {
 	st.slab = st.slab[:0]
 	st.p.MaxEvents = s.cfg.MaxEventsPerRequest
 	st.p.Deriver, st.p.Each = nil, nil
-	if isArray(st.body) {
+	array := isArray(st.body)
+	if array && rq.key == nil {
+		return errAuth // an array has no writeKey: the /v1 API needs Basic auth for it
+	}
+	if array {
 		st.p.Deriver = &st.deriver
 		st.p.Each = func(i int, e *contract.Span, scanErr error) error {
 			// Returned as error only when set: a nil *httpError in an error is not a nil error.
 			if herr := s.prepareOne(st, rq, i, e, true, scanErr); herr != nil {
 				return herr
 			}
-			if herr := s.grow(st, held); herr != nil {
+			if herr := s.grow(st, b); herr != nil {
 				return herr
 			}
 			return nil
@@ -53,22 +57,28 @@ func (s *Server) prepare(st *reqState, rq *request, held *int64) *httpError {
 	if st.p.Each != nil {
 		return nil
 	}
+	if rq.key == nil {
+		// The /v1 API without Basic auth: the key is the body's writeKey (analytics.js). The events are read
+		// only once it is known (their routing keys carry its tenant).
+		k, herr := s.keyFromBody(st, rq)
+		if herr != nil {
+			return herr
+		}
+		rq.key = k
+	}
 	// The body, the encoded records (each payload with its derived fields: canonical properties and traits,
 	// ids, context) and merged payloads: about three times the body, plus the batch envelope twice per event.
 	env := st.p.Envelope
-	envSize := int64(len(env.Context) + len(env.SentAt))
+	envSize := int64(len(env.Context) + len(env.SentAt) + len(env.Integrations))
 	need := 3*int64(len(st.body)) + int64(len(st.p.Events))*(2*envSize+400)
-	if need > s.cfg.MaxRequestMemory {
+	if need > b.limit {
 		return fail(http.StatusRequestEntityTooLarge,
 			"request too large once the batch context is merged into each of its %d events", len(st.p.Events))
 	}
-	if extra := need - *held; extra > 0 {
-		if !s.reserve(extra) {
-			return s.unavailable("too much request data in flight, retry later")
-		}
-		*held = need
+	if herr := b.growTo(need); herr != nil {
+		return herr
 	}
-	rq.rewrite.Context, rq.rewrite.SentAt = env.Context, env.SentAt
+	rq.rewrite.Context, rq.rewrite.SentAt, rq.rewrite.Integrations = env.Context, env.SentAt, env.Integrations
 	for i := range st.p.Events {
 		if herr := s.prepareOne(st, rq, i, &st.p.Events[i], false, nil); herr != nil {
 			return herr
@@ -79,12 +89,10 @@ func (s *Server) prepare(st *reqState, rq *request, held *int64) *httpError {
 
 // prepareOne checks event i (scanned: already read by the splitter, with scanErr) and records its outcome.
 func (s *Server) prepareOne(st *reqState, rq *request, i int, e *contract.Span, scanned bool, scanErr error) *httpError {
-	p, tooLarge := check(st, e, rq, scanned, scanErr)
+	p := check(st, e, rq, scanned, scanErr)
 	if p.reason != "" {
 		if !st.p.Multi {
-			if tooLarge {
-				return fail(http.StatusRequestEntityTooLarge, "%s", p.reason)
-			}
+			// 400 also for an event over -max-event-bytes: 413 is kept for a request over the request limit.
 			return fail(http.StatusBadRequest, "%s", p.reason)
 		}
 		st.rejected = append(st.rejected, rejection{index: i, reason: p.reason})
@@ -99,20 +107,16 @@ const growStep = 16 << 10
 
 // grow reserves the request memory its records have taken beyond what is held: 503 when it does not fit now,
 // 413 when the request could never fit.
-func (s *Server) grow(st *reqState, held *int64) *httpError {
+func (s *Server) grow(st *reqState, b *budget) *httpError {
 	used := int64(len(st.body) + len(st.slab) + len(st.scratch) + 64*len(st.preps))
-	if used <= *held {
+	if used <= b.held {
 		return nil
 	}
-	if used > s.cfg.MaxRequestMemory {
-		return fail(http.StatusRequestEntityTooLarge, "request too large: its records need more than -max-request-memory")
+	limit := b.limit
+	if used > limit {
+		return fail(http.StatusRequestEntityTooLarge, "request too large: its records need more than -max-request-memory-per-key")
 	}
-	extra := min(max(used-*held, growStep), s.cfg.MaxRequestMemory-*held)
-	if !s.reserve(extra) {
-		return s.unavailable("too much request data in flight, retry later")
-	}
-	*held += extra
-	return nil
+	return b.growTo(min(max(used, b.held+growStep), limit))
 }
 
 // isArray reports whether the body is a JSON array (its first non-space byte).

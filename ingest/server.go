@@ -39,6 +39,7 @@ type Server struct {
 	prod     producer // cl, except in benchmarks that measure the handler alone
 	m        *metrics
 	usage    *usage
+	quotas   quotas
 	router   *mux.Router
 	rawTopic string
 	dlqTopic string
@@ -57,7 +58,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, keys: &registry{path: cfg.KeysFile}}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.keys = &registry{path: cfg.KeysFile, quotas: &s.quotas}
 	if _, err := s.keys.reload(); err != nil {
 		return nil, fmt.Errorf("-keys: %w", err)
 	}
@@ -93,13 +95,23 @@ func (s *Server) Handler() http.Handler { return s.router }
 
 func (s *Server) routes() *mux.Router {
 	r := mux.NewRouter()
-	r.Handle("/api/signal-staging/webhook/{apiKey}", s.handler(&route{name: "webhook"})).Methods(http.MethodPost)
+	// The Webhooks (Actions) destination sends POST, PUT or PATCH, as the mapping says.
+	r.Handle("/api/signal-staging/webhook/{apiKey}",
+		s.handler(&route{name: "webhook", maxBytes: int64(s.cfg.MaxWebhookRequestBytes)})).
+		Methods(http.MethodPost, http.MethodPut, http.MethodPatch)
+	// The Tracking API: the long routes (server libraries) and the short ones analytics.js, analytics-kotlin
+	// and analytics-swift use (/v1/t, /v1/b, ...); every type's initial is distinct.
+	v1 := int64(s.cfg.MaxRequestBytes)
 	for _, t := range contract.SegmentTypes {
-		r.Handle("/v1/"+t, s.handler(&route{name: "v1_" + t, impliedType: t, segmentOnly: true, basicAuth: true})).
-			Methods(http.MethodPost)
+		h := s.handler(&route{name: "v1_" + t, impliedType: t, segmentOnly: true, basicAuth: true, maxBytes: v1})
+		r.Handle("/v1/"+t, h).Methods(http.MethodPost)
+		r.Handle("/v1/"+t[:1], h).Methods(http.MethodPost)
 	}
-	r.Handle("/v1/batch", s.handler(&route{name: "v1_batch", segmentOnly: true, basicAuth: true})).
-		Methods(http.MethodPost)
+	batch := s.handler(&route{name: "v1_batch", segmentOnly: true, basicAuth: true, maxBytes: v1})
+	for _, p := range []string{"/v1/batch", "/v1/b", "/v1/import"} {
+		r.Handle(p, batch).Methods(http.MethodPost)
+	}
+	r.PathPrefix("/v1/").Methods(http.MethodOptions).HandlerFunc(s.preflight)
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.HandleFunc("/readyz", s.readyz)
 	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))

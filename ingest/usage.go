@@ -27,7 +27,11 @@ const usageRetention = 40 * 24 * time.Hour
 // usageKey is one key's month.
 type usageKey struct{ tenant, keyID, month string }
 
-// usage enforces monthly limits per key. Only keys with a limit are counted.
+// tenantMonth is one tenant's month: the plan limit counts every key of the tenant.
+type tenantMonth struct{ tenant, month string }
+
+// usage enforces monthly limits: the tenant's plan (Tenant.MonthlyLimit, across all its keys) and a key's own
+// cap (Key.MonthlyLimit). Every key of a tenant with a plan is counted, and a key with a cap.
 type usage struct {
 	log     *slog.Logger
 	cl      *kgo.Client // the edge's producer
@@ -35,17 +39,21 @@ type usage struct {
 	replica string
 	m       *metrics
 
-	mu     sync.Mutex
-	local  map[usageKey]int64            // this replica's counts
-	dirty  map[usageKey]bool             // changed since the last publication
-	others map[usageKey]map[string]int64 // other replicas' latest counts
-	sum    map[usageKey]int64            // sum of others, per key
+	mu      sync.Mutex
+	local   map[usageKey]int64            // this replica's counts (acknowledged by Kafka)
+	pending map[usageKey]int64            // reserved by requests being produced, not yet acknowledged
+	dirty   map[usageKey]bool             // changed since the last publication
+	others  map[usageKey]map[string]int64 // other replicas' latest counts
+	sum     map[usageKey]int64            // sum of others, per key
+	// Per tenant: this replica's acknowledged and pending counts, and the other replicas' (all keys).
+	tLocal, tPending, tOthers map[tenantMonth]int64
 }
 
 func newUsage(log *slog.Logger, cl *kgo.Client, topic, replica string, m *metrics) *usage {
 	return &usage{log: log, cl: cl, topic: topic, replica: replica, m: m,
-		local: map[usageKey]int64{}, dirty: map[usageKey]bool{},
-		others: map[usageKey]map[string]int64{}, sum: map[usageKey]int64{}}
+		local: map[usageKey]int64{}, pending: map[usageKey]int64{}, dirty: map[usageKey]bool{},
+		others: map[usageKey]map[string]int64{}, sum: map[usageKey]int64{},
+		tLocal: map[tenantMonth]int64{}, tPending: map[tenantMonth]int64{}, tOthers: map[tenantMonth]int64{}}
 }
 
 func monthOf(t time.Time) string { return t.UTC().Format("2006-01") }
@@ -56,35 +64,81 @@ func nextMonth(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, time.UTC)
 }
 
-// check answers 429 (with Retry-After and X-RateLimit-* headers) when the key has used its month.
+// check answers 429 (with Retry-After and X-RateLimit-* headers) when the tenant's plan or the key's cap is
+// used up: the cheap answer before the body is read. reserve decides exactly once the events are counted.
 func (u *usage) check(k *Key, now time.Time, h http.Header) *httpError {
-	if k.MonthlyLimit == 0 {
+	return u.decide(k, now, 0, h, false)
+}
+
+// reserve takes n events of the month for a request, or answers 429 when they would cross the tenant's plan or
+// the key's cap: a request is accepted or refused whole. settle ends the reservation.
+func (u *usage) reserve(k *Key, now time.Time, n int64, h http.Header) *httpError {
+	return u.decide(k, now, n, h, true)
+}
+
+// counted reports whether k's events are counted: only those of a tenant with a plan or of a key with a cap,
+// so that unlimited traffic pays no lock (a limit set mid-month counts from when it is set).
+func counted(k *Key) bool { return k.plan.MonthlyLimit > 0 || k.MonthlyLimit > 0 }
+
+func (u *usage) decide(k *Key, now time.Time, n int64, h http.Header, take bool) *httpError {
+	if !counted(k) {
 		return nil
 	}
 	uk := usageKey{k.Tenant, k.ID, monthOf(now)}
+	tm := tenantMonth{k.Tenant, uk.month}
 	u.mu.Lock()
-	used := u.local[uk] + u.sum[uk]
-	u.mu.Unlock()
-	if used < k.MonthlyLimit {
+	keyUsed := u.local[uk] + u.pending[uk] + u.sum[uk]
+	tenantUsed := u.tLocal[tm] + u.tPending[tm] + u.tOthers[tm]
+	var limit, used int64
+	var who string
+	switch {
+	case k.plan.MonthlyLimit > 0 && (tenantUsed+n > k.plan.MonthlyLimit || (n == 0 && tenantUsed >= k.plan.MonthlyLimit)):
+		limit, used, who = k.plan.MonthlyLimit, tenantUsed, "the plan's monthly limit"
+	case k.MonthlyLimit > 0 && (keyUsed+n > k.MonthlyLimit || (n == 0 && keyUsed >= k.MonthlyLimit)):
+		limit, used, who = k.MonthlyLimit, keyUsed, "this key's monthly limit"
+	default:
+		if take && n > 0 {
+			u.pending[uk] += n
+			u.tPending[tm] += n
+		}
+		u.mu.Unlock()
 		return nil
 	}
+	u.mu.Unlock()
 	reset := nextMonth(now)
-	h.Set("X-RateLimit-Limit", strconv.FormatInt(k.MonthlyLimit, 10))
-	h.Set("X-RateLimit-Remaining", "0")
+	left := max(0, limit-used)
+	h.Set("X-RateLimit-Limit", strconv.FormatInt(limit, 10))
+	h.Set("X-RateLimit-Remaining", strconv.FormatInt(left, 10))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
-	return &httpError{code: http.StatusTooManyRequests, retryAfter: retryAfterValue(reset.Sub(now)),
-		msg: fmt.Sprintf("monthly limit of %d events reached; it resets at %s", k.MonthlyLimit, reset.Format(time.RFC3339))}
+	msg := fmt.Sprintf("%s of %d events is reached; it resets at %s", who, limit, reset.Format(time.RFC3339))
+	if left > 0 {
+		msg = fmt.Sprintf("the request's %d events would cross %s of %d events (%d left); none of them was accepted; it resets at %s",
+			n, who, limit, left, reset.Format(time.RFC3339))
+	}
+	return &httpError{code: http.StatusTooManyRequests, retryAfter: retryAfterValue(reset.Sub(now)), msg: msg}
 }
 
-// add counts n accepted events.
-func (u *usage) add(k *Key, now time.Time, n int64) {
-	if k.MonthlyLimit == 0 || n == 0 {
+// settle ends a reservation of n events: they count when Kafka acknowledged them (ok), else they are given back.
+func (u *usage) settle(k *Key, now time.Time, n int64, ok bool) {
+	if n == 0 || !counted(k) {
 		return
 	}
 	uk := usageKey{k.Tenant, k.ID, monthOf(now)}
+	tm := tenantMonth{k.Tenant, uk.month}
 	u.mu.Lock()
-	u.local[uk] += n
-	u.dirty[uk] = true
+	u.pending[uk] -= n
+	u.tPending[tm] -= n
+	if u.pending[uk] == 0 {
+		delete(u.pending, uk)
+	}
+	if u.tPending[tm] == 0 {
+		delete(u.tPending, tm)
+	}
+	if ok {
+		u.local[uk] += n
+		u.tLocal[tm] += n
+		u.dirty[uk] = true
+	}
 	u.mu.Unlock()
 }
 
@@ -143,8 +197,12 @@ func (u *usage) apply(r *kgo.Record) {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	tm := tenantMonth{uk.tenant, uk.month}
 	if replica == u.replica {
-		u.local[uk] = max(u.local[uk], n)
+		if n > u.local[uk] {
+			u.tLocal[tm] += n - u.local[uk]
+			u.local[uk] = n
+		}
 		return
 	}
 	per := u.others[uk]
@@ -153,6 +211,7 @@ func (u *usage) apply(r *kgo.Record) {
 		u.others[uk] = per
 	}
 	u.sum[uk] += n - per[replica]
+	u.tOthers[tm] += n - per[replica]
 	per[replica] = n
 }
 

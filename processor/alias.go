@@ -124,7 +124,7 @@ func (c *Core) linkAliases(st State, em Emitter, tenant, userID string, u identi
 
 func (c *Core) linkAlias(em Emitter, tenant, userID, anon string, u identity) {
 	em.Link(&schemas.IdentityLink{Tenant: tenant, IDKind: schemas.IDKindAnonymous, ID: anon, Email: u.Email,
-		AnonymousID: anon, UserID: userID, Traits: u.Traits,
-		LinkedAt: c.cfg.Now().UTC().Truncate(time.Millisecond)})
+		AnonymousID: anon, UserID: userID, Traits: u.Traits, // ordered as the userId's link
+		LinkedAt: time.UnixMilli(u.LinkedAtMs).UTC(), SignalID: u.LinkSignal})
 	c.Stats.LinksOut++
 }

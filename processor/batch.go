@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -89,7 +88,7 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 				return p.abort(ctx, sess, err)
 			}
 		}
-		if err := p.sweep(stores[part], ov, now); err != nil {
+		if err := sweep(p.core, stores[part], ov, now, sweepBudget(p.cfg.SweepKeys, ov), p.cfg.SweepInterval, p.log); err != nil {
 			return p.abort(ctx, sess, err)
 		}
 		for _, m := range ov.mutations() {
@@ -160,11 +159,14 @@ func (p *Processor) abort(ctx context.Context, sess *kgo.GroupTransactSession, c
 func (p *Processor) record(ov *overlay, em *emitter, r *kgo.Record, tenant string, fn func() error) error {
 	ov.begin()
 	stats := p.core.Stats
+	em.part = r.Partition
 	err := fn()
 	switch {
 	case err == nil:
-		em.keep()
-		return nil
+		if err = unproducible(ov, em); err == nil {
+			em.keep()
+			return nil
+		}
 	case errors.Is(err, ErrStateIO):
 		return err
 	}
@@ -226,42 +228,6 @@ func decodeAliasRecord(b []byte) (tenant, user, anon string, ok bool) {
 	return tenant, user, anon, r.err == nil
 }
 
-// sweep lets the core expire a bounded slice of the partition's committed dedup and cold-storage keys.
-func (p *Processor) sweep(s *storeState, ov *overlay, now time.Time) error {
-	if now.Before(s.sweepAfter) {
-		return nil
-	}
-	lower := s.sweepCursor
-	if lower == nil {
-		lower = []byte{prefixCounter}
-	}
-	// 'c' (counters), 'd' (dedup) and 'e' (alias pairs sent) are adjacent: one range covers them.
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{prefixAliasSent + 1}})
-	if err != nil {
-		return fmt.Errorf("sweeping state: %w", err)
-	}
-	defer it.Close()
-	n := 0
-	for ok := it.First(); ok && n < p.cfg.SweepKeys; ok = it.Next() {
-		key := append([]byte(nil), it.Key()...)
-		val := append([]byte(nil), it.Value()...)
-		if err := p.core.Expire(ov, key, val, now); err != nil {
-			if errors.Is(err, ErrStateIO) {
-				return err
-			}
-			p.log.Warn("skipping state key the sweep cannot read", "key", fmt.Sprintf("%q", key), "err", err)
-		}
-		n++
-	}
-	if it.Valid() {
-		s.sweepCursor = append([]byte(nil), it.Key()...)
-	} else {
-		s.sweepCursor = nil
-		s.sweepAfter = now.Add(p.cfg.SweepInterval)
-	}
-	return it.Error()
-}
-
 // emitter produces the core's outputs into the session's transaction.
 type emitter struct {
 	p           *Processor
@@ -272,6 +238,8 @@ type emitter struct {
 	clogOffsets map[int32]int64 // highest changelog offset produced per partition (under mu)
 	deadLetters int
 	pending     []*kgo.Record // outputs of the record being processed, produced once it succeeded
+	pendingDead int           // dead letters among pending
+	part        int32         // input partition of the record being processed
 }
 
 func (e *emitter) out(r *kgo.Record) { e.pending = append(e.pending, r) }
@@ -283,12 +251,26 @@ func (e *emitter) keep() {
 	}
 	clear(e.pending)
 	e.pending = e.pending[:0]
+	e.deadLetters += e.pendingDead
+	e.pendingDead = 0
 }
 
 // discard drops the outputs of a record whose processing failed.
 func (e *emitter) discard() {
 	clear(e.pending)
 	e.pending = e.pending[:0]
+	e.pendingDead = 0
+}
+
+// DeadHeld dead-letters, with the record being processed, a held record of the partition that rehydration cannot
+// read (the core deletes it, so it is dead-lettered once). Its origin is the changelog (state key and value),
+// which `sink redrive` does not send back.
+func (e *emitter) DeadHeld(tenant string, key, value []byte, reason string) {
+	if b, ok := e.encodeDeadLetter(&schemas.DeadLetter{Tenant: tenant, Stage: "processor", Reason: reason, Topic: e.p.clog,
+		Partition: e.part, Offset: -1, Key: key, Payload: value, FailedAt: e.p.cfg.Now().UTC()}); ok {
+		e.out(&kgo.Record{Topic: e.p.dlq, Key: key, Value: b})
+		e.pendingDead++
+	}
 }
 
 func (e *emitter) fail(err error) {
@@ -352,15 +334,34 @@ func (e *emitter) deadLetter(r *kgo.Record, reason, tenant string) {
 	if d.Key == nil {
 		d.Key = []byte{}
 	}
-	if d.Payload == nil {
-		d.Payload = []byte{}
-	}
-	b, err := schemas.DeadLetters.Encode(d)
-	if err != nil {
-		e.fail(fmt.Errorf("encoding dead letter: %w", err))
+	b, ok := e.encodeDeadLetter(d)
+	if !ok {
 		return
 	}
 	e.deadLetters++
 	e.p.log.Warn("dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
 	e.sess.Produce(e.ctx, &kgo.Record{Topic: e.p.dlq, Key: r.Key, Value: b}, e.promise)
+}
+
+// encodeDeadLetter encodes d, cutting its payload so that the dead letter itself can be produced (a record
+// dead-lettered for its size would otherwise fail the batch again); the reason says so.
+func (e *emitter) encodeDeadLetter(d *schemas.DeadLetter) ([]byte, bool) {
+	if d.Key == nil {
+		d.Key = []byte{}
+	}
+	if d.Payload == nil {
+		d.Payload = []byte{}
+	}
+	b, err := schemas.DeadLetters.Encode(d)
+	if err == nil && recordBytes(d.Key, b) > maxRecordBytes {
+		full := len(d.Payload)
+		d.Reason += fmt.Sprintf(" (payload cut from %d bytes to fit the producer's limit)", full)
+		d.Payload = d.Payload[:max(0, full-(recordBytes(d.Key, b)-maxRecordBytes)-256)]
+		b, err = schemas.DeadLetters.Encode(d)
+	}
+	if err != nil {
+		e.fail(fmt.Errorf("encoding dead letter: %w", err))
+		return nil, false
+	}
+	return b, true
 }

@@ -45,8 +45,8 @@ func (c *Core) hold(st State, v visitor, key []byte, sig *schemas.Signal, ev *Ev
 	return nil
 }
 
-// rehydrate emits every held signal of v again, linked to email with a version above any emitted so far, and
-// clears the hold. Signals held longer than MaxHeldAge are dropped and counted instead.
+// rehydrate emits every held signal of v again, linked to email with a version above any emitted so far
+// (nextVersion of the highest the held record, the live dedup entry and this call know), and clears the hold. Signals held longer than MaxHeldAge are dropped and counted instead.
 func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email string, now time.Time) error {
 	ck := counterKey(tenant, v)
 	b, err := st.Get(ck)
@@ -57,6 +57,7 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 	if err != nil {
 		return err
 	}
+	var emitted map[string]int64 // versions emitted by this call, per id
 	for seq := cnt.First; seq < cnt.Next; seq++ {
 		hk := heldKey(tenant, v, seq)
 		hb, err := st.Get(hk)
@@ -68,31 +69,47 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 		}
 		h, err := decodeHeld(hb)
 		if err != nil {
-			return err
+			c.deadHeld(st, em, tenant, hk, hb, err)
+			continue
 		}
-		st.Delete(hk)
 		if now.UnixMilli()-h.HeldAtMs > c.cfg.MaxHeldAge.Milliseconds() {
+			st.Delete(hk)
 			c.Stats.HeldExpired++
 			continue
 		}
 		ev, id, err := c.heldEvent(tenant, &h)
 		if err != nil {
-			return err
+			c.deadHeld(st, em, tenant, hk, hb, err)
+			continue
 		}
-		version := h.Version
+		st.Delete(hk)
+		known := h.Version
 		entry, live, err := c.dedup(st, tenant, id, now)
 		if err != nil {
 			return err
 		}
-		if live && entry.Version > version {
-			version = entry.Version
+		if live && entry.Version > known {
+			known = entry.Version
 		}
-		version++
+		if !live {
+			// No live entry to count on (it is updated below when live): the id may be held twice (a replay
+			// after the window held it again), so remember what this call emitted.
+			if v := emitted[id]; v > known {
+				known = v
+			}
+		}
+		version := nextVersion(known, now)
+		if !live {
+			if emitted == nil {
+				emitted = map[string]int64{}
+			}
+			emitted[id] = version
+		}
 		sig, _ := c.signalOf(&c.rsig, ev, id, h.Partition, h.Offset, version, now)
 		sig.Status, sig.Email = schemas.StatusLinked, email
 		sig.EmailDomain = contract.EmailDomain(email)
 		if sig.GroupID == "" {
-			if vid, ok, err := c.getIdentity(st, tenant, v); err != nil {
+			if vid, ok, err := c.leadOf(st, tenant, v); err != nil {
 				return err
 			} else if ok {
 				sig.GroupID = vid.GroupID
@@ -116,6 +133,23 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 	}
 	st.Delete(ck)
 	return nil
+}
+
+// HeldDeadLetterer is the optional part of an Emitter that dead-letters a held record rehydration cannot read,
+// with the record being processed (the runner's emitter; tests without it only count).
+type HeldDeadLetterer interface {
+	DeadHeld(tenant string, key, value []byte, reason string)
+}
+
+// deadHeld takes a held record that no longer decodes out of the hold: dead-lettered once (the delete commits
+// with it), so the visitor's link goes on with its other held signals instead of failing, with every later
+// identify of the visitor, for this one record.
+func (c *Core) deadHeld(st State, em Emitter, tenant string, hk, hb []byte, err error) {
+	if d, ok := em.(HeldDeadLetterer); ok {
+		d.DeadHeld(tenant, append([]byte(nil), hk...), append([]byte(nil), hb...), "held signal cannot be rehydrated: "+err.Error())
+	}
+	st.Delete(hk)
+	c.Stats.HeldUnreadable++
 }
 
 // heldEvent rebuilds the Event of a held signal and the id it was first emitted with: from the contract's fields
@@ -154,9 +188,10 @@ func pinnedID(emitted, contractID string) string {
 	return emitted
 }
 
-// Expire is the sweep the runner calls for committed state keys, a bounded number per batch: it removes dedup
-// entries past the window and held signals past MaxHeldAge (counted), through st so the changelog sees it.
-// Keys of other kinds are ignored.
+// Expire is what the sweep (sweep.go) calls for each state key it examines, with the key's value as the batch
+// sees it (value must be st's current value: a counter is rewritten from it): it removes dedup entries past the
+// window and held signals past MaxHeldAge (counted), through st so the changelog sees it. Keys of other kinds
+// are ignored.
 func (c *Core) Expire(st State, key, value []byte, now time.Time) error {
 	if len(key) == 0 {
 		return nil
@@ -180,18 +215,20 @@ func (c *Core) Expire(st State, key, value []byte, now time.Time) error {
 		}
 		first := cnt.First
 		for ; cnt.First < cnt.Next; cnt.First++ {
-			hk := append(append([]byte{prefixHeld}, key[1:]...), 0)
-			hk = appendSeq(hk, cnt.First)
+			c.hkbuf = append(append(append(c.hkbuf[:0], prefixHeld), key[1:]...), 0)
+			hk := appendSeq(c.hkbuf, cnt.First)
+			c.hkbuf = hk
 			hb, err := st.Get(hk)
 			if err != nil {
 				return err
 			}
 			if hb != nil {
-				h, err := decodeHeld(hb)
-				if err != nil {
-					return err
+				r := newValueReader(hb) // only the hold time: the rest need not be decoded
+				heldAt := r.varint()
+				if r.err != nil {
+					return r.err
 				}
-				if now.UnixMilli()-h.HeldAtMs <= c.cfg.MaxHeldAge.Milliseconds() {
+				if now.UnixMilli()-heldAt <= c.cfg.MaxHeldAge.Milliseconds() {
 					break
 				}
 				st.Delete(hk)

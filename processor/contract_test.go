@@ -172,7 +172,7 @@ func TestUpgradeKeepsFirstIDs(t *testing.T) {
 			t.Errorf("legacy hits = %d", r.core.Stats.LegacyHits)
 		}
 		// A replay of the first offset re-emits under the first id, one version up.
-		if got := r.record(v1Raw(edgeRaw(t, "t", payload, r.now)), 1); len(got) != 1 || got[0].SignalID != legacy || got[0].Version != 2 {
+		if got := r.record(v1Raw(edgeRaw(t, "t", payload, r.now)), 1); len(got) != 1 || got[0].SignalID != legacy || versionCount(got[0].Version) != 2 {
 			t.Fatalf("replay: %+v", got)
 		}
 		// And a replay of the v2 retry's offset is a duplicate of the first signal (it was one).
@@ -203,7 +203,7 @@ func TestUpgradeKeepsFirstIDs(t *testing.T) {
 		h.SignalID, h.Derived = "", nil
 		r.st.Set(hk, h.encode())
 		got := r.at("t", identify("v", "", "v@x.io"), 2)
-		if len(got) != 2 || got[0].SignalID != cold[0].SignalID || got[0].Version != 2 || got[0].Status != schemas.StatusLinked {
+		if len(got) != 2 || got[0].SignalID != cold[0].SignalID || versionCount(got[0].Version) != 2 || got[0].Status != schemas.StatusLinked {
 			t.Fatalf("rehydrated %+v, want %s version 2", got, cold[0].SignalID)
 		}
 	})
@@ -216,7 +216,7 @@ func TestUpgradeKeepsFirstIDs(t *testing.T) {
 		h.Payload = []byte(`not json`) // rehydration must take the held fields, not the payload
 		r.st.Set(hk, h.encode())
 		got := r.at("t", identify("v", "", "v@x.io"), 2)
-		if len(got) != 2 || got[0].SignalID != cold[0].SignalID || got[0].Event != "Pricing" || got[0].Version != 2 {
+		if len(got) != 2 || got[0].SignalID != cold[0].SignalID || got[0].Event != "Pricing" || versionCount(got[0].Version) != 2 {
 			t.Fatalf("rehydrated %+v", got)
 		}
 	})

@@ -35,23 +35,24 @@ type CoreConfig struct {
 
 // Stats counts what the core did; the runner adds a batch's stats to the metrics only once the batch committed.
 type Stats struct {
-	Events        int64 // raw events processed (duplicates included)
-	Duplicates    int64 // dropped: same content seen at another offset within the window
-	Reemitted     int64 // same offset read again (replay): emitted again with a higher version
-	Cold          int64 // signals emitted cold
-	Linked        int64 // signals emitted linked (at once, not by rehydration)
-	Rehydrated    int64 // held signals emitted again linked
-	NoVisitor     int64 // cold signals without a legal id: emitted, never held
-	HeldEvicted   int64 // held signals dropped because their visitor exceeded MaxHeldPerVisitor
-	HeldExpired   int64 // held signals dropped because they were older than MaxHeldAge
-	DedupExpired  int64 // dedup entries removed after the window
-	LinksOut      int64 // identity links emitted
-	LinksApplied  int64 // identity links applied from the identities topic
-	LinksStale    int64 // identity links ignored because a newer link was known
-	AliasesOut    int64 // (anonymousId, userId) pairs sent to the userId's partition
-	AliasesIn     int64 // alias pairs recorded on the userId's partition
-	LegacyLookups int64 // dedup lookups of the other id of a signal (the upgrade to the contract; see dedupIDs)
-	LegacyHits    int64 // ... that found the signal under it
+	Events         int64 // raw events processed (duplicates included)
+	Duplicates     int64 // dropped: same content seen at another offset within the window
+	Reemitted      int64 // same offset read again (replay): emitted again with a higher version
+	Cold           int64 // signals emitted cold
+	Linked         int64 // signals emitted linked (at once, not by rehydration)
+	Rehydrated     int64 // held signals emitted again linked
+	NoVisitor      int64 // cold signals without a legal id: emitted, never held
+	HeldEvicted    int64 // held signals dropped because their visitor exceeded MaxHeldPerVisitor
+	HeldExpired    int64 // held signals dropped because they were older than MaxHeldAge
+	HeldUnreadable int64 // held records rehydration could not read: dead-lettered and dropped
+	DedupExpired   int64 // dedup entries removed after the window
+	LinksOut       int64 // identity links emitted
+	LinksApplied   int64 // identity links applied from the identities topic
+	LinksStale     int64 // identity links ignored because a newer link was known
+	AliasesOut     int64 // (anonymousId, userId) pairs sent to the userId's partition
+	AliasesIn      int64 // alias pairs recorded on the userId's partition
+	LegacyLookups  int64 // dedup lookups of the other id of a signal (the upgrade to the contract; see dedupIDs)
+	LegacyHits     int64 // ... that found the signal under it
 }
 
 // Add adds o to s.
@@ -65,6 +66,7 @@ func (s *Stats) Add(o Stats) {
 	s.NoVisitor += o.NoVisitor
 	s.HeldEvicted += o.HeldEvicted
 	s.HeldExpired += o.HeldExpired
+	s.HeldUnreadable += o.HeldUnreadable
 	s.DedupExpired += o.DedupExpired
 	s.LinksOut += o.LinksOut
 	s.LinksApplied += o.LinksApplied
@@ -87,6 +89,9 @@ type Core struct {
 	// key buffers for the hot path: State copies the keys it keeps, so a key needs to live only until the call
 	// that uses it returns (kbuf), or until the end of ProcessEvent (dkbuf: the event's dedup key)
 	kbuf, dkbuf, hkbuf []byte
+	unlinked           []visitor // resolve's result
+	// enrich is the lead enrichment a rule mapped into the event being processed (nil: none)
+	enrich map[string]string
 	// the signal being built: sig for the event, rsig for the held signals it rehydrates
 	sig, rsig schemas.Signal
 	// Stats accumulates until the caller resets it.
@@ -129,14 +134,14 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	if err != nil {
 		return err
 	}
-	version := int64(1)
+	version := nextVersion(0, now)
 	if seen {
 		if entry.Offset != offset {
 			c.Stats.Duplicates++
 			return nil
 		}
 		// The same offset again is a replay of the input, not a second delivery: emit again, one version up.
-		version = entry.Version + 1
+		version = nextVersion(entry.Version, now)
 		c.Stats.Reemitted++
 	} else {
 		entry = dedupEntry{FirstSeenMs: now.UnixMilli(), Offset: offset}
@@ -145,6 +150,10 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 	dk := c.dkbuf // until the end of this call; rehydration makes its own keys
 
 	sig, email := c.signalOf(&c.sig, ev, id, partition, offset, version, now)
+	c.enrich = nil
+	if sig.Mapped != nil && ev.Type != "group" {
+		c.enrich = leadEnrichment(sig.Mapped) // the lead's identity gets what the rule mapped, too
+	}
 	if entry.First.set {
 		entry.First.apply(sig) // a replay: the first version's key columns, whatever the derivation says now
 	} else {
@@ -171,8 +180,29 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 		// An email without any legal visitor id: the signal is the lead's, but there is nothing to link.
 		sig.Status, sig.Email = schemas.StatusLinked, email
 	}
-	if err := c.resolve(st, ev.Tenant, ids, sig); err != nil {
+	unlinked, err := c.resolve(st, ev.Tenant, ids, sig)
+	if err != nil {
 		return err
+	}
+	if ev.Type != "group" && sig.Status == schemas.StatusLinked && email == "" {
+		// Linked through one of its ids (resolve): the event joins the unlinked ones to the lead, as an identify
+		// would, and a rule's enrichment reaches the lead's identity through every id linked to that lead.
+		targets := unlinked
+		if c.enrich != nil {
+			if targets, err = c.sameLead(st, ev.Tenant, ids, sig.Email); err != nil {
+				return err
+			}
+		}
+		if len(targets) > 0 {
+			if err := c.link(st, em, ev, targets, sig.Email, now); err != nil {
+				return err
+			}
+		}
+	} else if c.enrich != nil && sig.Status == schemas.StatusCold && ev.Type != "identify" && len(ids) > 0 {
+		// No lead yet: keep the enrichment with the visitor's traits for when it is linked.
+		if err := c.recordTraits(st, ev, ids); err != nil {
+			return err
+		}
 	}
 	sig.EmailDomain = contract.EmailDomain(sig.Email)
 	enc, err := schemas.EncodeSignal(sig)
@@ -290,16 +320,27 @@ func (c *Core) dedup(st State, tenant, id string, now time.Time) (dedupEntry, bo
 
 // resolve completes sig from what the visitor's ids know: a cold signal is linked to the lead of the first id
 // that has one (and a traitless one takes the lead's traits), and a signal without a group of its own takes the
-// group the visitor last joined.
-func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Signal) error {
+// group the visitor last joined. When it linked the signal, it returns the event's other ids that have no lead
+// (valid until the next resolve): an event carrying an anonymousId and a userId says they are one person, so
+// the caller links those ids to the lead as well (and rehydrates what they hold), the outcome the alias path
+// gives when the linked id lives on another partition.
+func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Signal) ([]visitor, error) {
 	cold, needGroup := sig.Status == schemas.StatusCold, sig.GroupID == ""
+	if !cold && !needGroup {
+		return nil, nil
+	}
+	wasCold := cold
+	c.unlinked = c.unlinked[:0]
 	for _, v := range ids {
-		if !cold && !needGroup {
-			return nil
+		if !cold && !needGroup && !wasCold {
+			return nil, nil
 		}
-		id, ok, err := c.getIdentity(st, tenant, v)
+		id, ok, err := c.leadOf(st, tenant, v)
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if !ok || id.Email == "" {
+			c.unlinked = append(c.unlinked, v)
 		}
 		if !ok {
 			continue
@@ -314,15 +355,42 @@ func (c *Core) resolve(st State, tenant string, ids []visitor, sig *schemas.Sign
 			}
 		}
 	}
-	return nil
+	if cold {
+		return nil, nil
+	}
+	return c.unlinked, nil
+}
+
+// sameLead returns the ids without a lead or linked to email.
+func (c *Core) sameLead(st State, tenant string, ids []visitor, email string) ([]visitor, error) {
+	var out []visitor
+	for _, v := range ids {
+		id, ok, err := c.leadOf(st, tenant, v)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || id.Email == "" || id.Email == email {
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }
 
 func (c *Core) getIdentity(st State, tenant string, v visitor) (identity, bool, error) {
+	return c.readIdentity(st, tenant, v, true)
+}
+
+// leadOf is getIdentity for reading only (resolve, rehydration): without the link's signal id.
+func (c *Core) leadOf(st State, tenant string, v visitor) (identity, bool, error) {
+	return c.readIdentity(st, tenant, v, false)
+}
+
+func (c *Core) readIdentity(st State, tenant string, v visitor, withLink bool) (identity, bool, error) {
 	c.kbuf = appendStateKey(c.kbuf[:0], prefixIdentity, tenant, v.kind, ":", v.id)
 	b, err := st.Get(c.kbuf)
 	if err != nil || b == nil {
 		return identity{}, false, err
 	}
-	id, err := decodeIdentity(b)
+	id, err := decodeIdentityLink(b, withLink)
 	return id, err == nil, err
 }

@@ -124,7 +124,7 @@ func TestCoreRuleLinksAndRehydrates(t *testing.T) {
 		if s.Status != schemas.StatusLinked || s.Email != "bob@b.io" {
 			t.Errorf("after the rule's email: %s %s status %q email %q", s.Type, s.Event, s.Status, s.Email)
 		}
-		if s.Version > 1 {
+		if versionCount(s.Version) > 1 {
 			rehydrated++
 		}
 	}

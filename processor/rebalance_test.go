@@ -77,7 +77,7 @@ func TestReplayReproducesIDs(t *testing.T) {
 	}
 	versions := map[string][]int64{}
 	for _, s := range all {
-		versions[s.SignalID] = append(versions[s.SignalID], s.Version)
+		versions[s.SignalID] = append(versions[s.SignalID], versionCount(s.Version))
 	}
 	for _, s := range first {
 		v := versions[s.SignalID]

@@ -202,7 +202,7 @@ func TestReplayRemapsUnderTodaysRules(t *testing.T) {
 		t.Fatalf("%d distinct signals, want 30", len(latest))
 	}
 	for _, s := range latest {
-		if s.Version != 2 || s.RuleID != "demo" || s.MappedName != "Demo Requested" || s.Email != s.AnonymousID+"@x.io" {
+		if versionCount(s.Version) != 2 || s.RuleID != "demo" || s.MappedName != "Demo Requested" || s.Email != s.AnonymousID+"@x.io" {
 			t.Errorf("after replay: %s version %d rule %q name %q email %q", s.AnonymousID, s.Version, s.RuleID, s.MappedName, s.Email)
 		}
 	}

@@ -40,7 +40,7 @@ func TestPassThroughAndDeadLetter(t *testing.T) {
 	byEvent := map[string]schemas.Signal{}
 	for _, s := range got {
 		byEvent[s.Event] = s
-		if len(s.SignalID) != 64 || s.Version != 1 || s.Status != schemas.StatusCold || s.Tenant != "t1" {
+		if len(s.SignalID) != 64 || versionCount(s.Version) != 1 || s.Status != schemas.StatusCold || s.Tenant != "t1" {
 			t.Errorf("signal %+v: want 64-hex id, version 1, cold, tenant t1", s)
 		}
 	}

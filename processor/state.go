@@ -90,12 +90,14 @@ type dedupEntry struct {
 	First       pinned
 }
 
-// identity is what the processor knows about one visitor id.
+// identity is what the processor knows about one visitor id. Its link is ordered by (LinkedAtMs, LinkSignal):
+// see laterLink.
 type identity struct {
-	LinkedAtMs int64
+	LinkedAtMs int64  // event time of the event that linked it (before issue 13: processing time)
 	Email      string // lower-cased lead email; "" when only traits or a group are known
 	Traits     string // JSON object
 	GroupID    string // the group the visitor last joined (a group call); optional trailing field
+	LinkSignal string // signal id of the event that linked it; optional trailing field ("" before issue 13)
 }
 
 // heldCounter bounds the cold storage of one visitor: entries first..next-1 may exist.
@@ -135,13 +137,16 @@ func (e dedupEntry) encode() []byte {
 }
 
 func (id identity) encode() []byte {
-	b := make([]byte, 0, 1+4*binary.MaxVarintLen64+len(id.Email)+len(id.Traits)+len(id.GroupID))
+	b := make([]byte, 0, 1+5*binary.MaxVarintLen64+len(id.Email)+len(id.Traits)+len(id.GroupID)+len(id.LinkSignal))
 	b = append(b, valueFormat)
 	b = binary.AppendVarint(b, id.LinkedAtMs)
 	b = appendString(b, id.Email)
 	b = appendString(b, id.Traits)
-	if id.GroupID != "" {
+	if id.GroupID != "" || id.LinkSignal != "" {
 		b = appendString(b, id.GroupID) // optional: values without it (and older ones) decode as no group
+	}
+	if id.LinkSignal != "" {
+		b = appendString(b, id.LinkSignal) // optional, after the group (which is then written, maybe empty)
 	}
 	return b
 }
@@ -253,11 +258,18 @@ func decodeDedup(b []byte) (dedupEntry, error) {
 	return e, r.err
 }
 
-func decodeIdentity(b []byte) (identity, error) {
+func decodeIdentity(b []byte) (identity, error) { return decodeIdentityLink(b, true) }
+
+// decodeIdentityLink decodes an identity, its LinkSignal only when withLink (one allocation fewer on the hot
+// path, which only reads the lead; a value decoded without it must not be encoded again).
+func decodeIdentityLink(b []byte, withLink bool) (identity, error) {
 	r := newValueReader(b)
 	id := identity{LinkedAtMs: r.varint(), Email: string(r.bytes()), Traits: string(r.bytes())}
 	if r.err == nil && len(r.b) > 0 {
 		id.GroupID = string(r.bytes())
+	}
+	if withLink && r.err == nil && len(r.b) > 0 {
+		id.LinkSignal = string(r.bytes())
 	}
 	return id, r.err
 }

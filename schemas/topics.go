@@ -74,6 +74,7 @@ func (c Config) Specs() []TopicSpec {
 		{c.Name(TopicIdentities), c.Partitions, map[string]string{"cleanup.policy": "compact"}},
 		{c.Name(TopicDLQ), c.Partitions, map[string]string{"cleanup.policy": "delete", "retention.ms": ms(c.DLQRetention)}},
 		{c.Name(TopicRules), 1, map[string]string{"cleanup.policy": "compact"}},
+		{c.Name(TopicErasures), 1, map[string]string{"cleanup.policy": "compact"}},
 	}
 }
 

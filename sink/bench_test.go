@@ -232,9 +232,17 @@ func benchSignal(i int) schemas.Signal {
 		Properties: fmt.Sprintf(`{"product_id":"p-%d","price":%d.99,"currency":"USD","category":"tools"}`, i%300, i%100),
 		Traits:     "{}", EventTime: at, ReceivedAt: at.Add(40 * time.Millisecond), ProcessedAt: at.Add(90 * time.Millisecond),
 		RawPartition: int32(i % 6), RawOffset: int64(i / 6),
+		// The contract's derived fields of the payload below (Signal v2), as the processor carries them.
+		EventContext: schemas.EventContext{PagePath: "/products", Referrer: "https://www.google.com/",
+			UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)", IP: "203.0.113.7",
+			Locale: "en-US", LibraryName: "analytics.js", LibraryVersion: "4.1.0"},
+	}
+	if i%3 == 0 { // a third arrive from a campaign
+		s.UTMSource, s.UTMMedium, s.UTMCampaign = []string{"google", "newsletter", "linkedin"}[i%9/3], "cpc", fmt.Sprintf("c-%d", i%7)
 	}
 	if i%4 == 0 {
 		s.Status, s.Email, s.UserID = schemas.StatusLinked, fmt.Sprintf("user%d@example.test", i%20000), fmt.Sprintf("u-%d", i%20000)
+		s.EmailDomain = "example.test"
 		s.RuleID, s.MappedName, s.Mapped = "r-1", "Engaged", map[string]string{"company": "Example", "title": "Engineer"}
 	}
 	s.Payload = fmt.Appendf(nil, `{"type":"track","event":%q,"anonymousId":%q,"messageId":"ajs-%d","timestamp":%q,`+

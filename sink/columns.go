@@ -49,7 +49,9 @@ type signalCols struct {
 // The string columns of signals, in the order add fills strs.
 var signalStrNames = [...]string{"tenant", "signal_id", "status", "source", "type", "event", "message_id",
 	"anonymous_id", "user_id", "email", "url", "page_name", "properties", "traits", "rule_id", "mapped_name",
-	"payload", "kafka_topic"}
+	"payload", "kafka_topic", "group_id", "previous_id", "email_domain", "utm_source", "utm_medium", "utm_campaign",
+	"utm_term", "utm_content", "referrer", "page_path", "page_title", "page_search", "user_agent", "ip", "locale",
+	"timezone", "library_name", "library_version"}
 
 const signalStrCols = len(signalStrNames)
 
@@ -58,7 +60,9 @@ var columnPool = sync.Pool{New: func() any { return &signalCols{} }}
 func (c *signalCols) add(r *signalRow) {
 	for i, v := range [signalStrCols]string{r.Tenant, r.SignalID, r.Status, r.Source, r.Type, r.Event, r.MessageID,
 		r.AnonymousID, r.UserID, r.Email, r.URL, r.PageName, r.Properties, r.Traits, r.RuleID, r.MappedName,
-		bytesView(r.Payload), r.KafkaTopic} {
+		bytesView(r.Payload), r.KafkaTopic, r.GroupID, r.PreviousID, r.EmailDomain, r.UTMSource, r.UTMMedium,
+		r.UTMCampaign, r.UTMTerm, r.UTMContent, r.Referrer, r.PagePath, r.PageTitle, r.PageSearch, r.UserAgent,
+		r.IP, r.Locale, r.Timezone, r.LibraryName, r.LibraryVersion} {
 		c.strs[i] = append(c.strs[i], v)
 	}
 	keys, values := r.MappedKeys, r.MappedValues

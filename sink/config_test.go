@@ -48,7 +48,7 @@ func TestConfigValidation(t *testing.T) {
 // TestCommittable: a partition's committable offset stays at the first row any table still holds from it.
 func TestCommittable(t *testing.T) {
 	sig := newTable[signalRow]("db", "signals")
-	dead := newTable[deadLetterRow]("db", "dead_letters")
+	dead := newTable[deadLetterRow]("db", "dead_letters_v2")
 	s := &Sink{tables: []buffer{sig, dead}, next: map[tp]kgo.EpochOffset{}}
 	a, b := tp{"resolved", 0}, tp{"resolved", 1}
 	now := time.Now()

@@ -228,16 +228,19 @@ func (s *Sink) isolate(ctx context.Context, b buffer, err error, refused *[]refu
 }
 
 // deadLetterRefused writes a dead_letters row for each refused row of table. A refused row of dead_letters itself
-// has nowhere further to go: it is logged and counted, and its record stays in signals.dlq.
+// has nowhere further to go and is never dropped: the block is retried until ClickHouse takes it (as in an outage),
+// so its offset does not move on and nothing is lost; fix what refuses it and it goes in.
 func (s *Sink) deadLetterRefused(ctx context.Context, table string, refused []refusal) error {
-	now := time.Now()
 	var rows []deadLetterRow
 	for _, r := range refused {
 		o := r.b.origins()[0]
 		if table == s.dead.table() {
-			s.m.refusedRows.WithLabelValues(table, "dropped").Inc()
-			s.log.Error("ClickHouse refused a dead_letters row; not stored, its record stays in Kafka", "row", o.describe,
-				"topic", o.topic, "partition", o.partition, "offset", o.offset, "err", r.err)
+			s.m.refusedRows.WithLabelValues(table, "held").Inc()
+			s.log.Error("ClickHouse refused a dead_letters row; retrying it until it is taken, its offset held",
+				"row", o.describe, "topic", o.topic, "partition", o.partition, "offset", o.offset, "err", r.err)
+			if err := s.insertRetrying(ctx, r.b, true); err != nil {
+				return err
+			}
 			continue
 		}
 		s.m.refusedRows.WithLabelValues(table, "dead_lettered").Inc()
@@ -245,7 +248,7 @@ func (s *Sink) deadLetterRefused(ctx context.Context, table string, refused []re
 		s.log.Warn("ClickHouse refused a row; it goes to dead_letters", "table", table, "row", o.describe,
 			"topic", o.topic, "partition", o.partition, "offset", o.offset, "err", r.err)
 		rows = append(rows, refusedDeadLetter(o, fmt.Sprintf("%s: ClickHouse refused the %s row (%s): %v",
-			o.topic, table, o.describe, r.err), now))
+			o.topic, table, o.describe, r.err)))
 	}
 	if len(rows) == 0 {
 		return nil

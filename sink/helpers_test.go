@@ -22,6 +22,16 @@ type env struct {
 	t  *testing.T
 	k  *testenv.Kafka
 	ch *testenv.ClickHouse
+	// stops are the stop functions of the sinks start ran, for stopAll.
+	stops []func()
+}
+
+// stopAll stops every sink start ran (each waits for its Run).
+func (e *env) stopAll() {
+	for _, stop := range e.stops {
+		stop()
+	}
+	e.stops = nil
 }
 
 func newEnv(t *testing.T) *env {
@@ -63,6 +73,7 @@ func (e *env) start(cfg sink.Config) (stop func()) {
 		}
 	}
 	e.t.Cleanup(stop)
+	e.stops = append(e.stops, stop)
 	return stop
 }
 

@@ -118,7 +118,13 @@ func TestRecordValueRoundTrip(t *testing.T) {
 		URL: "https://acme.test/x", PageName: "X", Properties: `{"b":1}`, Traits: `{"name":"Ann"}`, RuleID: "r1",
 		MappedName: "Demo", Mapped: map[string]string{"title": "CTO", "company": "Acme", "email": "ann@acme.test"},
 		EventTime: at, ReceivedAt: at.Add(time.Second), ProcessedAt: at.Add(2 * time.Second), RawPartition: 2,
-		RawOffset: 99, Payload: []byte(`{"type":"track"}`)}
+		RawOffset: 99, Payload: []byte(`{"type":"track"}`),
+		// Signal v2's derived fields must survive too: a refused row's dead letter is redriven from this value.
+		GroupID: "g1", PreviousID: "p1", EmailDomain: "acme.test",
+		EventContext: schemas.EventContext{UTMSource: "google", UTMMedium: "cpc", UTMCampaign: "spring",
+			UTMTerm: "crm", UTMContent: "ad1", Referrer: "https://google.test/", PagePath: "/x", PageTitle: "X page",
+			PageSearch: "?q=1", UserAgent: "Mozilla/5.0", IP: "203.0.113.9", Locale: "en-US", Timezone: "Europe/Paris",
+			LibraryName: "analytics.js", LibraryVersion: "4.1.0"}}
 	enc, err := schemas.Signals.Encode(&sig)
 	if err != nil {
 		t.Fatal(err)

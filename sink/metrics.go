@@ -41,8 +41,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		insertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "insert_errors_total",
 			Help: "Failed insert attempts, by table: retried with capped backoff, or, when ClickHouse refused the rows themselves, bisected to isolate them."}, []string{"table"}),
 		refusedRows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "refused_rows_total",
-			Help: "Rows ClickHouse refused for their data, by table and outcome: dead_lettered, or dropped (a row of " +
-				"dead_letters itself, logged; its record stays in signals.dlq)."}, []string{"table", "outcome"}),
+			Help: "Rows ClickHouse refused for their data, by table and outcome: dead_lettered, or held (a row of " +
+				"dead_letters itself: retried until ClickHouse takes it, its offset held)."}, []string{"table", "outcome"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
 			Help: "Records the sink could not decode, convert or get ClickHouse to take, written to dead_letters, by reason."}, []string{"reason"}),
 		bufferedRows: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "buffered_rows",

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -64,25 +66,65 @@ func Migrations() ([]Migration, error) {
 	return out, nil
 }
 
-// Statements splits a migration into statements with the database substituted. Comment lines are dropped; a
-// statement ends with ";" at the end of a line.
+// Statements splits a migration into statements with the database substituted (see Steps).
 func (m Migration) Statements(database string) []string {
-	var out []string
+	steps := m.Steps(database)
+	out := make([]string, len(steps))
+	for i, st := range steps {
+		out[i] = st.SQL
+	}
+	return out
+}
+
+// Step is one statement of a migration and the ClickHouse error codes that mean it was already applied.
+type Step struct {
+	SQL string
+	// Tolerate lists exception codes Migrate takes as success: written "-- tolerate: 15, 44" on the line before the
+	// statement, for what 18.16 cannot say idempotently (it has no ADD COLUMN IF NOT EXISTS: a re-run after an
+	// interrupted migration gets "column already exists", code 44 there and 15 on current releases).
+	Tolerate []int32
+	// Requires is the oldest server release (major, minor) the statement runs on, written "-- requires: 20.1" on
+	// the line before it; Migrate skips it on an older server (18.16 has no CODEC, for one). {0, 0}: every release.
+	Requires [2]uint64
+}
+
+// Steps splits a migration into statements with the database substituted. Comment lines are dropped, except a
+// "-- tolerate:" or "-- requires:" line, which applies to the statement that follows; a statement ends with ";" at
+// a line end.
+func (m Migration) Steps(database string) []Step {
+	var out []Step
 	var cur strings.Builder
+	var tolerate []int32
+	var requires [2]uint64
 	for _, line := range strings.Split(m.SQL, "\n") {
 		t := strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(t, "-- requires:"); ok {
+			major, minor, _ := strings.Cut(strings.TrimSpace(v), ".")
+			requires[0], _ = strconv.ParseUint(major, 10, 32)
+			requires[1], _ = strconv.ParseUint(minor, 10, 32)
+			continue
+		}
+		if codes, ok := strings.CutPrefix(t, "-- tolerate:"); ok {
+			for _, c := range strings.Split(codes, ",") {
+				if n, err := strconv.ParseInt(strings.TrimSpace(c), 10, 32); err == nil {
+					tolerate = append(tolerate, int32(n))
+				}
+			}
+			continue
+		}
 		if t == "" || strings.HasPrefix(t, "--") {
 			continue
 		}
 		cur.WriteString(line)
 		cur.WriteString("\n")
 		if strings.HasSuffix(t, ";") {
-			out = append(out, finish(cur.String(), database))
+			out = append(out, Step{SQL: finish(cur.String(), database), Tolerate: tolerate, Requires: requires})
 			cur.Reset()
+			tolerate, requires = nil, [2]uint64{}
 		}
 	}
 	if s := strings.TrimSpace(cur.String()); s != "" {
-		out = append(out, finish(s, database))
+		out = append(out, Step{SQL: finish(s, database), Tolerate: tolerate, Requires: requires})
 	}
 	return out
 }
@@ -131,6 +173,10 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migratio
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading applied migrations: %w", err)
 	}
+	dctx, server, err := ddlContext(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
 	var done []Migration
 	for _, m := range all {
 		if sums, ok := applied[m.Version]; ok {
@@ -141,8 +187,11 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migratio
 			}
 			continue
 		}
-		for i, stmt := range m.Statements(database) {
-			if err := conn.Exec(ctx, stmt); err != nil {
+		for i, st := range m.Steps(database) {
+			if !server.atLeast(st.Requires) {
+				continue
+			}
+			if err := conn.Exec(dctx, st.SQL); err != nil && !tolerated(err, st.Tolerate) {
 				return done, fmt.Errorf("applying migration %s statement %d: %w", m.Name, i+1, err)
 			}
 		}
@@ -166,4 +215,33 @@ func record(ctx context.Context, conn driver.Conn, database string, m Migration)
 		return err
 	}
 	return b.Send()
+}
+
+// release is a server's (major, minor) version.
+type release [2]uint64
+
+func (r release) atLeast(want [2]uint64) bool {
+	return r[0] > want[0] || (r[0] == want[0] && r[1] >= want[1])
+}
+
+// ddlContext is ctx with the settings the migrations need on this server, and the server's release. LowCardinality
+// columns are experimental on ClickHouse 18.x and need allow_experimental_low_cardinality_type=1 there; current
+// releases do not know the setting any more and refuse it.
+func ddlContext(ctx context.Context, conn driver.Conn) (context.Context, release, error) {
+	v, err := conn.ServerVersion()
+	if err != nil {
+		return nil, release{}, fmt.Errorf("reading the server version: %w", err)
+	}
+	r := release{v.Version.Major, v.Version.Minor}
+	if r[0] < 19 {
+		return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+			"allow_experimental_low_cardinality_type": 1})), r, nil
+	}
+	return ctx, r, nil
+}
+
+// tolerated reports whether err is a ClickHouse exception with one of codes.
+func tolerated(err error, codes []int32) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && slices.Contains(codes, ex.Code)
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/signalstage/signalstage/sink"
 	"github.com/signalstage/signalstage/testenv"
@@ -77,6 +78,12 @@ func TestMigrationStatements(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Statements = %q, want %q", got, want)
 	}
+	steps := sink.Migration{SQL: "-- tolerate: 15, 44\nALTER TABLE {database}.a ADD COLUMN b UInt8;\n" +
+		"-- requires: 20.1\nALTER TABLE {database}.a MODIFY COLUMN b UInt8 CODEC(ZSTD(1));\nSELECT 1;"}.Steps("db1")
+	if len(steps) != 3 || !slices.Equal(steps[0].Tolerate, []int32{15, 44}) || steps[0].Requires != [2]uint64{} ||
+		steps[1].Requires != [2]uint64{20, 1} || len(steps[1].Tolerate) != 0 || steps[2].Requires != [2]uint64{} {
+		t.Errorf("Steps = %+v", steps)
+	}
 	all, err := sink.Migrations()
 	if err != nil {
 		t.Fatal(err)
@@ -87,5 +94,113 @@ func TestMigrationStatements(t *testing.T) {
 				t.Errorf("%s: statement not qualified with the database: %s", m.Name, s)
 			}
 		}
+	}
+}
+
+// TestMigrateFromHead: a database at the schema this branch started from (migrations 0001-0006, with data) is
+// migrated to the current one without losing a row: signals read the new columns as empty, dead letters are
+// copied into dead_letters_v2 (and read through the dead_letters view), lead_signals is backfilled with the
+// linked history, and the leads keep their fields.
+func TestMigrateFromHead(t *testing.T) {
+	ch := testenv.NewClickHouse(t)
+	ctx := context.Background()
+	all, err := sink.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const head = 6
+	for _, m := range all[:head] {
+		for _, stmt := range m.Statements(ch.Database) {
+			if err := ch.Conn.Exec(ctx, stmt); err != nil {
+				t.Fatalf("%s: %v", m.Name, err)
+			}
+		}
+	}
+	// Migrate records what it applies; the head's are recorded here as an old sink did.
+	if err := ch.Conn.Exec(ctx, "CREATE TABLE schema_migrations (version UInt32, name String, checksum String, "+
+		"applied_at DateTime('UTC') DEFAULT now()) ENGINE = ReplacingMergeTree() ORDER BY version"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, checksum)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range all[:head] {
+		if err := b.Append(m.Version, m.Name, m.Checksum); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"INSERT INTO signals (tenant, signal_id, version, status, email, anonymous_id, event_time, traits) SELECT 'acme', " +
+			"toString(number), 1, if(number % 2 = 0, 'linked', 'cold'), if(number % 2 = 0, 'ann@acme.test', ''), 'a1', " +
+			"toDateTime('2026-10-01 00:00:00', 'UTC') + number * 3600, '{\"name\":\"Ann\"}' FROM system.numbers LIMIT 100",
+		"INSERT INTO dead_letters (tenant, stage, reason, retries, failed_at, kafka_topic, kafka_offset) SELECT 'acme', " +
+			"'processor', 'bad', toInt32(number % 3), toDateTime('2026-10-01 00:00:00', 'UTC'), 'signals.dlq', number " +
+			"FROM system.numbers LIMIT 10",
+	} {
+		if err := ch.Conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	applied, err := sink.Migrate(ctx, ch.Conn, ch.Database)
+	if err != nil {
+		t.Fatalf("Migrate from the head: %v", err)
+	}
+	if len(applied) != len(all)-head {
+		t.Errorf("applied %d migrations, want %d", len(applied), len(all)-head)
+	}
+	count := func(q string) uint64 {
+		t.Helper()
+		var n uint64
+		if err := ch.Conn.QueryRow(ctx, q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	for q, want := range map[string]uint64{
+		"SELECT count() FROM signals_latest":                                       100,
+		"SELECT count() FROM signals_latest WHERE utm_source = '' AND ip = ''":     100,
+		"SELECT count() FROM lead_signals FINAL WHERE email = 'ann@acme.test'":     50,
+		"SELECT count() FROM dead_letters":                                         10,
+		"SELECT count() FROM dead_letters WHERE retries = 2":                       3,
+		"SELECT count() FROM leads WHERE email = 'ann@acme.test' AND name = 'Ann'": 1,
+	} {
+		if got := count(q); got != want {
+			t.Errorf("%s = %d, want %d", q, got, want)
+		}
+	}
+	// Interrupted and run again: every step converges (the tolerated codes, the copy onto itself).
+	if err := ch.Conn.Exec(ctx, "ALTER TABLE schema_migrations DELETE WHERE version > 6"); err != nil {
+		t.Fatal(err)
+	}
+	waitMutations(t, ch)
+	if _, err := sink.Migrate(ctx, ch.Conn, ch.Database); err != nil {
+		t.Fatalf("Migrate again over applied statements: %v", err)
+	}
+	if got := count("SELECT count() FROM dead_letters"); got != 10 {
+		t.Errorf("dead_letters after the re-run = %d, want 10", got)
+	}
+}
+
+// waitMutations waits until ch's database has no mutation left to do.
+func waitMutations(t *testing.T, ch *testenv.ClickHouse) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var n uint64
+		if err := ch.Conn.QueryRow(context.Background(), "SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0",
+			ch.Database).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mutations still running", n)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

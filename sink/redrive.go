@@ -68,7 +68,7 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 		return res, err
 	}
 	defer conn.Close()
-	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT %s FROM %s.dead_letters FINAL WHERE (%s) "+
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT %s FROM %s.dead_letters_v2 FINAL WHERE (%s) "+
 		"ORDER BY failed_at, kafka_topic, kafka_partition, kafka_offset LIMIT %d",
 		strings.Join(columnsOf[deadLetterRow](), ", "), cfg.Database, rc.Where, rc.Limit))
 	if err != nil {
@@ -122,7 +122,7 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 			return res, fmt.Errorf("reading dead letters: %w", err)
 		}
 		r := Redriven{Stage: d.Stage, Reason: d.Reason, OriginTopic: d.OriginTopic, OriginPartition: d.OriginPartition,
-			OriginOffset: d.OriginOffset, Retries: d.Retries}
+			OriginOffset: d.OriginOffset, Retries: int32(d.Retries)}
 		switch {
 		case d.OriginTopic == "":
 			r.Skipped = "no origin topic (refused at the edge: the sender must send it again)"

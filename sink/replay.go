@@ -26,7 +26,9 @@ func Replay(ctx context.Context, cfg Config, from time.Time) error {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	topics := []string{cfg.Topics.Name(schemas.TopicResolved), cfg.Topics.Name(schemas.TopicIdentities), cfg.Topics.Name(schemas.TopicDLQ)}
+	// signals.erasures too: a reload into an emptied database must apply every erasure again.
+	topics := []string{cfg.Topics.Name(schemas.TopicResolved), cfg.Topics.Name(schemas.TopicIdentities),
+		cfg.Topics.Name(schemas.TopicDLQ), cfg.Topics.Name(schemas.TopicErasures)}
 	var listed kadm.ListedOffsets
 	if from.IsZero() {
 		listed, err = adm.ListStartOffsets(ctx, topics...)

@@ -59,10 +59,30 @@ type signalRow struct {
 	KafkaTopic     string    `ch:"kafka_topic"`
 	KafkaPartition int32     `ch:"kafka_partition"`
 	KafkaOffset    int64     `ch:"kafka_offset"`
-	// recKey and recRedrives are the record's, for the dead letter if ClickHouse refuses the row (not columns).
-	// Its value is encoded again from the row then (recordValue): keeping it would pin the fetched records.
+	// From Signal v2 (empty for a v1 record): the contract's derived fields (migration 0007).
+	GroupID        string `ch:"group_id"`
+	PreviousID     string `ch:"previous_id"`
+	EmailDomain    string `ch:"email_domain"`
+	UTMSource      string `ch:"utm_source"`
+	UTMMedium      string `ch:"utm_medium"`
+	UTMCampaign    string `ch:"utm_campaign"`
+	UTMTerm        string `ch:"utm_term"`
+	UTMContent     string `ch:"utm_content"`
+	Referrer       string `ch:"referrer"`
+	PagePath       string `ch:"page_path"`
+	PageTitle      string `ch:"page_title"`
+	PageSearch     string `ch:"page_search"`
+	UserAgent      string `ch:"user_agent"`
+	IP             string `ch:"ip"`
+	Locale         string `ch:"locale"`
+	Timezone       string `ch:"timezone"`
+	LibraryName    string `ch:"library_name"`
+	LibraryVersion string `ch:"library_version"`
+	// recKey, recRedrives and recTime are the record's, for the dead letter if ClickHouse refuses the row (not
+	// columns). Its value is encoded again from the row then (recordValue): keeping it would pin the fetched records.
 	recKey      string
 	recRedrives int32
+	recTime     time.Time
 }
 
 func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
@@ -102,8 +122,13 @@ func newSignalRow(s *schemas.Signal, r *kgo.Record) (signalRow, error) {
 		EventTime: s.EventTime.UTC(), EventTimeMs: s.EventTime.UnixMilli(),
 		ReceivedAt: s.ReceivedAt.UTC(), ProcessedAt: s.ProcessedAt.UTC(),
 		RawPartition: s.RawPartition, RawOffset: s.RawOffset, Payload: s.Payload,
-		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, recKey: string(r.Key),
-		recRedrives: schemas.Redrives(r),
+		KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
+		GroupID: s.GroupID, PreviousID: s.PreviousID, EmailDomain: s.EmailDomain,
+		UTMSource: s.UTMSource, UTMMedium: s.UTMMedium, UTMCampaign: s.UTMCampaign, UTMTerm: s.UTMTerm,
+		UTMContent: s.UTMContent, Referrer: s.Referrer, PagePath: s.PagePath, PageTitle: s.PageTitle,
+		PageSearch: s.PageSearch, UserAgent: s.UserAgent, IP: s.IP, Locale: s.Locale, Timezone: s.Timezone,
+		LibraryName: s.LibraryName, LibraryVersion: s.LibraryVersion,
+		recKey: string(r.Key), recRedrives: schemas.Redrives(r), recTime: r.Timestamp,
 	}, nil
 }
 
@@ -121,10 +146,12 @@ type identityRow struct {
 	SignalID       string    `ch:"signal_id"`
 	KafkaPartition int32     `ch:"kafka_partition"`
 	KafkaOffset    uint64    `ch:"kafka_offset"`
+	Deleted        uint8     `ch:"deleted"` // 1: a tombstone, the link of (tenant, id) was deleted
 	// recKey and recRedrives are the record's, for the dead letter if ClickHouse refuses the row (not columns).
 	// Its value is encoded again from the row then (recordValue): keeping it would pin the fetched records.
 	recKey      string
 	recRedrives int32
+	recTime     time.Time
 }
 
 func newIdentityRow(l *schemas.IdentityLink, r *kgo.Record) (identityRow, error) {
@@ -138,11 +165,27 @@ func newIdentityRow(l *schemas.IdentityLink, r *kgo.Record) (identityRow, error)
 		Tenant: l.Tenant, IDKind: l.IDKind, ID: l.ID, Email: l.Email, AnonymousID: l.AnonymousID, UserID: l.UserID,
 		Traits: l.Traits, LinkedAt: l.LinkedAt.UTC(), LinkedAtMs: l.LinkedAt.UnixMilli(), SignalID: l.SignalID,
 		KafkaPartition: r.Partition, KafkaOffset: uint64(r.Offset), recKey: string(r.Key),
-		recRedrives: schemas.Redrives(r),
+		recRedrives: schemas.Redrives(r), recTime: r.Timestamp,
 	}, nil
 }
 
-// deadLetterRow is one row of dead_letters.
+// tombstoneRows are the rows of a compaction tombstone of identities (key tenant|id, no value): the link of that id
+// is deleted, whichever kind it had (the topic's key has no kind), so one deleted row per kind, each with the
+// tombstone's offset as its version, replaces the link. ok is false for a key without a tenant and id.
+func tombstoneRows(r *kgo.Record) (rows []identityRow, ok bool) {
+	tenant, id, ok := schemas.SplitKey(r.Key)
+	if !ok || tenant == "" || id == "" {
+		return nil, false
+	}
+	for _, kind := range []string{schemas.IDKindAnonymous, schemas.IDKindUser} {
+		rows = append(rows, identityRow{Tenant: tenant, IDKind: kind, ID: id, LinkedAt: clampTime(r.Timestamp),
+			LinkedAtMs: r.Timestamp.UnixMilli(), KafkaPartition: r.Partition, KafkaOffset: uint64(r.Offset), Deleted: 1,
+			recKey: string(r.Key), recTime: r.Timestamp})
+	}
+	return rows, true
+}
+
+// deadLetterRow is one row of dead_letters_v2 (dead_letters is its view).
 type deadLetterRow struct {
 	Tenant          string    `ch:"tenant"`
 	Stage           string    `ch:"stage"`
@@ -152,7 +195,7 @@ type deadLetterRow struct {
 	OriginOffset    int64     `ch:"origin_offset"`
 	Key             string    `ch:"key"`
 	Payload         string    `ch:"payload"`
-	Retries         int32     `ch:"retries"`
+	Retries         uint32    `ch:"retries"` // the version of dead_letters_v2: the highest count wins
 	FailedAt        time.Time `ch:"failed_at"`
 	KafkaTopic      string    `ch:"kafka_topic"`
 	KafkaPartition  int32     `ch:"kafka_partition"`
@@ -167,7 +210,7 @@ func newDeadLetterRow(d *schemas.DeadLetter, r *kgo.Record) deadLetterRow {
 	}
 	return deadLetterRow{
 		Tenant: d.Tenant, Stage: d.Stage, Reason: d.Reason, OriginTopic: d.Topic, OriginPartition: d.Partition,
-		OriginOffset: d.Offset, Key: string(d.Key), Payload: string(d.Payload), Retries: d.Retries,
+		OriginOffset: d.Offset, Key: string(d.Key), Payload: string(d.Payload), Retries: uint32(max(d.Retries, 0)),
 		FailedAt: clampTime(failed), KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
 	}
 }
@@ -177,7 +220,7 @@ func sinkDeadLetter(r *kgo.Record, reason error) deadLetterRow {
 	tenant, _, _ := schemas.SplitKey(r.Key)
 	return deadLetterRow{
 		Tenant: tenant, Stage: "sink", Reason: reason.Error(), OriginTopic: r.Topic, OriginPartition: r.Partition,
-		OriginOffset: r.Offset, Key: string(r.Key), Payload: string(r.Value), Retries: schemas.Redrives(r),
+		OriginOffset: r.Offset, Key: string(r.Key), Payload: string(r.Value), Retries: uint32(schemas.Redrives(r)),
 		FailedAt: clampTime(r.Timestamp), KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset,
 	}
 }
@@ -198,9 +241,9 @@ func newIdentitiesTable(database, topic string) *table[identityRow] {
 	return t
 }
 
-// newDeadLettersTable is the buffer of dead_letters: PARTITION BY toYYYYMM(failed_at).
+// newDeadLettersTable is the buffer of dead_letters_v2: PARTITION BY toYYYYMM(failed_at).
 func newDeadLettersTable(database string) *table[deadLetterRow] {
-	t := newTable[deadLetterRow](database, "dead_letters")
+	t := newTable[deadLetterRow](database, "dead_letters_v2")
 	t.month = func(r *deadLetterRow) int { return monthOf(r.FailedAt) }
 	t.origin = originOfDeadLetter
 	return t
@@ -210,7 +253,7 @@ func newDeadLettersTable(database string) *table[deadLetterRow] {
 // Redrive can send it again); the reason names its id and version.
 func originOfSignal(r *signalRow) origin {
 	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
-		key: r.recKey, payload: string(r.recordValue()), retries: r.recRedrives,
+		key: r.recKey, payload: string(r.recordValue()), retries: r.recRedrives, at: r.recTime,
 		describe: fmt.Sprintf("signal %s version %d", r.SignalID, r.Version)}
 }
 
@@ -223,7 +266,11 @@ func (r *signalRow) recordValue() []byte {
 		Email: r.Email, URL: r.URL, PageName: r.PageName, Properties: r.Properties, Traits: r.Traits,
 		RuleID: r.RuleID, MappedName: r.MappedName, EventTime: time.UnixMilli(r.EventTimeMs).UTC(),
 		ReceivedAt: r.ReceivedAt, ProcessedAt: r.ProcessedAt, RawPartition: r.RawPartition, RawOffset: r.RawOffset,
-		Payload: r.Payload,
+		Payload: r.Payload, GroupID: r.GroupID, PreviousID: r.PreviousID, EmailDomain: r.EmailDomain,
+		EventContext: schemas.EventContext{UTMSource: r.UTMSource, UTMMedium: r.UTMMedium, UTMCampaign: r.UTMCampaign,
+			UTMTerm: r.UTMTerm, UTMContent: r.UTMContent, Referrer: r.Referrer, PagePath: r.PagePath,
+			PageTitle: r.PageTitle, PageSearch: r.PageSearch, UserAgent: r.UserAgent, IP: r.IP, Locale: r.Locale,
+			Timezone: r.Timezone, LibraryName: r.LibraryName, LibraryVersion: r.LibraryVersion},
 	}
 	if len(r.MappedKeys) > 0 {
 		s.Mapped = make(map[string]string, len(r.MappedKeys))
@@ -240,6 +287,9 @@ func (r *signalRow) recordValue() []byte {
 
 // recordValue is the row's identity link encoded again: its record's value, field for field.
 func (r *identityRow) recordValue() []byte {
+	if r.Deleted == 1 {
+		return nil // a tombstone's value
+	}
 	l := schemas.IdentityLink{Tenant: r.Tenant, IDKind: r.IDKind, ID: r.ID, Email: r.Email, AnonymousID: r.AnonymousID,
 		UserID: r.UserID, Traits: r.Traits, LinkedAt: time.UnixMilli(r.LinkedAtMs).UTC(), SignalID: r.SignalID}
 	b, err := schemas.IdentityLinks.Encode(&l)
@@ -253,22 +303,24 @@ func (r *identityRow) recordValue() []byte {
 func originOfIdentity(topic string) func(*identityRow) origin {
 	return func(r *identityRow) origin {
 		return origin{tenant: r.Tenant, topic: topic, partition: r.KafkaPartition, offset: int64(r.KafkaOffset),
-			key: r.recKey, payload: string(r.recordValue()), retries: r.recRedrives,
+			key: r.recKey, payload: string(r.recordValue()), retries: r.recRedrives, at: r.recTime,
 			describe: fmt.Sprintf("identity %s %s -> %s", r.IDKind, r.ID, r.Email)}
 	}
 }
 
 func originOfDeadLetter(r *deadLetterRow) origin {
 	return origin{tenant: r.Tenant, topic: r.KafkaTopic, partition: r.KafkaPartition, offset: r.KafkaOffset,
-		key: r.Key, payload: r.Payload, retries: r.Retries,
+		key: r.Key, payload: r.Payload, retries: int32(r.Retries), at: r.FailedAt,
 		describe: fmt.Sprintf("dead letter of %s/%d@%d", r.OriginTopic, r.OriginPartition, r.OriginOffset)}
 }
 
-// refusedDeadLetter is the dead_letters row of a row ClickHouse refused to store.
-func refusedDeadLetter(o origin, reason string, now time.Time) deadLetterRow {
+// refusedDeadLetter is the dead_letters row of a row ClickHouse refused to store. failed_at is the record's
+// timestamp, not the wall clock: a redelivered record refused again is the same row (same key, same monthly
+// partition), so it folds instead of staying a duplicate in another partition.
+func refusedDeadLetter(o origin, reason string) deadLetterRow {
 	return deadLetterRow{
 		Tenant: o.tenant, Stage: "sink", Reason: reason, OriginTopic: o.topic, OriginPartition: o.partition,
-		OriginOffset: o.offset, Key: o.key, Payload: o.payload, Retries: o.retries, FailedAt: clampTime(now),
+		OriginOffset: o.offset, Key: o.key, Payload: o.payload, Retries: uint32(max(o.retries, 0)), FailedAt: clampTime(o.at),
 		KafkaTopic: o.topic, KafkaPartition: o.partition, KafkaOffset: o.offset,
 	}
 }

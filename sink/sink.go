@@ -21,9 +21,12 @@ import (
 // Sink consumes signals.resolved, identities and signals.dlq and loads them into ClickHouse. One goroutine owns
 // the batches and the offsets; Run is not safe to call twice.
 type Sink struct {
-	cfg    Config
-	log    *slog.Logger
-	m      *metrics
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+	em  *eraseMetrics
+	// erased is the suppression list (erased_ids): rows of erased people are dropped on load. Loop-owned.
+	erased erased
 	conn   driver.Conn
 	client *kgo.Client
 	topics map[string]string // full topic name -> base name
@@ -76,8 +79,12 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
+	em, err := newEraseMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
 	s := &Sink{
-		cfg: cfg, log: cfg.Logger, m: m,
+		cfg: cfg, log: cfg.Logger, m: m, em: em, erased: erased{},
 		signals:       newSignalsTable(cfg.Database),
 		identities:    newIdentitiesTable(cfg.Database, cfg.Topics.Name(schemas.TopicIdentities)),
 		dead:          newDeadLettersTable(cfg.Database),
@@ -93,7 +100,7 @@ func New(cfg Config) (*Sink, error) {
 	}
 	s.tables = []buffer{s.signals, s.identities, s.dead}
 	var names []string
-	for _, base := range []string{schemas.TopicResolved, schemas.TopicIdentities, schemas.TopicDLQ} {
+	for _, base := range []string{schemas.TopicResolved, schemas.TopicIdentities, schemas.TopicDLQ, schemas.TopicErasures} {
 		full := cfg.Topics.Name(base)
 		s.topics[full] = base
 		s.consumed[full] = m.records.WithLabelValues(base)
@@ -176,6 +183,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	for _, m := range applied {
 		s.log.Info("applied migration", "name", m.Name)
 	}
+	if s.erased, err = loadErased(ctx, s.conn, s.cfg.Database); err != nil {
+		return err
+	}
 	s.log.Info("sink running", "group", Group(s.cfg.Topics.Prefix), "database", s.cfg.Database)
 	s.running.Store(true)
 	defer s.running.Store(false)
@@ -244,7 +254,11 @@ func (s *Sink) step(ctx context.Context) error {
 	var full error
 	fetches.EachRecord(func(r *kgo.Record) {
 		if full == nil {
-			s.add(r, now)
+			if s.topics[r.Topic] == schemas.TopicErasures {
+				full = s.addErasure(ctx, r, now)
+			} else {
+				s.add(r, now)
+			}
 			// A batch goes as soon as it is full, so batches never exceed FlushRows whatever a poll returns.
 			full = s.flushFull(ctx)
 		}
@@ -279,8 +293,16 @@ func (s *Sink) add(r *kgo.Record, now time.Time) {
 	s.next[p] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
 	size := len(r.Value) + len(r.Key) + 64
 	if r.Value == nil {
-		// A compaction tombstone (identities): nothing to store, the last link stays in ClickHouse.
+		// A compaction tombstone: on identities a deleted link, stored as deleted rows that replace it
+		// (identities_latest and leads leave it out); elsewhere nothing to store.
 		s.m.tombstones.Inc()
+		if base == schemas.TopicIdentities {
+			if rows, ok := tombstoneRows(r); ok {
+				for _, row := range rows {
+					s.identities.add(row, p, r.Offset, size, now)
+				}
+			}
+		}
 		return
 	}
 	var err error
@@ -290,6 +312,10 @@ func (s *Sink) add(r *kgo.Record, now time.Time) {
 		if err = schemas.Signals.Decode(r.Value, &v); err == nil {
 			var row signalRow
 			if row, err = newSignalRow(&v, r); err == nil {
+				if s.erased.signal(&row) {
+					s.em.suppressed.WithLabelValues("signals").Inc()
+					return
+				}
 				s.signals.add(row, p, r.Offset, size, now)
 			}
 		}
@@ -298,6 +324,10 @@ func (s *Sink) add(r *kgo.Record, now time.Time) {
 		if err = schemas.IdentityLinks.Decode(r.Value, &v); err == nil {
 			var row identityRow
 			if row, err = newIdentityRow(&v, r); err == nil {
+				if s.erased.identity(&row) {
+					s.em.suppressed.WithLabelValues("identities").Inc()
+					return
+				}
 				s.identities.add(row, p, r.Offset, size, now)
 			}
 		}
@@ -317,4 +347,28 @@ func (s *Sink) add(r *kgo.Record, now time.Time) {
 		s.dead.add(sinkDeadLetter(r, fmt.Errorf("%s: %w", r.Topic, err)),
 			p, r.Offset, size, now)
 	}
+}
+
+// addErasure applies the erasure record r (see erase) before the loop reads on; its offset moves only once the
+// erasure is done. A record that is not a valid erasure becomes a dead letter. The error is ctx's, when it ended
+// before the erasure was applied.
+func (s *Sink) addErasure(ctx context.Context, r *kgo.Record, now time.Time) error {
+	if c, ok := s.consumed[r.Topic]; ok {
+		c.Inc()
+	}
+	p := tp{r.Topic, r.Partition}
+	if r.Value != nil {
+		if err := s.erase(ctx, r); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			kind := reasonKind(err)
+			s.m.deadLetters.WithLabelValues(kind).Inc()
+			s.log.Warn("dead-lettering record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+				"reason", kind, "err", err)
+			s.dead.add(sinkDeadLetter(r, fmt.Errorf("%s: %w", r.Topic, err)), p, r.Offset, len(r.Value)+64, now)
+		}
+	}
+	s.next[p] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+	return nil
 }

@@ -54,3 +54,47 @@ func TestLoadsSignals(t *testing.T) {
 		t.Errorf("event_time = %v (%d ms), want %v", row.EventTime, row.EventMs, want.EventTime)
 	}
 }
+
+// TestLoadsContextColumns: the Signal v2 fields the contract derives (campaign, page, device, library, group,
+// email domain) become the analyst columns of signals, LowCardinality ones included, on 18.16.
+func TestLoadsContextColumns(t *testing.T) {
+	e := newEnv(t)
+	e.start(e.config())
+	s := signal("acme", 1)
+	s.Status, s.Email, s.EmailDomain, s.GroupID, s.PreviousID = schemas.StatusLinked, "ann@acme.test", "acme.test", "g-1", "p-1"
+	s.EventContext = contextFields()
+	e.produce(e.signalRecord(s), e.signalRecord(signal("acme", 2)))
+	e.waitCount(2, 30*time.Second, "SELECT count() FROM signals")
+	cols := "group_id, previous_id, email_domain, utm_source, utm_medium, utm_campaign, utm_term, utm_content, " +
+		"referrer, page_path, page_title, page_search, user_agent, ip, locale, timezone, library_name, library_version"
+	got := make([]string, 18)
+	ptrs := make([]any, len(got))
+	for i := range got {
+		ptrs[i] = &got[i]
+	}
+	if err := e.ch.Conn.QueryRow(context.Background(), "SELECT "+cols+" FROM signals WHERE signal_id = 'sig-00001'").Scan(ptrs...); err != nil {
+		t.Fatal(err)
+	}
+	c := s.EventContext
+	want := []string{"g-1", "p-1", "acme.test", c.UTMSource, c.UTMMedium, c.UTMCampaign, c.UTMTerm, c.UTMContent,
+		c.Referrer, c.PagePath, c.PageTitle, c.PageSearch, c.UserAgent, c.IP, c.Locale, c.Timezone, c.LibraryName,
+		c.LibraryVersion}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("columns %s = %q, want %q", cols, got, want)
+			break
+		}
+	}
+	// A signal without the fields (a v1 record, say) reads empty strings.
+	if n := e.count("SELECT count() FROM signals WHERE signal_id = 'sig-00002' AND utm_source = '' AND user_agent = ''"); n != 1 {
+		t.Errorf("signal without context: %d rows with empty columns, want 1", n)
+	}
+}
+
+// contextFields is a campaign click from a browser.
+func contextFields() schemas.EventContext {
+	return schemas.EventContext{UTMSource: "google", UTMMedium: "cpc", UTMCampaign: "spring", UTMTerm: "crm",
+		UTMContent: "ad-1", Referrer: "https://search.test/?q=crm", PagePath: "/pricing", PageTitle: "Pricing",
+		PageSearch: "?utm_source=google", UserAgent: "Mozilla/5.0 (X11; Linux x86_64)", IP: "203.0.113.9",
+		Locale: "en-US", Timezone: "Europe/Paris", LibraryName: "analytics.js", LibraryVersion: "4.1.0"}
+}

@@ -66,7 +66,8 @@ type origin struct {
 	partition              int32
 	offset                 int64
 	key, payload, describe string
-	retries                int32 // times the record was redriven
+	retries                int32     // times the record was redriven
+	at                     time.Time // the record's timestamp: the dead letter's failed_at
 }
 
 // monthOf is the partition number month returns for t (UTC).

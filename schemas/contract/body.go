@@ -22,8 +22,10 @@ type Span struct {
 }
 
 // Envelope is the rest of a {"batch":[...]} body: Segment's batch-level members, as raw JSON values (nil when
-// absent). Context is merged into each event (SplitBody's caller does it with AppendEvent); SentAt is the
-// client's send time of the whole batch, which the clock-skew correction needs for each event.
+// absent). Context and Integrations are merged into each event (SplitBody's caller does it with AppendEvent);
+// SentAt is the client's send time of the whole batch, which the clock-skew correction needs for each event.
+// MessageID names the batch request, not an event: it is not given to the events. For a single event object,
+// only WriteKey is set (the event's own writeKey member).
 type Envelope struct {
 	Context, SentAt, MessageID, Integrations, WriteKey []byte
 }
@@ -106,10 +108,15 @@ func SplitBody(b []byte, out *Body) error {
 				if len(env.SentAt) > 0 && env.SentAt[0] != '"' {
 					env.SentAt = nil
 				}
+				if len(env.Integrations) > 0 && env.Integrations[0] != '{' {
+					env.Integrations = nil
+				}
 				out.Envelope = env
 			} else {
 				top.Raw, top.IsObject = b[start:i], true
 				out.Events = append(out.Events, top)
+				// A single event's writeKey (analytics.js sends it in the body) names its key too.
+				out.Envelope.WriteKey = env.WriteKey
 			}
 		}
 	default:

@@ -180,3 +180,34 @@ func FuzzSplitBody(f *testing.F) {
 		}
 	})
 }
+
+// TestBatchIntegrationsMerged: a batch's integrations fill in the members an event's own lack (the event wins),
+// as its context does, and a single event's writeKey is reported.
+func TestBatchIntegrationsMerged(t *testing.T) {
+	var b Body
+	body := []byte(`{"batch":[{"type":"track","integrations":{"All":false},"context":{"ip":"1"},"anonymousId":"a"},` +
+		`{"type":"track","anonymousId":"b"}],"integrations":{"All":true,"Mixpanel":false},"context":{"ip":"2","app":{}},` +
+		`"writeKey":"wk"}`)
+	if err := SplitBody(body, &b); err != nil {
+		t.Fatal(err)
+	}
+	rw := Rewrite{Context: b.Envelope.Context, Integrations: b.Envelope.Integrations}
+	want := []string{
+		`{"type":"track","integrations":{"All":false,"Mixpanel":false},"context":{"ip":"1","app":{}},"anonymousId":"a"}`,
+		`{"context":{"ip":"2","app":{}},"integrations":{"All":true,"Mixpanel":false},"type":"track","anonymousId":"b"}`,
+	}
+	for i, e := range b.Events {
+		if got := string(AppendEvent(nil, &e, &rw)); got != want[i] {
+			t.Errorf("event %d:\n got %s\nwant %s", i, got, want[i])
+		}
+		if n := rw.RewrittenSize(&e); n < len(want[i]) {
+			t.Errorf("event %d: RewrittenSize %d under the merged size %d", i, n, len(want[i]))
+		}
+	}
+	if err := SplitBody([]byte(`{"type":"page","writeKey":"wk_1","anonymousId":"a"}`), &b); err != nil {
+		t.Fatal(err)
+	}
+	if string(b.Envelope.WriteKey) != `"wk_1"` {
+		t.Errorf("single event writeKey %q", b.Envelope.WriteKey)
+	}
+}

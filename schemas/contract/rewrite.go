@@ -15,11 +15,15 @@ type Rewrite struct {
 	Type    string // added as "type" when the event has none ("" adds nothing)
 	Context []byte // a batch's context object (nil: none)
 	SentAt  []byte // a batch's sentAt string (nil: none)
+	// Integrations is a batch's integrations object (nil: none), merged as Context is: the event's own members
+	// win. Segment's libraries do not send it on the batch today; the Tracking API documents it there.
+	Integrations []byte
 }
 
 // Needed reports whether AppendEvent would change e.
 func (r *Rewrite) Needed(e *Span) bool {
-	return (r.Type != "" && e.Type == nil) || len(r.Context) > 0 || (len(r.SentAt) > 0 && e.SentAt == nil)
+	return (r.Type != "" && e.Type == nil) || len(r.Context) > 0 || (len(r.SentAt) > 0 && e.SentAt == nil) ||
+		len(r.Integrations) > 0
 }
 
 // AppendEvent appends to dst the event e (an object of a body SplitBody validated) with r's rewrites applied.
@@ -27,44 +31,73 @@ func AppendEvent(dst []byte, e *Span, r *Rewrite) []byte {
 	raw := e.Raw
 	dst = append(dst, '{')
 	added := false // members written before the event's own
-	if r.Type != "" && e.Type == nil {
-		dst = append(append(append(dst, `"type":"`...), r.Type...), '"')
-		added = true
-	}
-	if len(r.SentAt) > 0 && e.SentAt == nil {
+	add := func(name string, val []byte) {
 		if added {
 			dst = append(dst, ',')
 		}
-		dst = append(append(dst, `"sentAt":`...), r.SentAt...)
+		dst = append(append(append(append(dst, '"'), name...), `":`...), val...)
 		added = true
 	}
-	ctxStart, ctxEnd := -1, -1
+	if r.Type != "" && e.Type == nil {
+		add("type", append(append([]byte{'"'}, r.Type...), '"'))
+	}
+	if len(r.SentAt) > 0 && e.SentAt == nil {
+		add("sentAt", r.SentAt)
+	}
+	// The event's own context and integrations are merged in place: splices of raw, in order.
+	type splice struct {
+		start, end int
+		batch      []byte
+	}
+	var splices [2]splice
+	n := 0
 	if len(r.Context) > 0 {
 		if e.Context != nil {
-			ctxStart = indexSpan(raw, e.Context)
-			ctxEnd = ctxStart + len(e.Context)
+			start := indexSpan(raw, e.Context)
+			splices[n] = splice{start, start + len(e.Context), r.Context}
+			n++
 		} else {
-			if added {
-				dst = append(dst, ',')
-			}
-			dst = append(append(dst, `"context":`...), r.Context...)
-			added = true
+			add("context", r.Context)
+		}
+	}
+	if len(r.Integrations) > 0 {
+		if v, start := rootMember(raw, "integrations"); v != nil {
+			splices[n] = splice{start, start + len(v), r.Integrations}
+			n++
+		} else {
+			add("integrations", r.Integrations)
 		}
 	}
 	if added && raw[skipWS(raw, 1)] != '}' {
 		dst = append(dst, ',')
 	}
-	if ctxStart < 0 {
-		return append(dst, raw[1:]...)
+	if n == 2 && splices[1].start < splices[0].start {
+		splices[0], splices[1] = splices[1], splices[0]
 	}
-	dst = append(dst, raw[1:ctxStart]...)
-	dst = mergeContext(dst, raw[ctxStart:ctxEnd], r.Context)
-	return append(dst, raw[ctxEnd:]...)
+	at := 1
+	for _, sp := range splices[:n] {
+		dst = append(dst, raw[at:sp.start]...)
+		dst = mergeContext(dst, raw[sp.start:sp.end], sp.batch)
+		at = sp.end
+	}
+	return append(dst, raw[at:]...)
+}
+
+// rootMember returns the value of the validated object b's root member name (the last one, as the splitter
+// records) and its offset in b; nil when absent.
+func rootMember(b []byte, name string) (val []byte, off int) {
+	for key, v, i, ok := nextMember(b, 1); ok; key, v, i, ok = nextMember(b, i) {
+		if string(key) == name {
+			val, off = v, i-len(v)
+		}
+	}
+	return val, off
 }
 
 // RewrittenSize bounds the size AppendEvent writes (exact when it must be: see MergedSize).
 func (r *Rewrite) RewrittenSize(e *Span) int {
-	return len(e.Raw) + len(r.Context) + len(r.SentAt) + len(r.Type) + len(`"context":,"type":"","sentAt":,`)
+	return len(e.Raw) + len(r.Context) + len(r.SentAt) + len(r.Type) + len(r.Integrations) +
+		len(`"context":,"type":"","sentAt":,"integrations":,`)
 }
 
 // MergedSize is the exact size AppendEvent writes, for the rare events near a size limit.

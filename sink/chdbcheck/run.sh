@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # sink/chdbcheck/run.sh: apply every sink migration and run every analyst query on the current ClickHouse engine
 # that the PyPI package chdb embeds (see check.py). `make test` runs it through `make chdb-check`.
+# `run.sh storage [ROWS]` measures bytes per signal on that engine instead (storage.py).
 #
 # The virtualenv lives under ${SIGNALSTAGE_CACHE:-<repo>/.cache}/venv (outside git, never system-wide) and is
 # created on first use and reused afterwards; chdb is pinned so every run checks the same engine version.
@@ -28,5 +29,9 @@ installed=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.versi
 if [ "$installed" != "$CHDB_VERSION $CHDB_CORE_VERSION" ]; then
 	log "installing chdb==$CHDB_VERSION chdb-core==$CHDB_CORE_VERSION into $VENV (about 900 MB, once)"
 	"$VENV/bin/pip" install --quiet --disable-pip-version-check "chdb==$CHDB_VERSION" "chdb-core==$CHDB_CORE_VERSION"
+fi
+if [ "${1:-}" = storage ]; then
+	# Bytes per signal on the current engine, before and after the analyst schema (storage.py; BENCHMARKS.md).
+	exec "$VENV/bin/python" "$SCRIPT_DIR/storage.py" "$REPO/sink" "${2:-200000}"
 fi
 exec "$VENV/bin/python" "$SCRIPT_DIR/check.py" "$REPO/sink"

@@ -1,6 +1,6 @@
 -- The signal queue of one tenant: what is arriving, grouped by source, type and event name, with the counts of
--- the last 24 hours and 7 days (distinct signals: FINAL folds re-deliveries and rehydrated versions), when each
--- was first and last seen (first_seen over all time, from signal_volume_minute), whether a mapping rule covers
+-- the last 24 hours and 7 days (distinct signals: signals_latest has one row per signal, its latest version), when
+-- each was first and last seen (first_seen over all time, from signal_volume_minute), whether a mapping rule covers
 -- it (the rule and mapped name of its latest signal) and the latest payload as a sample to draft a rule from.
 -- Parameters: {tenant:String}.
 SELECT
@@ -15,7 +15,7 @@ SELECT
     argMax(mapped_name, tuple(event_time_ms, signal_id)) AS latest_mapped_name,
     latest_rule_id != '' AS mapped,
     argMax(payload, tuple(event_time_ms, signal_id)) AS sample_payload
-FROM signals FINAL
+FROM signals_latest
 ANY LEFT JOIN
 (
     SELECT source, type, event, min(minute) AS first_seen_ever

@@ -9,7 +9,7 @@ SELECT
     uniqExact(if(anonymous_id != '', anonymous_id, user_id)) AS visitors,
     uniqExactIf(email, email != '') AS leads,
     any(url) AS sample_url
-FROM signals FINAL
+FROM signals_latest
 WHERE tenant = {tenant:String} AND type = 'page' AND event_time >= now() - {days:UInt32} * 86400
   AND path(url) LIKE {path_like:String}
 GROUP BY pattern

@@ -39,6 +39,13 @@ func envInt(name string, def int) int {
 	return def
 }
 
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
 func run() int {
 	var cfg ingest.Config
 	var brokers, level string
@@ -53,6 +60,11 @@ func run() int {
 	fs.DurationVar(&cfg.KeysPollInterval, "keys-poll", 2*time.Second, "how often the key file is checked for changes")
 	fs.IntVar(&cfg.MaxEventBytes, "max-event-bytes", ingest.DefaultMaxEventBytes, "largest event accepted")
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", ingest.DefaultMaxRequestBytes, "largest request body, after decompression")
+	fs.IntVar(&cfg.MaxWebhookRequestBytes, "max-webhook-request-bytes", envInt("SIGNALSTAGE_MAX_WEBHOOK_REQUEST_BYTES", 0), "largest body on the webhook route, after decompression (env SIGNALSTAGE_MAX_WEBHOOK_REQUEST_BYTES; default 16 MiB: Webhooks (Actions) batches of up to 4000 events)")
+	fs.IntVar(&cfg.MaxInFlightPerKey, "max-in-flight-per-key", envInt("SIGNALSTAGE_MAX_IN_FLIGHT_PER_KEY", 0), "requests of one key served at once, 503 beyond (env SIGNALSTAGE_MAX_IN_FLIGHT_PER_KEY; default -max-in-flight / 4)")
+	fs.Int64Var(&cfg.MaxRequestMemoryPerKey, "max-request-memory-per-key", int64(envInt("SIGNALSTAGE_MAX_REQUEST_MEMORY_PER_KEY", 0)), "request memory one key's requests may hold, 503 beyond (env SIGNALSTAGE_MAX_REQUEST_MEMORY_PER_KEY; default -max-request-memory / 4, at least 4 × -max-webhook-request-bytes when that fits)")
+	fs.IntVar(&cfg.MinBodyRate, "min-body-rate", envInt("SIGNALSTAGE_MIN_BODY_RATE", 16<<10), "slowest body accepted after -body-read-grace, bytes/s; 0 turns it off (env SIGNALSTAGE_MIN_BODY_RATE)")
+	fs.DurationVar(&cfg.BodyReadGrace, "body-read-grace", envDuration("SIGNALSTAGE_BODY_READ_GRACE", 5*time.Second), "time a body has before -min-body-rate applies (env SIGNALSTAGE_BODY_READ_GRACE)")
 	fs.IntVar(&cfg.MaxEventsPerRequest, "max-events-per-request", 10_000, "most events in one request (413 beyond)")
 	fs.DurationVar(&cfg.ProduceTimeout, "produce-timeout", ingest.DefaultProduceTimeout, "wait for Kafka acks before answering 503")
 	fs.DurationVar(&cfg.RetryAfter, "retry-after", 5*time.Second, "Retry-After of 503 answers")
@@ -66,6 +78,9 @@ func run() int {
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on draining requests and flushing")
 	_ = fs.Parse(os.Args[1:])
 	cfg.Brokers = strings.Split(brokers, ",")
+	if cfg.MinBodyRate == 0 {
+		cfg.MinBodyRate = -1 // the flag's 0 turns the minimum off; Config's 0 is the default
+	}
 	cfg.Partitions = int32(partitions)
 
 	var lvl slog.Level

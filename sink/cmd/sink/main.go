@@ -7,6 +7,8 @@
 //	sink replay [-from RFC3339] [flags]
 //	                       rewind the sink's consumer group (stop the sinks first) so the next run loads again
 //	                       everything from that time (default: all the topics retain); idempotent by design
+//	sink forget -tenant T (-email E | -anonymous-id A | -user-id U) [-wait D]
+//	                       erase a person: publish an erasure to signals.erasures and wait for a sink's report
 //
 // Every flag falls back to an environment variable; see sink/README.md.
 package main
@@ -87,6 +89,11 @@ func run(args []string) int {
 	limit := fs.Int("limit", 10_000, "redrive: at most this many dead letters")
 	dryRun := fs.Bool("dry-run", false, "redrive: list what would be sent, send nothing")
 	from := fs.String("from", "", "replay: load again the records written at or after this RFC 3339 time (default: from the start)")
+	forgetTenant := fs.String("tenant", env("SIGNALSTAGE_FORGET_TENANT", ""), "forget: the person's tenant (env SIGNALSTAGE_FORGET_TENANT)")
+	forgetEmail := fs.String("email", env("SIGNALSTAGE_FORGET_EMAIL", ""), "forget: the person's lead email (env SIGNALSTAGE_FORGET_EMAIL)")
+	forgetAnon := fs.String("anonymous-id", env("SIGNALSTAGE_FORGET_ANONYMOUS_ID", ""), "forget: the person's anonymous id (env SIGNALSTAGE_FORGET_ANONYMOUS_ID)")
+	forgetUser := fs.String("user-id", env("SIGNALSTAGE_FORGET_USER_ID", ""), "forget: the person's user id (env SIGNALSTAGE_FORGET_USER_ID)")
+	forgetWait := fs.Duration("wait", envDuration("SIGNALSTAGE_SINK_FORGET_WAIT", 2*time.Minute), "forget: how long to wait for a sink to report the erasure; 0 publishes and returns (env SIGNALSTAGE_SINK_FORGET_WAIT)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -148,8 +155,21 @@ func run(args []string) int {
 		if err == nil {
 			log.Info("redrive done", "sent", res.Sent, "skipped", res.Skipped, "dry_run", *dryRun)
 		}
+	case "forget":
+		var id string
+		var rep *sink.ErasureReport
+		id, rep, err = sink.Forget(ctx, cfg, sink.ForgetRequest{Tenant: *forgetTenant, Email: *forgetEmail,
+			AnonymousID: *forgetAnon, UserID: *forgetUser, Wait: *forgetWait})
+		switch {
+		case err == nil && rep == nil:
+			log.Info("erasure published; a sink applies it when it reads it", "request", id)
+		case err == nil:
+			log.Info("erased", "request", id, "tenant", rep.Tenant, "emails", rep.Emails, "visitor_ids", rep.Visitors)
+			_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"request_id": id, "tenant": rep.Tenant,
+				"erased_at": rep.ErasedAt, "emails": rep.Emails, "visitor_ids": rep.Visitors, "rows": rep.Rows})
+		}
 	default:
-		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate, query, replay or redrive)\n", verb)
+		fmt.Fprintf(os.Stderr, "sink: unknown command %q (want run, migrate, query, replay, redrive or forget)\n", verb)
 		return 2
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/testenv"
 )
 
@@ -47,7 +48,7 @@ func TestVerbs(t *testing.T) {
 	}
 	// redrive -dry-run lists what it would send (a processor's dead letter of signals.raw) and skip (an event
 	// the edge refused), and sends nothing (no broker is needed for that).
-	dl, err := ch.Conn.PrepareBatch(context.Background(), "INSERT INTO dead_letters (tenant, stage, reason, origin_topic, origin_partition, origin_offset, failed_at)")
+	dl, err := ch.Conn.PrepareBatch(context.Background(), "INSERT INTO dead_letters_v2 (tenant, stage, reason, origin_topic, origin_partition, origin_offset, failed_at)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +73,8 @@ func TestVerbs(t *testing.T) {
 		{"frobnicate"},
 		{"migrate", "-clickhouse-database", "bad.name"},
 		{"-flush-rows", "x"},
+		{"forget", "-email", "ann@acme.test"}, // no tenant
+		{"forget", "-tenant", "acme"},         // no identifier
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("run %q: exit %d, want 2", args, code)
@@ -96,4 +99,27 @@ func captureStdout(t *testing.T, f func()) string {
 	os.Stdout = old
 	_ = w.Close()
 	return <-done
+}
+
+// TestForgetVerb: `sink forget -wait 0` publishes one erasure record for the person to the compacted
+// signals.erasures topic, keyed by the lower-cased email, and exits 0 (sink's TestForget applies one).
+func TestForgetVerb(t *testing.T) {
+	k := testenv.NewKafka(t, 1)
+	code := run([]string{"forget", "-brokers", strings.Join(k.Brokers, ","), "-topic-prefix", k.Prefix,
+		"-log-level", "error", "-tenant", "acme", "-email", "Ann@Acme.test", "-anonymous-id", "a1", "-wait", "0"})
+	if code != 0 {
+		t.Fatalf("forget: exit %d", code)
+	}
+	recs := k.ReadAll(k.Topic(schemas.TopicErasures), 1, 10*time.Second)
+	if len(recs) != 1 {
+		t.Fatalf("signals.erasures has %d records, want 1", len(recs))
+	}
+	var e schemas.Erasure
+	if err := schemas.Erasures.Decode(recs[0].Value, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Tenant != "acme" || e.Email != "ann@acme.test" || e.AnonymousID != "a1" || e.RequestID == "" ||
+		string(recs[0].Key) != "acme|email:ann@acme.test" {
+		t.Errorf("erasure %+v key %q", e, recs[0].Key)
+	}
 }
