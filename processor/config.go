@@ -47,10 +47,22 @@ type Config struct {
 	// fences its predecessor at once (flag -transactional-id; default <prefix>processor-<hostname>-<state dir
 	// hash>, see defaultTransactionalID).
 	TransactionalID string
-	// TransactionTimeout bounds how long a crashed instance's open transaction blocks its partitions (default 20s).
+	// InstanceID makes this instance a static member of the group (flag -instance-id, env
+	// SIGNALSTAGE_PROCESSOR_INSTANCE_ID; a StatefulSet passes the pod name; default "": dynamic). A static member
+	// that restarts within SessionTimeout gets its partitions back without a rebalance, so a rolling restart or a
+	// crash moves nothing and each instance restores only its own tail. It does not leave the group on shutdown:
+	// its partitions wait for it up to SessionTimeout. Unique per live instance, like TransactionalID.
+	InstanceID string
+	// TransactionTimeout bounds how long a crashed instance's open transaction holds back the last stable offset
+	// of what it wrote, which the next owner of its partitions waits for when it restores (flag
+	// -transaction-timeout; default = SessionTimeout). At most SessionTimeout, so that by the time the group
+	// moves a crashed instance's partitions its transaction has timed out too and the new owner waits at most
+	// for the broker's abort scan (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by
+	// default); a batch (processing and commit, restores excluded) must fit in it.
 	TransactionTimeout time.Duration
 	// SessionTimeout is how long the group waits for a silent (crashed) instance before moving its partitions
-	// (flag -session-timeout; default 10s; Kafka's default of 45s would stall a crashed instance's partitions).
+	// (flag -session-timeout; default 10s; Kafka's default of 45s would stall a crashed instance's partitions;
+	// the broker accepts group.min.session.timeout.ms (6 s) to group.max.session.timeout.ms).
 	SessionTimeout time.Duration
 	// StateDir holds one Pebble DB per input partition (flag -state-dir; required).
 	StateDir string
@@ -109,11 +121,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.TransactionalID == "" && c.StateDir != "" {
 		c.TransactionalID = defaultTransactionalID(c.Topics.Prefix, c.StateDir)
 	}
-	if c.TransactionTimeout <= 0 {
-		c.TransactionTimeout = 20 * time.Second
-	}
 	if c.SessionTimeout <= 0 {
 		c.SessionTimeout = 10 * time.Second
+	}
+	if c.TransactionTimeout <= 0 {
+		c.TransactionTimeout = c.SessionTimeout
 	}
 	if c.MaxPollRecords <= 0 {
 		c.MaxPollRecords = 5000
@@ -157,6 +169,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: -max-held must be positive", ErrConfig)
 	case c.MaxHeldAge < 0:
 		return c, fmt.Errorf("%w: -max-held-age must be positive", ErrConfig)
+	case c.TransactionTimeout > c.SessionTimeout:
+		return c, fmt.Errorf("%w: -transaction-timeout %s is longer than -session-timeout %s: a crashed instance's "+
+			"open transaction would hold its partitions' changelog back after they moved", ErrConfig,
+			c.TransactionTimeout, c.SessionTimeout)
+	case c.TransactionTimeout < time.Second:
+		return c, fmt.Errorf("%w: -transaction-timeout must be at least 1s", ErrConfig)
 	}
 	return c, nil
 }

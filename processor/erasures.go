@@ -23,9 +23,9 @@ import (
 // holds exactly what is still to be applied to a partition whose state was rebuilt. It is the core's ErasedSet
 // (the suppression list) and the list each partition applies in order (applyErasures).
 type erasureLog struct {
-	topic   string
-	brokers []string
-	log     *slog.Logger
+	topic  string
+	client []kgo.Opt // seed brokers and the Kafka security options
+	log    *slog.Logger
 
 	mu    sync.RWMutex
 	list  []erasureAt // by offset
@@ -39,8 +39,8 @@ type erasureAt struct {
 	e      schemas.Erasure
 }
 
-func newErasureLog(topic string, brokers []string, log *slog.Logger) *erasureLog {
-	return &erasureLog{topic: topic, brokers: brokers, log: log, set: map[[3]string]struct{}{}, ready: make(chan struct{})}
+func newErasureLog(topic string, client []kgo.Opt, log *slog.Logger) *erasureLog {
+	return &erasureLog{topic: topic, client: client, log: log, set: map[[3]string]struct{}{}, ready: make(chan struct{})}
 }
 
 // IsErased implements ErasedSet.
@@ -76,9 +76,9 @@ func (l *erasureLog) add(offset int64, e schemas.Erasure) {
 // run follows the topic until ctx is done (nil) or the client fails; ready is closed once the topic's content at
 // start has been read.
 func (l *erasureLog) run(ctx context.Context) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(l.brokers...),
+	cl, err := kgo.NewClient(append(l.client,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{l.topic: {0: kgo.NewOffset().AtStart()}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(500*time.Millisecond))
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(500*time.Millisecond))...)
 	if err != nil {
 		return fmt.Errorf("erasures: creating client: %w", err)
 	}
@@ -135,7 +135,7 @@ func (l *erasureLog) run(ctx context.Context) error {
 // requests that existed at start are read (nothing is processed before: an erased person's event must not slip
 // through a restart). The returned wait stops with the processor and gives the follower's error.
 func (p *Processor) startErasures(ctx context.Context, cancel context.CancelCauseFunc) (wait func() error) {
-	l := newErasureLog(p.cfg.Topics.Name(schemas.TopicErasures), p.cfg.Brokers, p.log.With("component", "erasures"))
+	l := newErasureLog(p.cfg.Topics.Name(schemas.TopicErasures), p.cfg.kafkaOpts(), p.log.With("component", "erasures"))
 	p.erasures, p.core.cfg.Erased = l, l
 	done := make(chan error, 1)
 	go func() {

@@ -5,26 +5,28 @@ import "github.com/prometheus/client_golang/prometheus"
 // metrics of one processor, registered on the registry the caller passes. Counters derived from the core's Stats
 // move only when the batch that produced them committed, so they count what downstream sees.
 type metrics struct {
-	records        *prometheus.CounterVec // topic
-	signals        *prometheus.CounterVec // kind: cold, linked, rehydrated
-	duplicates     prometheus.Counter
-	reemitted      prometheus.Counter
-	noVisitor      prometheus.Counter
-	heldDropped    *prometheus.CounterVec // reason: evicted (per-visitor cap), expired (age)
-	dedupExpired   prometheus.Counter
-	links          *prometheus.CounterVec // direction: out, applied, stale
-	aliases        *prometheus.CounterVec // direction: out, in
-	deadLetters    prometheus.Counter
-	transactions   *prometheus.CounterVec // result: committed, aborted
-	txnSeconds     prometheus.Histogram
-	batchRecords   prometheus.Histogram
-	restoreRecords prometheus.Counter
-	restoreSeconds prometheus.Histogram
-	partitions     prometheus.Gauge
-	visitorCache   *prometheus.CounterVec // result: hit, miss
-	legacyIDs      *prometheus.CounterVec // result: hit, miss
-	legacyWindow   prometheus.Gauge
-	suppressed     prometheus.Counter // events of erased people
+	records         *prometheus.CounterVec // topic
+	signals         *prometheus.CounterVec // kind: cold, linked, rehydrated
+	duplicates      prometheus.Counter
+	reemitted       prometheus.Counter
+	noVisitor       prometheus.Counter
+	heldDropped     *prometheus.CounterVec // reason: evicted (per-visitor cap), expired (age)
+	dedupExpired    prometheus.Counter
+	links           *prometheus.CounterVec // direction: out, applied, stale
+	aliases         *prometheus.CounterVec // direction: out, in
+	deadLetters     prometheus.Counter
+	transactions    *prometheus.CounterVec // result: committed, aborted
+	txnSeconds      prometheus.Histogram
+	batchRecords    prometheus.Histogram
+	restoreRecords  prometheus.Counter
+	restoreSeconds  prometheus.Histogram
+	partitions      prometheus.Gauge
+	visitorCache    *prometheus.CounterVec // result: hit, miss
+	legacyIDs       *prometheus.CounterVec // result: hit, miss
+	legacyWindow    prometheus.Gauge
+	lag             *prometheus.GaugeVec // topic (without prefix), partition: of the partitions this instance owns
+	sessionRestarts prometheus.Counter
+	suppressed      prometheus.Counter // events of erased people
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -72,12 +74,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 				"also looked up under their legacy id (0 once the dedup window after the upgrade has passed)."}),
 		suppressed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "erasure_suppressed_total",
 			Help: "Events of an erased person (signals.erasures) not emitted."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "consumer_lag_records",
+			Help: "Input records not yet committed by the group, by topic and partition, for the partitions this instance " +
+				"owns: the last stable offset minus the group's committed offset, measured every 5 s."}, []string{"topic", "partition"}),
+		sessionRestarts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "session_restarts_total",
+			Help: "Kafka sessions replaced after a failure (a broker outage, a transaction that could not end): the open " +
+				"transaction aborted, the group left and joined again, every store caught up from the changelog."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.suppressed)
 		reg.MustRegister(m.records, m.signals, m.duplicates, m.reemitted, m.noVisitor, m.heldDropped, m.dedupExpired,
 			m.links, m.aliases, m.deadLetters, m.transactions, m.txnSeconds, m.batchRecords, m.restoreRecords, m.restoreSeconds,
-			m.partitions, m.visitorCache, m.legacyIDs, m.legacyWindow)
+			m.partitions, m.visitorCache, m.legacyIDs, m.legacyWindow, m.lag, m.sessionRestarts)
 	}
 	return m
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -45,6 +46,20 @@ type Processor struct {
 	// what was taken away, and the processing loop (the only user of the stores) notices before its next batch.
 	ownMu  sync.Mutex
 	epochs map[int32]uint64
+
+	// assigned are the input partitions the group gave this instance (under ownMu), joined whether the current
+	// session has had an assignment, restored whether every assigned partition's store was caught up since the
+	// last change of the assignment (assignGen): what /readyz reports, with brokerOK.
+	assigned  map[int32]bool
+	joined    bool
+	restored  bool
+	assignGen uint64
+	brokerOK  atomic.Bool
+	inSession atomic.Bool
+
+	// stop is Run's context: a graceful stop. Restores end when it is done; a batch under way still commits
+	// (within shutdownGrace) so it leaves no transaction open.
+	stop context.Context
 
 	stores  map[int32]*storeState // processing loop only
 	addr    chan string           // admin address once listening
@@ -78,23 +93,35 @@ func New(cfg Config) (*Processor, error) {
 			return nil, err
 		}
 	}
-	return &Processor{
+	p := &Processor{
 		watcher: w,
 		cfg:     cfg,
 		log:     cfg.Logger.With("stage", "processor"),
 		m:       newMetrics(cfg.Registry),
 		core: NewCore(CoreConfig{DedupWindow: cfg.DedupWindow, MaxHeldPerVisitor: cfg.MaxHeldPerVisitor,
 			MaxHeldAge: cfg.MaxHeldAge, Mapper: cfg.Mapper, Now: cfg.Now}),
-		raw:     cfg.Topics.Name(schemas.TopicRaw),
-		idents:  cfg.Topics.Name(schemas.TopicIdentities),
-		resolve: cfg.Topics.Name(schemas.TopicResolved),
-		dlq:     cfg.Topics.Name(schemas.TopicDLQ),
-		clog:    cfg.Topics.Name(TopicChangelog),
-		aliases: cfg.Topics.Name(TopicAliases),
-		epochs:  make(map[int32]uint64),
-		stores:  make(map[int32]*storeState),
-		addr:    make(chan string, 1),
-	}, nil
+		raw:      cfg.Topics.Name(schemas.TopicRaw),
+		idents:   cfg.Topics.Name(schemas.TopicIdentities),
+		resolve:  cfg.Topics.Name(schemas.TopicResolved),
+		dlq:      cfg.Topics.Name(schemas.TopicDLQ),
+		clog:     cfg.Topics.Name(TopicChangelog),
+		aliases:  cfg.Topics.Name(TopicAliases),
+		epochs:   make(map[int32]uint64),
+		assigned: make(map[int32]bool),
+		stores:   make(map[int32]*storeState),
+		addr:     make(chan string, 1),
+	}
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "signalstage",
+			Subsystem: "processor", Name: "ready", Help: "1 when /readyz says ready: joined, every assigned " +
+				"partition restored, a broker reachable."}, func() float64 {
+			if p.readiness().Ready {
+				return 1
+			}
+			return 0
+		}))
+	}
+	return p, nil
 }
 
 // AdminAddr returns the address the admin listener is bound to, once it is (for tests using port 0).
@@ -119,6 +146,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	defer lock.Close()
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
+	p.stop = ctx
 	defer cancel(nil)
 	adm, admCl, err := p.admin()
 	if err != nil {
@@ -175,36 +203,8 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	p.cache = pebble.NewCache(p.cfg.CacheBytes)
 	defer p.cache.Unref()
 	defer p.closeStores()
-
-	sess, err := kgo.NewGroupTransactSession(append(p.clientOpts(), p.cfg.KafkaConnOpts...)...)
-	if err != nil {
-		return fmt.Errorf("creating transactional session: %w", err)
-	}
-	defer func() {
-		start := time.Now()
-		sess.Close() // leaves the group so the partitions move at once
-		p.log.Info("left group", "took", time.Since(start))
-	}()
-	p.log.Info("processing", "group", p.cfg.Group, "transactional_id", p.cfg.TransactionalID, "input", p.raw)
-
-	for {
-		fetches := sess.PollRecords(ctx, p.cfg.MaxPollRecords)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			return nil
-		}
-		fetches.EachError(func(t string, part int32, err error) {
-			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
-		})
-		if fetches.NumRecords() == 0 {
-			continue
-		}
-		if err := p.batch(ctx, sess, fetches); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-	}
+	go p.watchBroker(ctx)
+	return p.runSessions(ctx)
 }
 
 func (p *Processor) admin() (*kadm.Client, *kgo.Client, error) {
@@ -216,11 +216,14 @@ func (p *Processor) admin() (*kadm.Client, *kgo.Client, error) {
 }
 
 func (p *Processor) clientOpts() []kgo.Opt {
-	return []kgo.Opt{
-		kgo.SeedBrokers(p.cfg.Brokers...),
+	opts := p.cfg.kafkaOpts(
 		kgo.TransactionalID(p.cfg.TransactionalID),
 		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
+		// A produce that cannot reach a broker fails the batch after this long rather than waiting for the
+		// broker forever: the session is then replaced (runSessions), and /readyz says not ready.
+		kgo.RecordDeliveryTimeout(p.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(500*time.Millisecond),
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.SessionTimeout(p.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(min(3*time.Second, p.cfg.SessionTimeout/5)),
@@ -233,14 +236,19 @@ func (p *Processor) clientOpts() []kgo.Opt {
 		// No BlockRebalanceOnPoll: the session aborts the transaction of any batch a rebalance overlapped, so a
 		// rebalance never has to wait for a (possibly slow, restoring) batch, and nothing from an aborted batch
 		// reaches the stores (they are written only after a commit).
+		kgo.OnPartitionsAssigned(p.assign),
 		kgo.OnPartitionsRevoked(p.takeAway),
 		kgo.OnPartitionsLost(p.takeAway),
 		kgo.RecordPartitioner(&partitioner{manual: []string{p.clog, p.aliases}, keyed: kgo.StickyKeyPartitioner(nil)}),
 		kgo.WithLogger(kgoLogger{p.log.With("component", "kgo")}),
-		kgo.ProducerBatchMaxBytes(1 << 20),
+		kgo.ProducerBatchMaxBytes(1<<20),
 		// lz4 as ingest uses: cheaper on CPU than kgo's default snappy for the same ratio on JSON-heavy records.
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+	)
+	if p.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(p.cfg.InstanceID))
 	}
+	return opts
 }
 
 // takeAway runs on kgo's group goroutine when partitions are revoked or lost: it only invalidates their stores.
@@ -250,8 +258,24 @@ func (p *Processor) takeAway(_ context.Context, _ *kgo.Client, lost map[string][
 	for _, parts := range lost {
 		for _, part := range parts {
 			p.epochs[part]++
+			delete(p.assigned, part)
 		}
 	}
+	p.assignGen++
+	p.restored = false
+}
+
+// assign runs on kgo's group goroutine when the group gives this instance partitions (the same numbers of every
+// input topic): the loop restores their stores before its next poll.
+func (p *Processor) assign(_ context.Context, _ *kgo.Client, got map[string][]int32) {
+	p.ownMu.Lock()
+	defer p.ownMu.Unlock()
+	for _, part := range got[p.raw] {
+		p.assigned[part] = true
+	}
+	p.joined = true
+	p.assignGen++
+	p.restored = false
 }
 
 func (p *Processor) epoch(part int32) uint64 {
@@ -306,6 +330,7 @@ func (p *Processor) serveAdmin() (func(), error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", p.serveReady)
 	api, closeAPI, err := p.rulesAPI()
 	if err != nil {
 		ln.Close()
@@ -339,10 +364,10 @@ func (p *Processor) store(ctx context.Context, part int32) (*storeState, error) 
 			return s, nil
 		}
 		// Another instance may have owned the partition meanwhile: catch up below from our checkpoint.
-		s.epoch = ep
 		if err := p.restore(ctx, s.partStore, part); err != nil {
 			return nil, err
 		}
+		s.epoch = ep
 		return s, nil
 	}
 	dir := filepath.Join(p.cfg.StateDir, strconv.Itoa(int(part)))

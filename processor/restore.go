@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,28 +10,38 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// restoreIdle is how long a restore waits for more changelog records when it has not yet seen the last stable
-// offset. Reaching it means the tail below the last stable offset holds only aborted records (filtered by
-// read-committed), so there is nothing more to apply.
-const restoreIdle = 5 * time.Second
+// restoreWaitLog is how often a restore that is waiting for the changelog's last stable offset says so.
+const restoreWaitLog = 10 * time.Second
 
 // maxCheckpointAge is how old a local checkpoint may be for a catch-up from it. The compacted changelog drops
 // tombstones after delete.retention.ms (24 h by default); a store offline longer could miss deletes, so it is
 // rebuilt from the whole changelog instead.
 const maxCheckpointAge = 12 * time.Hour
 
-// restore brings a partition store up to the changelog's last stable offset (read committed), starting after its
-// checkpoint: a fresh store (empty disk) replays the whole compacted changelog, a store that was here before only
-// reads what other instances wrote since. A checkpoint the changelog cannot continue (topic recreated or
-// truncated) wipes the store first.
+// restore brings a partition store up to the changelog partition's high watermark as it is now, reading
+// read committed from after its checkpoint: a fresh store (empty disk) replays the whole compacted changelog, a
+// store that was here before only reads what other instances wrote since.
+//
+// The target is the high watermark, not the last stable offset: this instance owns the partition now (the group
+// assigned it), so every earlier owner is fenced, and everything below the high watermark is either committed,
+// aborted, or in a transaction an earlier owner left open, which the broker aborts by its transaction timeout.
+// Such an open transaction holds the last stable offset below records committed after it (by the owner that came
+// next); reading only to the last stable offset would miss those, and a checkpoint past it is not a reason to
+// wipe. So the restore waits, without an idle cut-off, until read-committed fetching has passed the high
+// watermark: at most the dead owner's transaction timeout plus the broker's abort scan. Only a checkpoint the
+// log cannot continue (past its high watermark, or before its start: topic recreated or truncated) or a stale
+// one wipes the store first.
 func (p *Processor) restore(ctx context.Context, s *partStore, part int32) error {
 	start := time.Now()
+	epoch := p.epoch(part)
+	ctx, cancel := p.stopOr(ctx)
+	defer cancel()
 	adm, admCl, err := p.admin()
 	if err != nil {
 		return err
 	}
 	defer admCl.Close()
-	end, err := listedOffset(ctx, adm.ListCommittedOffsets, p.clog, part)
+	end, err := listedOffset(ctx, adm.ListEndOffsets, p.clog, part)
 	if err != nil {
 		return fmt.Errorf("listing changelog end: %w", err)
 	}
@@ -43,7 +54,7 @@ func (p *Processor) restore(ctx context.Context, s *partStore, part int32) error
 		p.log.Warn("state does not continue the changelog; wiping", "partition", part, "checkpoint", s.checkpoint,
 			"changelog_start", first, "changelog_end", end, "checkpoint_age", time.Since(s.savedAt).String())
 		if err := s.wipe(); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrStateIO, err)
 		}
 	}
 	from := s.checkpoint + 1
@@ -54,16 +65,19 @@ func (p *Processor) restore(ctx context.Context, s *partStore, part int32) error
 	cl, err := kgo.NewClient(p.cfg.kafkaOpts(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{p.clog: {part: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Control records tell us where the committed data ends even when a transaction marker is last.
+		// Control records show where a transaction ended, so the last offset below the target is always seen:
+		// a committed record, or the marker that ends an aborted transaction. (The last record of a log is in
+		// its active segment, which compaction never cleans.)
 		kgo.KeepControlRecords())...)
 	if err != nil {
 		return fmt.Errorf("creating restore client: %w", err)
 	}
 	defer cl.Close()
 	var n int64
-	last := s.checkpoint
+	last, stable := s.checkpoint, int64(-1)
+	waitingSince := time.Time{}
 	for last < end-1 {
-		pctx, cancel := context.WithTimeout(ctx, restoreIdle)
+		pctx, cancel := context.WithTimeout(ctx, restoreWaitLog)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
@@ -72,15 +86,29 @@ func (p *Processor) restore(ctx context.Context, s *partStore, part int32) error
 		if err := fs.Err0(); err != nil && pctx.Err() == nil {
 			return fmt.Errorf("reading changelog %s/%d: %w", p.clog, part, err)
 		}
+		if p.epoch(part) != epoch {
+			// Taken away while waiting: the rebalance rewinds every partition to its committed offset, so the
+			// batch that asked is dropped, and the next owner restores (what was applied stays valid).
+			return errRevoked
+		}
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) { stable = max(stable, fp.LastStableOffset) })
 		recs := fs.Records()
 		if len(recs) == 0 {
-			p.log.Warn("changelog tail below the last stable offset is empty; restore done", "partition", part,
-				"last", last, "end", end)
-			break
+			if waitingSince.IsZero() {
+				waitingSince = time.Now()
+			}
+			if pctx.Err() == nil {
+				continue // an aborted batch, filtered out: the position moved on
+			}
+			p.log.Warn("restore waits for the changelog's last stable offset: a transaction an earlier owner left "+
+				"open ends by its transaction timeout", "partition", part, "read_to", last, "last_stable", stable,
+				"target", end, "waiting", time.Since(waitingSince).Round(time.Second).String())
+			continue
 		}
 		kvs := make([]kv, 0, len(recs))
 		for _, r := range recs {
 			if r.Offset >= end {
+				last = end - 1 // a marker past the target ends what we read
 				break
 			}
 			last = r.Offset
@@ -90,15 +118,25 @@ func (p *Processor) restore(ctx context.Context, s *partStore, part int32) error
 			kvs = append(kvs, kv{key: r.Key, val: r.Value, del: r.Value == nil})
 		}
 		if err := s.applyRecords(kvs, last); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrStateIO, err)
 		}
 		n += int64(len(kvs))
 	}
 	p.m.restoreRecords.Add(float64(n))
 	p.m.restoreSeconds.Observe(time.Since(start).Seconds())
 	p.log.Info("restored partition state", "partition", part, "records", n, "from", from, "to", end,
-		"took", time.Since(start))
+		"took", time.Since(start), "waited_for_stable", waited(waitingSince).String())
 	return nil
+}
+
+// errRevoked ends a restore whose partition was taken away meanwhile.
+var errRevoked = errors.New("partition revoked during its restore")
+
+func waited(since time.Time) time.Duration {
+	if since.IsZero() {
+		return 0
+	}
+	return time.Since(since).Round(time.Millisecond)
 }
 
 func listedOffset(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error),

@@ -16,6 +16,7 @@ type metrics struct {
 	bufferedRows  *prometheus.GaugeVec     // by table
 	paused        prometheus.Gauge
 	lag           *prometheus.GaugeVec // by topic: records behind the partitions' last stable offsets
+	partitionLag  *prometheus.GaugeVec // by topic and partition: the group's committed lag (WatchLag)
 	commits       prometheus.Counter
 	commitErrors  prometheus.Counter
 	migrationsRun prometheus.Counter
@@ -49,6 +50,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "lag_records",
 			Help: "Records not yet consumed, by topic: last stable offset minus the next offset, summed over the " +
 				"partitions this member owns (as of their latest fetch)."}, []string{"topic"}),
+		partitionLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "partition_lag_records",
+			Help: "Records the group has not committed yet, by topic and partition: last stable offset minus the " +
+				"group's committed offset, measured every few seconds (the same on every member)."}, []string{"topic", "partition"}),
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "fetch_paused",
 			Help: "1 while fetching is paused because inserts are failing."}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "offset_commits_total",
@@ -59,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Migrations applied by this process."}),
 	}
 	for _, c := range []prometheus.Collector{m.records, m.tombstones, m.rowsInserted, m.flushes, m.flushSeconds,
-		m.inserts, m.insertErrors, m.refusedRows, m.deadLetters, m.bufferedRows, m.paused, m.lag, m.commits, m.commitErrors, m.migrationsRun} {
+		m.inserts, m.insertErrors, m.refusedRows, m.deadLetters, m.bufferedRows, m.paused, m.lag, m.partitionLag, m.commits, m.commitErrors, m.migrationsRun} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

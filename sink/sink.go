@@ -66,6 +66,8 @@ type Sink struct {
 	// duplicate is harmless, and committing stays safe because a committed offset is always backed by rows.
 	mu      sync.Mutex
 	revoked []tp
+
+	running atomic.Bool // migrations applied and loading (Ready)
 }
 
 // New validates cfg and builds a Sink. It does not connect; Run does.
@@ -186,6 +188,8 @@ func (s *Sink) Run(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("sink running", "group", Group(s.cfg.Topics.Prefix), "database", s.cfg.Database)
+	s.running.Store(true)
+	defer s.running.Store(false)
 	// Flushers keep inserting after ctx ends, until shutdown closes jobs; their own context gives the final
 	// inserts InsertTimeout from the moment the loop stops (for whatever reason), then they give up.
 	fctx, fcancel := context.WithCancel(context.Background())

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,13 @@ type Kafka struct {
 // partitions partitions under a unique prefix.
 func NewKafka(t testing.TB, partitions int32) *Kafka {
 	t.Helper()
-	k := &Kafka{Brokers: KafkaBrokers(), Prefix: uniqueName(t, 40) + ".", t: t}
+	return NewKafkaOn(t, KafkaBrokers(), partitions)
+}
+
+// NewKafkaOn is NewKafka on the given brokers (a PrivateKafka's, which a test may kill and restart).
+func NewKafkaOn(t testing.TB, brokers []string, partitions int32) *Kafka {
+	t.Helper()
+	k := &Kafka{Brokers: brokers, Prefix: uniqueName(t, 40) + ".", t: t}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
 	if err != nil {
 		t.Fatalf("kafka client: %v", err)
@@ -41,6 +48,12 @@ func NewKafka(t testing.TB, partitions int32) *Kafka {
 		t.Fatalf("kafka at %s does not answer (%v): %s", strings.Join(k.Brokers, ","), err, howToStart)
 	}
 	k.Topics = schemas.Config{Prefix: k.Prefix, Partitions: partitions, ReplicationFactor: 1}
+	// Creating the topics and seeing them listed get their own, longer budget: the broker answered, and on a
+	// loaded machine (2 cores, several test binaries, a JVM each) seven creations took more than the 15 s that
+	// once covered it all (TestRulesAPIOnAdminListener failed that way).
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
 	if err := k.Topics.Ensure(ctx, k.Admin); err != nil {
 		cl.Close()
 		t.Fatalf("creating topics: %v", err)
@@ -58,9 +71,12 @@ func NewKafka(t testing.TB, partitions int32) *Kafka {
 			if err == nil && td[spec.Name].Err == nil && int32(len(td[spec.Name].Partitions)) == spec.Partitions {
 				break
 			}
+			if err == nil {
+				err = fmt.Errorf("listed with %d partitions, error %v", len(td[spec.Name].Partitions), td[spec.Name].Err)
+			}
 			if ctx.Err() != nil {
 				cl.Close()
-				t.Fatalf("topic %s not visible after creation: %v", spec.Name, err)
+				t.Fatalf("topic %s not visible %s after its creation began: %v", spec.Name, time.Since(start).Round(time.Millisecond), err)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

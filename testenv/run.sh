@@ -58,20 +58,41 @@ SIGNALSTAGE_SINK_CONSOLE_TOKEN=$SIGNALSTAGE_SINK_CONSOLE_TOKEN SIGNALSTAGE_SINK_
 	-console-metrics "ingest=http://$INGEST_ADDR/metrics,processor=http://${SIGNALSTAGE_PROCESSOR_ADMIN_ADDR:-127.0.0.1:9102}/metrics,sink=http://${SIGNALSTAGE_SINK_METRICS_ADDR:-127.0.0.1:9103}/metrics" \
 	>"$RUN/sink.log" 2>&1 &
 pids+=($!)
-bin/processor -state-dir "$RUN/processor-state" >"$RUN/processor.log" 2>&1 &
+# Static membership (-instance-id): after a crash, the restarted processor rejoins as itself and takes its
+# partitions back at once instead of waiting for the group to expire its predecessor.
+bin/processor -state-dir "$RUN/processor-state" -instance-id run-processor >"$RUN/processor.log" 2>&1 &
 pids+=($!)
 bin/ingest -addr "$INGEST_ADDR" -keys testenv/dev-keys.json >"$RUN/ingest.log" 2>&1 &
 pids+=($!)
 
-for _ in $(seq 1 120); do
-	curl -sf "http://$INGEST_ADDR/readyz" >/dev/null 2>&1 && break
-	sleep 0.5
+# Running means every stage is ready: ingest accepts events, the processor has joined its group and restored its
+# partitions, the sink is loading, in its group, and reaches Kafka and ClickHouse. Until then, say who waits.
+declare -A readyz=([ingest]="http://$INGEST_ADDR/readyz" [processor]="http://127.0.0.1:9102/readyz" [sink]="http://127.0.0.1:9103/readyz")
+start=$(date +%s)
+for stage in ingest processor sink; do
+	last=0
+	until curl -sf -m 2 "${readyz[$stage]}" >/dev/null 2>&1; do
+		for pid in "${pids[@]}"; do
+			if ! kill -0 "$pid" 2>/dev/null; then
+				echo "a stage exited while starting; last lines of its log:" >&2
+				tail -20 "$RUN/$stage.log" >&2
+				exit 1
+			fi
+		done
+		now=$(date +%s)
+		if [ $((now - start)) -ge 180 ]; then
+			echo "$stage did not become ready in 180 s: $(curl -s -m 2 "${readyz[$stage]}" 2>&1); last lines of $RUN/$stage.log:" >&2
+			tail -20 "$RUN/$stage.log" >&2
+			exit 1
+		fi
+		if [ $((now - last)) -ge 5 ]; then
+			echo "waiting for the $stage to be ready ($((now - start)) s): $(curl -s -m 2 "${readyz[$stage]}" 2>&1 | head -c 200)"
+			last=$now
+		fi
+		sleep 0.2
+	done
 done
-if ! curl -sf "http://$INGEST_ADDR/readyz" >/dev/null 2>&1; then
-	echo "ingest did not become ready; last lines of $RUN/ingest.log:" >&2
-	tail -20 "$RUN/ingest.log" >&2
-	exit 1
-fi
+echo "every stage ready in $(($(date +%s) - start)) s"
 
 for _ in $(seq 1 60); do
 	curl -sf -o /dev/null "http://$CONSOLE_ADDR/login" && break

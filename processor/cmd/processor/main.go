@@ -43,6 +43,13 @@ func env(name, def string) string {
 	return def
 }
 
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
+}
+
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
 		return v
@@ -104,7 +111,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("processor", flag.ExitOnError)
 	c.register(fs)
 	fs.StringVar(&cfg.StateDir, "state-dir", env("SIGNALSTAGE_PROCESSOR_STATE_DIR", "./processor-state"), "directory of the per-partition Pebble state (env SIGNALSTAGE_PROCESSOR_STATE_DIR)")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_PROCESSOR_ADMIN_ADDR", "127.0.0.1:9102"), "admin listener: /metrics, /healthz, the rules API (env SIGNALSTAGE_PROCESSOR_ADMIN_ADDR)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_PROCESSOR_ADMIN_ADDR", "127.0.0.1:9102"), "admin listener: /metrics, /healthz, /readyz, the rules API (env SIGNALSTAGE_PROCESSOR_ADMIN_ADDR)")
 	adminToken := kafkaconn.RegisterSecret(fs, "admin-token", "SIGNALSTAGE_ADMIN_TOKEN", "bearer token of the rules HTTP API on -admin-addr; none disables the API")
 	fs.BoolVar(&cfg.DisableRules, "disable-rules", false, "do not read signals.rules: every signal comes out unmapped")
 	fs.StringVar(&cfg.Group, "group", env("SIGNALSTAGE_PROCESSOR_GROUP", ""), "consumer group (default <prefix>processor)")
@@ -114,8 +121,9 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.MaxHeldAge, "max-held-age", processor.DefaultMaxHeldAge, "how long a cold signal is held")
 	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", 5000, "input records per transaction")
 	visitorCacheMB := fs.Int("visitor-cache-mb", processor.DefaultVisitorCacheBytes>>20, "per partition: memory for the identities and held counters of recent visitors (0 disables)")
-	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 10*time.Second, "how long the group waits for a crashed instance")
-	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", 20*time.Second, "Kafka transaction timeout")
+	fs.StringVar(&cfg.InstanceID, "instance-id", env("SIGNALSTAGE_PROCESSOR_INSTANCE_ID", ""), "static group membership: unique per instance, stable across restarts (a pod name); a restart within -session-timeout moves no partitions (env SIGNALSTAGE_PROCESSOR_INSTANCE_ID; default dynamic)")
+	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", envDuration("SIGNALSTAGE_PROCESSOR_SESSION_TIMEOUT", 10*time.Second), "how long the group waits for a crashed instance (env SIGNALSTAGE_PROCESSOR_SESSION_TIMEOUT)")
+	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", envDuration("SIGNALSTAGE_PROCESSOR_TRANSACTION_TIMEOUT", 0), "Kafka transaction timeout, at most -session-timeout (env SIGNALSTAGE_PROCESSOR_TRANSACTION_TIMEOUT; default -session-timeout)")
 	_ = fs.Parse(args)
 	cfg.VisitorCacheBytes = *visitorCacheMB << 20
 	if *visitorCacheMB <= 0 {

@@ -82,7 +82,7 @@ func run(args []string) int {
 	chTLS := kafkaconn.RegisterTLS(fs, "clickhouse-tls", "SIGNALSTAGE_CLICKHOUSE_TLS", "ClickHouse", false)
 	var kafka kafkaconn.Flags
 	kafka.Register(fs)
-	metricsAddr := fs.String("metrics-addr", env("SIGNALSTAGE_SINK_METRICS_ADDR", "127.0.0.1:9103"), "listen address of /metrics; empty disables (env SIGNALSTAGE_SINK_METRICS_ADDR)")
+	metricsAddr := fs.String("metrics-addr", env("SIGNALSTAGE_SINK_METRICS_ADDR", "127.0.0.1:9103"), "listen address of /metrics and /readyz; empty disables (env SIGNALSTAGE_SINK_METRICS_ADDR)")
 	flushRows := fs.Int("flush-rows", envInt("SIGNALSTAGE_SINK_FLUSH_ROWS", 50_000), "flush a table's batch at this many rows (env SIGNALSTAGE_SINK_FLUSH_ROWS)")
 	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
 	flushInterval := fs.Duration("flush-interval", envDuration("SIGNALSTAGE_SINK_FLUSH_INTERVAL", time.Second), "flush a table's batch when its oldest row is this old (env SIGNALSTAGE_SINK_FLUSH_INTERVAL)")
@@ -242,6 +242,16 @@ func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr s
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		// 200 once migrated, in the group, and both Kafka and ClickHouse answer; 503 with the reason otherwise.
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := s.Ready(rctx); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ready\n"))
+		})
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {
@@ -251,6 +261,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr s
 		}()
 		log.Info("metrics listening", "addr", ln.Addr().String())
 	}
+	go s.WatchLag(ctx, 5*time.Second)
 	waitConsole, err := startConsole(ctx, log, cfg, cf)
 	if err != nil {
 		return err
