@@ -22,10 +22,10 @@ type consoleFlags struct {
 func addConsoleFlags(fs *flag.FlagSet) consoleFlags {
 	return consoleFlags{
 		addr: fs.String("console-addr", env("SIGNALSTAGE_SINK_CONSOLE_ADDR", ""), "listen address of the operator console; empty disables it (env SIGNALSTAGE_SINK_CONSOLE_ADDR)"),
-		token: fs.String("console-token", env("SIGNALSTAGE_SINK_CONSOLE_TOKEN", env("SIGNALSTAGE_ADMIN_TOKEN", "")),
+		token: fs.String("console-token", "", // the environment is read at start, so -h never shows the token
 			"admin token operators log in to the console with, at least 16 characters (env SIGNALSTAGE_SINK_CONSOLE_TOKEN, else SIGNALSTAGE_ADMIN_TOKEN, the processor's admin token; prefer -console-token-file)"),
 		tokenFile: fs.String("console-token-file", env("SIGNALSTAGE_SINK_CONSOLE_TOKEN_FILE", ""), "file holding the console's admin token (env SIGNALSTAGE_SINK_CONSOLE_TOKEN_FILE)"),
-		loginCode: fs.String("console-login-code", env("SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE", ""),
+		loginCode: fs.String("console-login-code", "", // read at start, like the token
 			"one-time login code for /login/once?code=... (dev setup; default: a random one, logged) (env SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE)"),
 		operators: fs.String("console-operators-file", env("SIGNALSTAGE_SINK_CONSOLE_OPERATORS_FILE", ""),
 			`JSON list of console logins limited to tenants: [{"name":..., "token_sha256":..., "tenants":[...]}] (env SIGNALSTAGE_SINK_CONSOLE_OPERATORS_FILE)`),
@@ -41,6 +41,13 @@ func startConsole(ctx context.Context, log *slog.Logger, cfg sink.Config, f cons
 		return func() {}, nil
 	}
 	token := *f.token
+	if token == "" {
+		token = env("SIGNALSTAGE_SINK_CONSOLE_TOKEN", env("SIGNALSTAGE_ADMIN_TOKEN", ""))
+	}
+	loginCode := *f.loginCode
+	if loginCode == "" {
+		loginCode = env("SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE", "")
+	}
 	if *f.tokenFile != "" {
 		b, err := os.ReadFile(*f.tokenFile)
 		if err != nil {
@@ -69,7 +76,7 @@ func startConsole(ctx context.Context, log *slog.Logger, cfg sink.Config, f cons
 			return nil, fmt.Errorf("%w: -console-operators-file: %v", sink.ErrConfig, err)
 		}
 	}
-	srv, err := console.New(console.Config{Addr: *f.addr, Token: token, LoginCode: *f.loginCode, Operators: ops,
+	srv, err := console.New(console.Config{Addr: *f.addr, Token: token, LoginCode: loginCode, Operators: ops,
 		Metrics: metrics, Sink: cfg, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", sink.ErrConfig, err)
