@@ -38,6 +38,15 @@ type Config struct {
 	ClickHouseTLS *tls.Config
 	// KafkaConnOpts are how every Kafka client of the sink connects: TLS and SASL (kafkaconn.Flags.Opts).
 	KafkaConnOpts []kgo.Opt
+	// InstanceID, when set, makes the sink a static member of its consumer group (flag -instance-id): unique per
+	// instance and stable across its restarts, so a sink restarted within SessionTimeout rejoins as itself and
+	// takes its partitions back at once, instead of waiting for the group to expire its predecessor. A static
+	// member does not leave the group when it stops: after a permanent scale-down its partitions wait out the
+	// session timeout.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a member that stopped heartbeating before it moves its
+	// partitions (flag -session-timeout; default 45 s, kgo's).
+	SessionTimeout time.Duration
 
 	// FlushRows flushes a table's batch when it holds this many rows (default 50,000; flag -flush-rows).
 	FlushRows int

@@ -111,8 +111,14 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.client, err = kgo.NewClient(cfg.kafkaOpts(
-		kgo.ConsumerGroup(Group(cfg.Topics.Prefix)),
+	group := []kgo.Opt{kgo.ConsumerGroup(Group(cfg.Topics.Prefix))}
+	if cfg.InstanceID != "" {
+		group = append(group, kgo.InstanceID(cfg.InstanceID))
+	}
+	if cfg.SessionTimeout > 0 {
+		group = append(group, kgo.SessionTimeout(cfg.SessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, cfg.SessionTimeout/5)))
+	}
+	s.client, err = kgo.NewClient(cfg.kafkaOpts(append(group,
 		kgo.ConsumeTopics(names...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -124,7 +130,7 @@ func New(cfg Config) (*Sink, error) {
 		kgo.FetchMaxPartitionBytes(8<<20),
 		kgo.OnPartitionsRevoked(s.forget),
 		kgo.OnPartitionsLost(s.forget),
-	)...)
+	)...)...)
 	if err != nil {
 		_ = s.conn.Close()
 		return nil, fmt.Errorf("creating kafka client: %w", err)

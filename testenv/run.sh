@@ -54,12 +54,12 @@ echo "building the stages..."
 go build -o bin/ ./ingest/cmd/ingest ./processor/cmd/processor ./sink/cmd/sink
 
 SIGNALSTAGE_SINK_CONSOLE_TOKEN=$SIGNALSTAGE_SINK_CONSOLE_TOKEN SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE=$LOGIN_CODE \
-	bin/sink -console-addr "$CONSOLE_ADDR" \
-	-console-metrics "ingest=http://$INGEST_ADDR/metrics,processor=http://${SIGNALSTAGE_PROCESSOR_ADMIN_ADDR:-127.0.0.1:9102}/metrics,sink=http://${SIGNALSTAGE_SINK_METRICS_ADDR:-127.0.0.1:9103}/metrics" \
+	bin/sink -console-addr "$CONSOLE_ADDR" -instance-id run-sink \
+	-console-metrics "ingest=http://${SIGNALSTAGE_INGEST_ADMIN_ADDR:-127.0.0.1:9101}/metrics,processor=http://${SIGNALSTAGE_PROCESSOR_ADMIN_ADDR:-127.0.0.1:9102}/metrics,sink=http://${SIGNALSTAGE_SINK_METRICS_ADDR:-127.0.0.1:9103}/metrics" \
 	>"$RUN/sink.log" 2>&1 &
 pids+=($!)
-# Static membership (-instance-id): after a crash, the restarted processor rejoins as itself and takes its
-# partitions back at once instead of waiting for the group to expire its predecessor.
+# Static membership (-instance-id, the sink's above too): after a crash, the restarted processor rejoins as itself
+# and takes its partitions back at once instead of waiting for the group to expire its predecessor.
 bin/processor -state-dir "$RUN/processor-state" -instance-id run-processor >"$RUN/processor.log" 2>&1 &
 pids+=($!)
 bin/ingest -addr "$INGEST_ADDR" -keys testenv/dev-keys.json >"$RUN/ingest.log" 2>&1 &
@@ -67,7 +67,7 @@ pids+=($!)
 
 # Running means every stage is ready: ingest accepts events, the processor has joined its group and restored its
 # partitions, the sink is loading, in its group, and reaches Kafka and ClickHouse. Until then, say who waits.
-declare -A readyz=([ingest]="http://$INGEST_ADDR/readyz" [processor]="http://127.0.0.1:9102/readyz" [sink]="http://127.0.0.1:9103/readyz")
+declare -A readyz=([ingest]="http://${SIGNALSTAGE_INGEST_ADMIN_ADDR:-127.0.0.1:9101}/readyz" [processor]="http://127.0.0.1:9102/readyz" [sink]="http://127.0.0.1:9103/readyz")
 start=$(date +%s)
 for stage in ingest processor sink; do
 	last=0

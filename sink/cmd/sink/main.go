@@ -82,6 +82,8 @@ func run(args []string) int {
 	chTLS := kafkaconn.RegisterTLS(fs, "clickhouse-tls", "SIGNALSTAGE_CLICKHOUSE_TLS", "ClickHouse", false)
 	var kafka kafkaconn.Flags
 	kafka.Register(fs)
+	instanceID := fs.String("instance-id", env("SIGNALSTAGE_SINK_INSTANCE_ID", ""), "static group membership: unique per instance, stable across restarts (a pod name); a restart within -session-timeout moves no partitions (env SIGNALSTAGE_SINK_INSTANCE_ID; default dynamic)")
+	sessionTimeout := fs.Duration("session-timeout", envDuration("SIGNALSTAGE_SINK_SESSION_TIMEOUT", 45*time.Second), "how long the group waits for a crashed sink before moving its partitions (env SIGNALSTAGE_SINK_SESSION_TIMEOUT)")
 	metricsAddr := fs.String("metrics-addr", env("SIGNALSTAGE_SINK_METRICS_ADDR", "127.0.0.1:9103"), "listen address of /metrics and /readyz; empty disables (env SIGNALSTAGE_SINK_METRICS_ADDR)")
 	flushRows := fs.Int("flush-rows", envInt("SIGNALSTAGE_SINK_FLUSH_ROWS", 50_000), "flush a table's batch at this many rows (env SIGNALSTAGE_SINK_FLUSH_ROWS)")
 	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
@@ -139,6 +141,8 @@ func run(args []string) int {
 		ClickHousePassword:     chPass,
 		ClickHouseTLS:          chTLSConfig,
 		KafkaConnOpts:          kafkaOpts,
+		InstanceID:             *instanceID,
+		SessionTimeout:         *sessionTimeout,
 		FlushRows:              *flushRows,
 		FlushBytes:             *flushBytes,
 		FlushInterval:          *flushInterval,
