@@ -34,17 +34,34 @@ func env(name, def string) string {
 }
 
 func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		badEnv(name, v, "an integer")
+	}
+	return n
 }
 
 func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		badEnv(name, v, "a duration (such as 30s or 5m)")
+	}
+	return d
+}
+
+// badEnv stops the process before anything starts: a value that cannot be read is a mistake to report, not a
+// default to fall back to silently (exit 2, as for a bad flag).
+func badEnv(name, value, want string) {
+	fmt.Fprintf(os.Stderr, "ingest: %s=%q is not %s\n", name, value, want)
+	os.Exit(2)
 }
 
 func run() int {
@@ -82,6 +99,11 @@ func run() int {
 	fs.DurationVar(&cfg.UsageInterval, "usage-interval", time.Second, "how often monthly counts are published")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on draining requests and flushing")
 	_ = fs.Parse(os.Args[1:])
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "ingest: unknown command or stray argument %q (commands: keys; with flags only, it runs the edge)\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
 	cfg.Brokers = strings.Split(brokers, ",")
 	if cfg.MinBodyRate == 0 {
 		cfg.MinBodyRate = -1 // the flag's 0 turns the minimum off; Config's 0 is the default

@@ -44,17 +44,34 @@ func env(name, def string) string {
 }
 
 func envDuration(name string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return d
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		badEnv(name, v, "a duration (such as 30s or 5m)")
+	}
+	return d
+}
+
+// badEnv stops the process before anything starts: a value that cannot be read is a mistake to report, not a
+// default to fall back to silently (exit 2, as for a bad flag).
+func badEnv(name, value, want string) {
+	fmt.Fprintf(os.Stderr, "processor: %s=%q is not %s\n", name, value, want)
+	os.Exit(2)
 }
 
 func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		badEnv(name, v, "an integer")
+	}
+	return n
 }
 
 // common are the flags every stage shares.
@@ -125,6 +142,12 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", envDuration("SIGNALSTAGE_PROCESSOR_SESSION_TIMEOUT", 10*time.Second), "how long the group waits for a crashed instance (env SIGNALSTAGE_PROCESSOR_SESSION_TIMEOUT)")
 	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", envDuration("SIGNALSTAGE_PROCESSOR_TRANSACTION_TIMEOUT", 0), "Kafka transaction timeout, at most -session-timeout (env SIGNALSTAGE_PROCESSOR_TRANSACTION_TIMEOUT; default -session-timeout)")
 	_ = fs.Parse(args)
+	if fs.NArg() > 0 {
+		// `processor nonsense-verb -h` used to start a processor against the default broker.
+		fmt.Fprintf(os.Stderr, "processor: unknown command or stray argument %q (commands: replay, rules; with flags only, it runs the processor)\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
 	cfg.VisitorCacheBytes = *visitorCacheMB << 20
 	if *visitorCacheMB <= 0 {
 		cfg.VisitorCacheBytes = -1

@@ -52,17 +52,34 @@ func env(name, def string) string {
 }
 
 func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		badEnv(name, v, "an integer")
+	}
+	return n
 }
 
 func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		badEnv(name, v, "a duration (such as 30s or 5m)")
+	}
+	return d
+}
+
+// badEnv stops the process before anything starts: a value that cannot be read is a mistake to report, not a
+// default to fall back to silently (exit 2, as for a bad flag).
+func badEnv(name, value, want string) {
+	fmt.Fprintf(os.Stderr, "sink: %s=%q is not %s\n", name, value, want)
+	os.Exit(2)
 }
 
 func run(args []string) int {
@@ -108,6 +125,10 @@ func run(args []string) int {
 	tailFromBeginning := fs.Bool("from-beginning", env("SIGNALSTAGE_TAIL_FROM_BEGINNING", "") == "true", "tail: start at the oldest record kept, not at the end (env SIGNALSTAGE_TAIL_FROM_BEGINNING=true)")
 	tailN := fs.Int("n", envInt("SIGNALSTAGE_TAIL_N", 0), "tail: stop after this many records; 0 follows until interrupted (env SIGNALSTAGE_TAIL_N)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if verb != "query" && fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "sink %s: stray argument %q (only query takes arguments after its flags)\n", verb, fs.Arg(0))
 		return 2
 	}
 	var level slog.Level

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets a test run this binary's main in a child process (the test binary re-executed with
+// SIGNALSTAGE_TEST_MAIN set), so that exit codes and what reaches stderr are observed as a user sees them.
+func TestMain(m *testing.M) {
+	if os.Getenv("SIGNALSTAGE_TEST_MAIN") == "1" {
+		os.Args = append([]string{"ingest"}, strings.Fields(os.Getenv("SIGNALSTAGE_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestCommandLineMistakes: an unknown verb or a stray argument, and an environment value that cannot be read,
+// exit 2 naming the mistake before anything starts (no broker is running for the edge to reach).
+func TestCommandLineMistakes(t *testing.T) {
+	cases := []struct {
+		name, args, env, want string
+	}{
+		{"unknown verb", "nonsense-verb -h", "", `unknown command or stray argument "nonsense-verb"`},
+		{"stray argument", "-addr 127.0.0.1:0 extra", "", `stray argument "extra"`},
+		{"bad integer", "", "SIGNALSTAGE_PARTITIONS=six", `SIGNALSTAGE_PARTITIONS="six" is not an integer`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// Bounded: without the checks the edge would start and wait for the unreachable broker.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^$")
+			cmd.Env = append(os.Environ(), "SIGNALSTAGE_TEST_MAIN=1", "SIGNALSTAGE_TEST_ARGS="+c.args,
+				"SIGNALSTAGE_KAFKA_BROKERS=127.0.0.1:1")
+			if c.env != "" {
+				cmd.Env = append(cmd.Env, c.env)
+			}
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 2 {
+				t.Fatalf("exit %v, want 2; output:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), c.want) {
+				t.Errorf("output does not say %q:\n%s", c.want, out)
+			}
+		})
+	}
+}
