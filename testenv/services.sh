@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR # the services.d/ files are sourced from beside this script
 # testenv/services.sh: REAL Apache Kafka, ClickHouse and ZooKeeper servers for tests and `make run`, on loopback,
-# no Docker, no systemd (see /work/shared/DESIGN.md, "Real services, everywhere").
+# no Docker, no systemd (the design's "Real services, everywhere").
 #
 #   services.sh up [TARGET...]      install if needed, start (or reuse), wait until ready
 #   services.sh down [TARGET...]    stop what this script started: SIGTERM, then SIGKILL after a timeout (data stays)
