@@ -14,7 +14,7 @@ CLUSTER_RUN  ?= ^TestCluster
 CLUSTER_PKGS ?= ./...
 
 .PHONY: help build test test-unit test-integration test-cluster fuzz chdb-check deploy-check run up down status \
-	up-cluster down-cluster bench lint clean clients
+	up-cluster down-cluster bench lint clean clients chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,11 @@ test: up clients lint chdb-check deploy-check ## unit and integration tests agai
 	$(GO) test -count=1 -timeout 20m ./schemas/... ./testenv/... && \
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 	@$(MAKE) --no-print-directory fuzz
+
+# make chaos: only the chaos test (make test runs it too, with the rest of ./testenv/). It starts a private broker
+# and a private ClickHouse server of its own; `up` installs what they are started from.
+chaos: up ## the whole pipeline under load while each stage, the broker and ClickHouse are killed or stopped; then exactly once (TestChaos*)
+	@eval "$$(bash $(SERVICES) env)" && $(GO) test -count=1 -v -timeout 10m -run '^TestChaos' ./testenv/
 
 # The event contract's targets: the splitter against encoding/json, the canonicalizer against go-json-experiment,
 # the legacy id against the old processor's code, the URL shortcut against net/url, and whatever the edge accepts
