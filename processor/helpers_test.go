@@ -206,14 +206,22 @@ func decodeSignals(t testing.TB, recs []*kgo.Record) []schemas.Signal {
 	return out
 }
 
-// settle reads signals until want arrived, waits quiet for anything extra to be committed, then returns every
-// signal committed by then (read to the topic's end offsets, not until a read goes idle, which on a loaded machine
-// can happen before the consumer has fetched anything).
+// settle reads signals until want arrived (waiting while their count grows, failing once it stopped growing for
+// settleStall), waits quiet for anything extra to be committed, then returns every signal committed by then (read
+// to the topic's end offsets, not until a read goes idle, which on a loaded machine can happen before the
+// consumer has fetched anything). A short read reports, per partition of signals.raw, the group's committed
+// offset against the high watermark and the partition's owner, twice 30 s apart, and the count after that time:
+// whether the missing signals were late or stuck.
 func settle(t testing.TB, k *testenv.Kafka, want int, quiet time.Duration) []schemas.Signal {
 	t.Helper()
-	got := readSignals(t, k, want, 60*time.Second)
-	if len(got) < want {
-		t.Fatalf("got %d signals, want at least %d", len(got), want)
+	start := time.Now()
+	if n, stalled := countSignalsProgress(t, k, want, settleStall); n < want {
+		group := k.Prefix + "processor"
+		first := inputReport(t, k, group)
+		time.Sleep(30 * time.Second)
+		later := len(k.ReadToEnd(k.Topic(schemas.TopicResolved), 2*time.Minute))
+		t.Fatalf("got %d signals in %s, want at least %d: none new for the last %s. %s. 30 s later: %d signals; %s",
+			n, time.Since(start).Round(time.Second), want, stalled.Round(time.Second), first, later, inputReport(t, k, group))
 	}
 	time.Sleep(quiet)
 	return decodeSignals(t, k.ReadToEnd(k.Topic(schemas.TopicResolved), 2*time.Minute))
