@@ -223,6 +223,9 @@ func settle(t testing.TB, k *testenv.Kafka, want int, quiet time.Duration) []sch
 		t.Fatalf("got %d signals in %s, want at least %d: none new for the last %s. %s. 30 s later: %d signals; %s",
 			n, time.Since(start).Round(time.Second), want, stalled.Round(time.Second), first, later, inputReport(t, k, group))
 	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Logf("settle: %d signals took %s (still arriving, so waited for)", want, d.Round(time.Second))
+	}
 	time.Sleep(quiet)
 	return decodeSignals(t, k.ReadToEnd(k.Topic(schemas.TopicResolved), 2*time.Minute))
 }
