@@ -40,6 +40,9 @@ type CommandConfig struct {
 	ClientOpts []kgo.Opt
 	// Timeout bounds each verb (default 30s).
 	Timeout time.Duration
+	// Env, when set, sets the verb's flags the command line did not give from the environment (the binary's
+	// rule, schemas/envflag); its error is a usage error.
+	Env func(*flag.FlagSet) error
 }
 
 // Command runs `processor rules <verb> ...`: args start with the verb. Input files are read from disk, or
@@ -57,6 +60,9 @@ func Command(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	tenant := fs.String("tenant", "", "tenant of the rules")
 	output := fs.String("o", "", "output format: table, yaml or json")
 	pos, err := parseInterleaved(fs, args[1:])
+	if err == nil && cfg.Env != nil {
+		err = cfg.Env(fs)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %v\n%s", ErrUsage, err, Usage)
 	}
