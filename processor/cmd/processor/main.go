@@ -25,6 +25,7 @@ import (
 	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/schemas/envflag"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
+	"github.com/signalstage/signalstage/schemas/progress"
 )
 
 func main() {
@@ -109,6 +110,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.MaxHeldPerVisitor, "max-held", processor.DefaultMaxHeldPerVisitor, "cold signals held per visitor")
 	fs.DurationVar(&cfg.MaxHeldAge, "max-held-age", processor.DefaultMaxHeldAge, "how long a cold signal is held")
 	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", 5000, "input records per transaction")
+	fs.DurationVar(&cfg.RestoreProgress, "restore-progress", progress.DefaultEvery, "how often a state restore logs its progress (done/total changelog offsets, rate, ETA); negative never")
 	visitorCacheMB := fs.Int("visitor-cache-mb", processor.DefaultVisitorCacheBytes>>20, "per partition: memory for the identities and held counters of recent visitors (0 disables)")
 	fs.StringVar(&cfg.InstanceID, "instance-id", "", "static group membership: unique per instance, stable across restarts (a pod name); a restart within -session-timeout moves no partitions (default dynamic)")
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 10*time.Second, "how long the group waits for a crashed instance")
@@ -216,6 +218,8 @@ func replay(args []string) int {
 	fs.StringVar(&from, "from", "", "where to rewind signals.raw: an RFC 3339 time, or an offset applied to every partition")
 	fs.StringVar(&rc.PartitionsList, "only-partitions", "", "comma-separated partitions to rewind (default all)")
 	fs.BoolVar(&rc.DryRun, "dry-run", false, "print the new offsets without committing them")
+	follow := fs.Bool("follow", false, "after rewinding, report the group's progress through the range (done/total offsets, rate, ETA) until it reached the end offsets of now; start the processors meanwhile")
+	progressEvery := fs.Duration("progress", progress.DefaultEvery, "with -follow: how often progress is logged when stderr is not a terminal (a terminal gets a refreshing line)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: processor replay -from <RFC3339 time | offset> [flags]\n\n"+
 			"Rewinds the processor's group on signals.raw; stop every processor instance first (the group must be\n"+
@@ -253,6 +257,16 @@ func replay(args []string) int {
 	}
 	for part, o := range offs {
 		fmt.Printf("partition %d -> offset %d\n", part, o)
+	}
+	if *follow && !rc.DryRun {
+		err := processor.FollowReplay(ctx, rc, offs, progress.Options{Log: log, Terminal: progress.StderrTerminal(), Every: *progressEvery})
+		switch {
+		case ctx.Err() != nil:
+			log.Info("stopped following the replay; the processors go on")
+		case err != nil:
+			log.Error("following the replay failed", "err", err)
+			return 1
+		}
 	}
 	return 0
 }

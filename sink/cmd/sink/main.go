@@ -39,6 +39,7 @@ import (
 	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/schemas/envflag"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
+	"github.com/signalstage/signalstage/schemas/progress"
 	"github.com/signalstage/signalstage/sink"
 )
 
@@ -77,6 +78,7 @@ func run(args []string) int {
 	where := fs.String("where", "", "redrive: which dead_letters rows, a ClickHouse condition (default: retries = 0, those not redriven yet)")
 	limit := fs.Int("limit", 10_000, "redrive: at most this many dead letters")
 	dryRun := fs.Bool("dry-run", false, "redrive: list what would be sent, send nothing")
+	progressEvery := fs.Duration("progress", progress.DefaultEvery, "redrive: how often progress (done/total, rate, ETA) is logged when stderr is not a terminal (a terminal gets a refreshing line); negative: only at the end")
 	from := fs.String("from", "", "replay: load again the records written at or after this RFC 3339 time (default: from the start)")
 	forgetTenant := fs.String("tenant", "", "forget: the person's tenant")
 	forgetEmail := fs.String("email", "", "forget: the person's lead email")
@@ -167,7 +169,8 @@ func run(args []string) int {
 		}
 	case "redrive":
 		var res sink.RedriveResult
-		res, err = sink.Redrive(ctx, cfg, sink.RedriveConfig{Where: *where, Limit: *limit, DryRun: *dryRun}, func(r sink.Redriven) {
+		res, err = sink.Redrive(ctx, cfg, sink.RedriveConfig{Where: *where, Limit: *limit, DryRun: *dryRun,
+			Progress: &progress.Options{Log: log, Terminal: progress.StderrTerminal(), Every: *progressEvery}}, func(r sink.Redriven) {
 			what := "send"
 			if r.Skipped != "" {
 				what = "skip (" + r.Skipped + ")"
