@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	srules "github.com/signalstage/signalstage/schemas/rules"
 )
 
 // ErrUsage means the command line was wrong; the binary should print the message and exit 2.
@@ -210,7 +212,7 @@ func readInput(name string, stdin io.Reader, stdinDefault bool) ([]byte, error) 
 		return nil, fmt.Errorf("%w: missing FILE (use - for stdin)\n%s", ErrUsage, Usage)
 	}
 	if name == "" || name == "-" {
-		b, err := io.ReadAll(io.LimitReader(stdin, maxFileSize+1))
+		b, err := io.ReadAll(io.LimitReader(stdin, srules.MaxFileSize+1))
 		if err != nil {
 			return nil, fmt.Errorf("reading stdin: %w", err)
 		}
@@ -255,7 +257,7 @@ func writeRules(w io.Writer, rs []Rule, format string, single bool) error {
 		if single {
 			v = rs[0]
 		}
-		y, err := encodeYAML(v)
+		y, err := srules.EncodeYAMLValue(v)
 		if err != nil {
 			return err
 		}
