@@ -115,9 +115,11 @@ func (s *Server) routes() *mux.Router {
 		r.Handle(p, batch).Methods(http.MethodPost)
 	}
 	r.PathPrefix("/v1/").Methods(http.MethodOptions).HandlerFunc(s.preflight)
-	// /healthz and /readyz stay on the public listener too, for load balancers that check the port they route to.
+	// /healthz and /readyz stay on the public listener too, for load balancers that check the port they route to;
+	// its /readyz says only "not ready": why (Kafka's error text: broker addresses, TLS and SASL details) is for
+	// the admin listener.
 	r.HandleFunc("/healthz", healthz)
-	r.HandleFunc("/readyz", s.readyz)
+	r.HandleFunc("/readyz", s.publicReadyz)
 	if !s.hasAdmin() {
 		r.Handle("/metrics", s.metricsHandler())
 	}
@@ -160,9 +162,28 @@ func (s *Server) serveAdmin() (func(), error) {
 	return func() { _ = srv.Close() }, nil
 }
 
-// readyz answers 200 when the key registry is loaded, the server is not draining, and Kafka answers.
+// readyz answers 200 when the key registry is loaded, the server is not draining, and Kafka answers; else 503
+// with the reason.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	if problem := s.notReady(r.Context()); problem != "" {
+		http.Error(w, problem, http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// publicReadyz is readyz without the reason.
+func (s *Server) publicReadyz(w http.ResponseWriter, r *http.Request) {
+	if s.notReady(r.Context()) != "" {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// notReady returns why the edge is not ready, or "".
+func (s *Server) notReady(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var problem string
 	switch {
@@ -177,11 +198,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			problem = "kafka unreachable: " + err.Error()
 		}
 	}
-	if problem != "" {
-		http.Error(w, problem, http.StatusServiceUnavailable)
-		return
-	}
-	_, _ = w.Write([]byte("ready\n"))
+	return problem
 }
 
 // Run creates the topics, serves HTTP until ctx is done, then drains: it stops accepting, finishes in-flight

@@ -85,6 +85,9 @@ type Config struct {
 	SweepKeys int
 	// SweepInterval is the pause between two full expiry passes over a partition (default 1m).
 	SweepInterval time.Duration
+	// RestoreProgress is how often a state restore logs its progress (done/total offsets of the changelog
+	// partition, rate, ETA; flag -restore-progress; default 5s, negative never).
+	RestoreProgress time.Duration
 	// AdminAddr serves /metrics and /healthz ("" disables; flag -admin-addr, default 127.0.0.1:9102 in main).
 	AdminAddr string
 	// Mapper applies mapping rules. nil (the default) runs a rules.Watcher on the signals.rules topic and maps

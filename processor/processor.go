@@ -26,6 +26,7 @@ import (
 
 	"github.com/signalstage/signalstage/processor/rules"
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
 // Processor runs the processing loop of one instance. Create it with New.
@@ -154,10 +155,11 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	}
 	defer admCl.Close()
 	if err := p.cfg.Topics.Ensure(ctx, adm); err != nil {
-		return fmt.Errorf("ensuring topics: %w", err)
+		// Refused credentials say what to fix, as in the other stages (schemas/kafkaconn).
+		return fmt.Errorf("ensuring topics: %w", kafkaconn.Explain(err))
 	}
 	if err := schemas.EnsureTopics(ctx, adm, p.cfg.Topics.ReplicationFactor, p.cfg.internalSpecs()...); err != nil {
-		return fmt.Errorf("ensuring the processor's topics: %w", err)
+		return fmt.Errorf("ensuring the processor's topics: %w", kafkaconn.Explain(err))
 	}
 	waitRules, err := p.runWatcher(ctx, cancel)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas/progress"
 )
 
 // restoreWaitLog is how often a restore that is waiting for the changelog's last stable offset says so.
@@ -75,6 +77,11 @@ func (p *Processor) restore(ctx context.Context, s *partStore, part int32) error
 	defer cl.Close()
 	var n int64
 	last, stable := s.checkpoint, int64(-1)
+	// A long restore (a fresh disk reading a big changelog) says how far it is; a short one only logs the
+	// summary below.
+	meter := progress.Start("restore", end-from, progress.Options{Log: p.log, Every: p.cfg.RestoreProgress,
+		Attrs: []any{"partition", part}, Quiet: true})
+	defer meter.Discard() // a failed restore: no finished line
 	waitingSince := time.Time{}
 	for last < end-1 {
 		pctx, cancel := context.WithTimeout(ctx, restoreWaitLog)
@@ -121,7 +128,9 @@ func (p *Processor) restore(ctx context.Context, s *partStore, part int32) error
 			return fmt.Errorf("%w: %w", ErrStateIO, err)
 		}
 		n += int64(len(kvs))
+		meter.Set(last + 1 - from)
 	}
+	meter.Stop()
 	p.m.restoreRecords.Add(float64(n))
 	p.m.restoreSeconds.Observe(time.Since(start).Seconds())
 	p.log.Info("restored partition state", "partition", part, "records", n, "from", from, "to", end,

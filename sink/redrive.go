@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/progress"
 )
 
 // RedriveConfig selects the dead letters Redrive sends back.
@@ -20,6 +21,9 @@ type RedriveConfig struct {
 	Limit int
 	// DryRun lists what would be sent and sends nothing.
 	DryRun bool
+	// Progress, when set, reports done of the dead letters selected (counted first), the rate and the ETA
+	// (schemas/progress).
+	Progress *progress.Options
 }
 
 // Redriven is one selected dead letter and what Redrive did with it.
@@ -75,6 +79,16 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 		return res, fmt.Errorf("selecting dead letters (-where %q): %w", rc.Where, err)
 	}
 	defer rows.Close()
+	var meter *progress.Meter
+	if rc.Progress != nil {
+		var total uint64
+		if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM (SELECT 1 FROM %s.dead_letters_v2 FINAL WHERE (%s) LIMIT %d)",
+			cfg.Database, rc.Where, rc.Limit)).Scan(&total); err != nil {
+			return res, fmt.Errorf("counting dead letters (-where %q): %w", rc.Where, err)
+		}
+		meter = progress.Start("redrive", int64(total), *rc.Progress)
+		defer meter.Stop()
+	}
 
 	redrivable := map[string]bool{}
 	for _, base := range []string{schemas.TopicRaw, schemas.TopicIdentities, schemas.TopicResolved} {
@@ -113,6 +127,7 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 			}
 		}
 		res.Sent += len(send)
+		meter.Add(int64(len(send)))
 		send, marked = send[:0], marked[:0]
 		return nil
 	}
@@ -137,8 +152,10 @@ func Redrive(ctx context.Context, cfg Config, rc RedriveConfig, each func(Redriv
 		switch {
 		case r.Skipped != "":
 			res.Skipped[r.Skipped]++
+			meter.Add(1)
 		case rc.DryRun:
 			res.Sent++
+			meter.Add(1)
 		default:
 			rec := &kgo.Record{Topic: d.OriginTopic, Partition: d.OriginPartition, Value: []byte(d.Payload),
 				Headers: []kgo.RecordHeader{{Key: schemas.RedriveHeader, Value: []byte(strconv.Itoa(int(d.Retries) + 1))}}}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -13,8 +14,6 @@ import (
 	"testing"
 
 	"github.com/goccy/go-yaml"
-
-	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
 // The stage services of deploy/docker-compose.yml, by the name of their binary.
@@ -127,48 +126,25 @@ func TestInterpolate(t *testing.T) {
 	}
 }
 
-// envReadByBinaries returns the SIGNALSTAGE_* variables each binary reads: every such string literal in the
-// non-test Go files of <stage>/cmd/<stage>/ (where the binaries read their environment), plus the variables of
-// the Go runtime every binary honours.
+// envReadByBinaries returns the SIGNALSTAGE_* variables each binary reads, as its -h (and each verb's) lists
+// them: every flag's variables (schemas/envflag) and the secrets' variables, plus the variables of the Go runtime
+// every binary honours.
 func envReadByBinaries(t *testing.T) map[string]map[string]bool {
 	t.Helper()
-	lit := regexp.MustCompile(`"(SIGNALSTAGE_[A-Z0-9_]+)"`)
-	secretCall := regexp.MustCompile(`kafkaconn\.RegisterSecret\([^)]*"(SIGNALSTAGE_[A-Z0-9_]+)"`)
-	tlsCall := regexp.MustCompile(`kafkaconn\.RegisterTLS\([^)]*"(SIGNALSTAGE_[A-Z0-9_]+)"`)
+	bin := buildStages(t)
+	name := regexp.MustCompile(`SIGNALSTAGE_[A-Z0-9_]*[A-Z0-9]`)
+	verbs := map[string][][]string{"ingest": {{"-h"}}, "processor": {{"-h"}, {"replay", "-h"}, {"rules", "-h"}}, "sink": {{"-h"}}}
 	out := map[string]map[string]bool{}
 	for _, stage := range composeStages {
 		vars := map[string]bool{"GOMEMLIMIT": true, "GOGC": true, "GOMAXPROCS": true, "GODEBUG": true}
-		files, _ := filepath.Glob(filepath.Join(repoRoot(), stage, "cmd", stage, "*.go"))
-		for _, f := range files {
-			if strings.HasSuffix(f, "_test.go") {
-				continue
-			}
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range lit.FindAllStringSubmatch(string(b), -1) {
-				vars[m[1]] = true
-			}
-			// The shared security flags (schemas/kafkaconn) derive their variables from one name.
-			if strings.Contains(string(b), "kafkaconn.Flags") {
-				for _, v := range kafkaconn.Variables() {
-					vars[v] = true
-				}
-			}
-			for _, m := range secretCall.FindAllStringSubmatch(string(b), -1) {
-				for _, v := range kafkaconn.SecretVariables(m[1]) {
-					vars[v] = true
-				}
-			}
-			for _, m := range tlsCall.FindAllStringSubmatch(string(b), -1) {
-				for _, v := range kafkaconn.TLSVariables(m[1]) {
-					vars[v] = true
-				}
+		for _, args := range verbs[stage] {
+			help, _ := exec.Command(filepath.Join(bin, stage), args...).CombinedOutput() // -h exits 0 or 2
+			for _, v := range name.FindAllString(string(help), -1) {
+				vars[v] = true
 			}
 		}
-		if len(vars) < 6 {
-			t.Fatalf("found only %v in %s/cmd/%s: has the way the binaries read their environment changed?", vars, stage, stage)
+		if len(vars) < 20 {
+			t.Fatalf("%s -h lists only %v: has the way the binaries read their environment changed?", stage, vars)
 		}
 		out[stage] = vars
 	}

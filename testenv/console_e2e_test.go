@@ -35,7 +35,12 @@ func TestConsoleBrowser(t *testing.T) {
 	consoleAddr := freeAddr(t)
 	const token, code = "console-e2e-admin-token", "console-e2e-one-time-code"
 	sinkMetrics, processorAdmin := freeAddr(t), freeAddr(t)
-	p := startPipelineWith(t, []string{"-console-addr", consoleAddr, "-console-token", token, "-console-login-code", code,
+	// The token is a secret: a file (or the environment), never a flag's value.
+	tokenFile := filepath.Join(t.TempDir(), "console-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipelineWith(t, []string{"-console-addr", consoleAddr, "-console-token-file", tokenFile, "-console-login-code", code,
 		"-metrics-addr", sinkMetrics, "-console-metrics", "sink=http://" + sinkMetrics + "/metrics,processor=http://" + processorAdmin + "/metrics"},
 		[]string{"-admin-addr", processorAdmin})
 	base := "http://" + consoleAddr

@@ -115,10 +115,12 @@ func TestPipelineSASLSSL(t *testing.T) {
 	}
 
 	// A wrong password: the stage exits, and says the broker refused its credentials.
-	for _, name := range []string{"ingest", "sink"} {
+	for _, name := range []string{"ingest", "processor", "sink"} {
 		args := append(append([]string{}, common...), sasl(MechanismScramSHA512)...)
 		if name == "ingest" {
 			args = append(args, "-addr", freeAddr(t), "-admin-addr", freeAddr(t), "-keys", keys)
+		} else if name == "processor" {
+			args = append(args, "-state-dir", t.TempDir(), "-admin-addr", freeAddr(t))
 		} else {
 			args = append(args, "-clickhouse-addr", ch.Addr, "-clickhouse-database", ch.Database, "-metrics-addr", "")
 		}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	srules "github.com/signalstage/signalstage/schemas/rules"
 )
 
 // ErrUsage means the command line was wrong; the binary should print the message and exit 2.
@@ -40,6 +42,9 @@ type CommandConfig struct {
 	ClientOpts []kgo.Opt
 	// Timeout bounds each verb (default 30s).
 	Timeout time.Duration
+	// Env, when set, sets the verb's flags the command line did not give from the environment (the binary's
+	// rule, schemas/envflag); its error is a usage error.
+	Env func(*flag.FlagSet) error
 }
 
 // Command runs `processor rules <verb> ...`: args start with the verb. Input files are read from disk, or
@@ -57,6 +62,9 @@ func Command(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	tenant := fs.String("tenant", "", "tenant of the rules")
 	output := fs.String("o", "", "output format: table, yaml or json")
 	pos, err := parseInterleaved(fs, args[1:])
+	if err == nil && cfg.Env != nil {
+		err = cfg.Env(fs)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %v\n%s", ErrUsage, err, Usage)
 	}
@@ -204,7 +212,7 @@ func readInput(name string, stdin io.Reader, stdinDefault bool) ([]byte, error) 
 		return nil, fmt.Errorf("%w: missing FILE (use - for stdin)\n%s", ErrUsage, Usage)
 	}
 	if name == "" || name == "-" {
-		b, err := io.ReadAll(io.LimitReader(stdin, maxFileSize+1))
+		b, err := io.ReadAll(io.LimitReader(stdin, srules.MaxFileSize+1))
 		if err != nil {
 			return nil, fmt.Errorf("reading stdin: %w", err)
 		}
@@ -249,7 +257,7 @@ func writeRules(w io.Writer, rs []Rule, format string, single bool) error {
 		if single {
 			v = rs[0]
 		}
-		y, err := encodeYAML(v)
+		y, err := srules.EncodeYAMLValue(v)
 		if err != nil {
 			return err
 		}

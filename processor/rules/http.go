@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	srules "github.com/signalstage/signalstage/schemas/rules"
 )
 
 // APIPrefix is where the rules HTTP API lives on the processor's admin listener.
@@ -120,7 +122,7 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) put(w http.ResponseWriter, r *http.Request) {
 	tenant, id := r.PathValue("tenant"), r.PathValue("id")
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFileSize))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, srules.MaxFileSize))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, err)
 		return
@@ -184,7 +186,7 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) suggest(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFileSize))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, srules.MaxFileSize))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, err)
 		return

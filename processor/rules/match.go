@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"unicode/utf8"
+
+	srules "github.com/signalstage/signalstage/schemas/rules"
 )
 
 // FieldReader is an event the caller reads itself. processor.Event satisfies it with its Field method (the event
@@ -183,15 +185,15 @@ func (e *evaluation) lookup(p *path) fval {
 		var ok bool
 		switch {
 		case e.segs != nil:
-			s, ok = e.segs.FieldSegments(p.segs)
+			s, ok = e.segs.FieldSegments(p.Segments())
 		case e.ev.Fields != nil:
-			s, ok = e.ev.Fields.Field(p.text)
+			s, ok = e.ev.Fields.Field(p.String())
 		default:
 			return fval{}
 		}
 		return fval{s: s, isStr: true, ok: ok}
 	}
-	v, ok := p.lookup(e.ev.Payload)
+	v, ok := p.Lookup(e.ev.Payload)
 	if !ok || v == nil {
 		return fval{}
 	}
@@ -267,7 +269,7 @@ func (v *fval) text() (string, bool) {
 	if !v.ok {
 		return "", false
 	}
-	return text(v.v)
+	return srules.Text(v.v)
 }
 
 func (v *fval) number() (float64, bool) {
@@ -275,9 +277,9 @@ func (v *fval) number() (float64, bool) {
 		return 0, false
 	}
 	if v.isStr {
-		return number(v.s)
+		return srules.Number(v.s)
 	}
-	return number(v.v)
+	return srules.Number(v.v)
 }
 
 // equal: the same text, or both numbers (numeric text counts) with the same value, so 12 eq "12.0".
@@ -303,7 +305,7 @@ func (e *evaluation) pagePath() string {
 			}
 		}
 		if u != "" {
-			e.url = urlPath(u)
+			e.url = srules.URLPath(u)
 		}
 	}
 	return e.url
@@ -331,7 +333,7 @@ func (e *evaluation) apply(c *compiled) Result {
 			continue
 		}
 		if tg.field == TargetEmail {
-			r.Email = normalizeEmail(s)
+			r.Email = srules.NormalizeEmail(s)
 			continue
 		}
 		if len(s) > maxFieldLen {
@@ -347,15 +349,4 @@ func (e *evaluation) apply(c *compiled) Result {
 		r.Fields[tg.field] = s
 	}
 	return r
-}
-
-// normalizeEmail lower-cases an email and returns "" for anything that cannot be one, so that a rule pointing at
-// the wrong field never creates a lead called "true" or "anonymous".
-func normalizeEmail(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
-	at := strings.IndexByte(s, '@')
-	if at <= 0 || at == len(s)-1 || len(s) > 320 || strings.ContainsAny(s, " \t\r\n<>,;\"") || strings.Count(s, "@") != 1 {
-		return ""
-	}
-	return s
 }

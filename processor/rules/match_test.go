@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	srules "github.com/signalstage/signalstage/schemas/rules"
 )
 
 func payload(t testing.TB, s string) map[string]any {
@@ -43,31 +45,31 @@ func TestMatchConditions(t *testing.T) {
 		{"event glob miss", Match{Event: "*Viewed"}, false},
 		{"url from context.page.url", Match{URL: "/docs/*"}, true},
 		{"url exact miss", Match{URL: "/docs"}, false},
-		{"eq", Match{Conditions: []Condition{{"properties.form_name", OpEq, "demo"}}}, true},
-		{"eq miss", Match{Conditions: []Condition{{"properties.form_name", OpEq, "contact"}}}, false},
-		{"eq number", Match{Conditions: []Condition{{"properties.seats", OpEq, "12.0"}}}, true},
-		{"eq bool", Match{Conditions: []Condition{{"properties.flag", OpEq, "true"}}}, true},
-		{"eq missing", Match{Conditions: []Condition{{"properties.nope", OpEq, ""}}}, false},
-		{"array index", Match{Conditions: []Condition{{"properties.products.1.sku", OpEq, "SKU-2"}}}, true},
-		{"array index out of range", Match{Conditions: []Condition{{"properties.products.2.sku", OpExists, ""}}}, false},
-		{"ne", Match{Conditions: []Condition{{"properties.form_name", OpNe, "contact"}}}, true},
-		{"ne same", Match{Conditions: []Condition{{"properties.form_name", OpNe, "demo"}}}, false},
-		{"ne missing", Match{Conditions: []Condition{{"properties.nope", OpNe, "demo"}}}, true},
-		{"exists", Match{Conditions: []Condition{{"traits.company", OpExists, ""}}}, true},
-		{"exists null", Match{Conditions: []Condition{{"properties.none", OpExists, ""}}}, false},
-		{"exists false", Match{Conditions: []Condition{{"properties.nope", OpExists, "false"}}}, true},
-		{"prefix", Match{Conditions: []Condition{{"context.page.url", OpPrefix, "https://example.com/"}}}, true},
-		{"prefix miss", Match{Conditions: []Condition{{"context.page.url", OpPrefix, "http://"}}}, false},
-		{"glob", Match{Conditions: []Condition{{"context.page.url", OpGlob, "*example.com/docs/*"}}}, true},
-		{"regex", Match{Conditions: []Condition{{"properties.plan", OpRegex, "^(pro|enterprise)$"}}}, true},
-		{"regex on number", Match{Conditions: []Condition{{"properties.seats", OpRegex, `^\d+$`}}}, true},
-		{"regex on object", Match{Conditions: []Condition{{"properties.products", OpRegex, "^SKU"}}}, false},
-		{"gt numeric string", Match{Conditions: []Condition{{"properties.revenue", OpGt, "100"}}}, true},
-		{"gte", Match{Conditions: []Condition{{"properties.seats", OpGte, "12"}}}, true},
-		{"lt", Match{Conditions: []Condition{{"properties.seats", OpLt, "12"}}}, false},
-		{"lte", Match{Conditions: []Condition{{"properties.seats", OpLte, "12"}}}, true},
-		{"gt on text", Match{Conditions: []Condition{{"properties.plan", OpGt, "0"}}}, false},
-		{"all must hold", Match{Conditions: []Condition{{"properties.form_name", OpEq, "demo"}, {"properties.seats", OpGt, "100"}}}, false},
+		{"eq", Match{Conditions: []Condition{{Path: "properties.form_name", Op: OpEq, Value: "demo"}}}, true},
+		{"eq miss", Match{Conditions: []Condition{{Path: "properties.form_name", Op: OpEq, Value: "contact"}}}, false},
+		{"eq number", Match{Conditions: []Condition{{Path: "properties.seats", Op: OpEq, Value: "12.0"}}}, true},
+		{"eq bool", Match{Conditions: []Condition{{Path: "properties.flag", Op: OpEq, Value: "true"}}}, true},
+		{"eq missing", Match{Conditions: []Condition{{Path: "properties.nope", Op: OpEq, Value: ""}}}, false},
+		{"array index", Match{Conditions: []Condition{{Path: "properties.products.1.sku", Op: OpEq, Value: "SKU-2"}}}, true},
+		{"array index out of range", Match{Conditions: []Condition{{Path: "properties.products.2.sku", Op: OpExists, Value: ""}}}, false},
+		{"ne", Match{Conditions: []Condition{{Path: "properties.form_name", Op: OpNe, Value: "contact"}}}, true},
+		{"ne same", Match{Conditions: []Condition{{Path: "properties.form_name", Op: OpNe, Value: "demo"}}}, false},
+		{"ne missing", Match{Conditions: []Condition{{Path: "properties.nope", Op: OpNe, Value: "demo"}}}, true},
+		{"exists", Match{Conditions: []Condition{{Path: "traits.company", Op: OpExists, Value: ""}}}, true},
+		{"exists null", Match{Conditions: []Condition{{Path: "properties.none", Op: OpExists, Value: ""}}}, false},
+		{"exists false", Match{Conditions: []Condition{{Path: "properties.nope", Op: OpExists, Value: "false"}}}, true},
+		{"prefix", Match{Conditions: []Condition{{Path: "context.page.url", Op: OpPrefix, Value: "https://example.com/"}}}, true},
+		{"prefix miss", Match{Conditions: []Condition{{Path: "context.page.url", Op: OpPrefix, Value: "http://"}}}, false},
+		{"glob", Match{Conditions: []Condition{{Path: "context.page.url", Op: OpGlob, Value: "*example.com/docs/*"}}}, true},
+		{"regex", Match{Conditions: []Condition{{Path: "properties.plan", Op: OpRegex, Value: "^(pro|enterprise)$"}}}, true},
+		{"regex on number", Match{Conditions: []Condition{{Path: "properties.seats", Op: OpRegex, Value: `^\d+$`}}}, true},
+		{"regex on object", Match{Conditions: []Condition{{Path: "properties.products", Op: OpRegex, Value: "^SKU"}}}, false},
+		{"gt numeric string", Match{Conditions: []Condition{{Path: "properties.revenue", Op: OpGt, Value: "100"}}}, true},
+		{"gte", Match{Conditions: []Condition{{Path: "properties.seats", Op: OpGte, Value: "12"}}}, true},
+		{"lt", Match{Conditions: []Condition{{Path: "properties.seats", Op: OpLt, Value: "12"}}}, false},
+		{"lte", Match{Conditions: []Condition{{Path: "properties.seats", Op: OpLte, Value: "12"}}}, true},
+		{"gt on text", Match{Conditions: []Condition{{Path: "properties.plan", Op: OpGt, Value: "0"}}}, false},
+		{"all must hold", Match{Conditions: []Condition{{Path: "properties.form_name", Op: OpEq, Value: "demo"}, {Path: "properties.seats", Op: OpGt, Value: "100"}}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := NewSet([]Rule{{Tenant: "acme", ID: "r", Enabled: true, Match: tc.m}})
@@ -98,11 +100,11 @@ func (f textFields) Field(dot string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	v, ok := p.lookup(f.m)
+	v, ok := p.Lookup(f.m)
 	if !ok || v == nil {
 		return "", false
 	}
-	if s, ok := text(v); ok {
+	if s, ok := srules.Text(v); ok {
 		return s, true
 	}
 	b, _ := json.Marshal(v)
@@ -133,7 +135,7 @@ func (f segFields) FieldSegments(segs []string) (string, bool) {
 	if v == nil {
 		return "", false
 	}
-	if s, ok := text(v); ok {
+	if s, ok := srules.Text(v); ok {
 		return s, true
 	}
 	return "{}", true
@@ -233,8 +235,8 @@ func TestNormalizeEmail(t *testing.T) {
 		" Jane@Example.COM ": "jane@example.com", "true": "", "anonymous": "", "@x.io": "", "a@": "",
 		"a@b@c": "", "a b@c.io": "", "x@y.io": "x@y.io",
 	} {
-		if got := normalizeEmail(in); got != want {
-			t.Errorf("normalizeEmail(%q) = %q, want %q", in, got, want)
+		if got := srules.NormalizeEmail(in); got != want {
+			t.Errorf("srules.NormalizeEmail(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -243,7 +245,7 @@ func TestNormalizeEmail(t *testing.T) {
 // returns (this test would hang on a backtracking engine).
 func TestRegexCatastrophicPatternIsLinear(t *testing.T) {
 	s, err := NewSet([]Rule{{Tenant: "acme", ID: "evil", Enabled: true,
-		Match: Match{Conditions: []Condition{{"properties.v", OpRegex, "^(a+)+$"}, {"properties.v", OpRegex, "(x+x+)+y"}}}}})
+		Match: Match{Conditions: []Condition{{Path: "properties.v", Op: OpRegex, Value: "^(a+)+$"}, {Path: "properties.v", Op: OpRegex, Value: "(x+x+)+y"}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,10 +318,10 @@ func TestRegexBudget(t *testing.T) {
 	var rs []Rule
 	for i := range 100 {
 		rs = append(rs, Rule{Tenant: "acme", ID: fmt.Sprintf("evil-%03d", i), Priority: 10, Enabled: true,
-			Match: Match{Conditions: []Condition{{"properties.v", OpRegex, Value(fmt.Sprintf("[a-z]{0,240}%d", i))}}}})
+			Match: Match{Conditions: []Condition{{Path: "properties.v", Op: OpRegex, Value: Value(fmt.Sprintf("[a-z]{0,240}%d", i))}}}})
 	}
 	rs = append(rs, Rule{Tenant: "acme", ID: "plain", Priority: 1, Enabled: true,
-		Match: Match{Conditions: []Condition{{"properties.v", OpPrefix, "aaa"}}}})
+		Match: Match{Conditions: []Condition{{Path: "properties.v", Op: OpPrefix, Value: "aaa"}}}})
 	s, err := NewSet(rs)
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +340,7 @@ func TestRegexBudget(t *testing.T) {
 
 func TestConditionsCheapestFirst(t *testing.T) {
 	s, err := NewSet([]Rule{{Tenant: "acme", ID: "r", Enabled: true, Match: Match{Conditions: []Condition{
-		{"a", OpRegex, "x"}, {"b", OpGlob, "x*"}, {"c", OpEq, "x"}, {"d", OpExists, ""}}}}})
+		{Path: "a", Op: OpRegex, Value: "x"}, {Path: "b", Op: OpGlob, Value: "x*"}, {Path: "c", Op: OpEq, Value: "x"}, {Path: "d", Op: OpExists, Value: ""}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

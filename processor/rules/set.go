@@ -2,10 +2,14 @@ package rules
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+
+	srules "github.com/signalstage/signalstage/schemas/rules"
 )
 
 // Set is an immutable, compiled rule set of every tenant. It is safe for concurrent use; a change builds a new
@@ -103,7 +107,7 @@ func NewSet(rs []Rule) (*Set, error) {
 // the topic that fails validation (written by an older or foreign writer) must not stop the others.
 func Build(rs []Rule) (*Set, []error) {
 	rs = append([]Rule(nil), rs...)
-	sortRules(rs)
+	srules.Sort(rs)
 	s := &Set{tenants: map[string]*tenantRules{}}
 	var errs []error
 	seen := map[string]bool{}
@@ -179,7 +183,7 @@ func (t *tenantRules) compile(r *Rule) (*compiled, error) {
 	c.anyEvent = r.Match.Event == "" || r.Match.Event == "*"
 	c.event = compileGlob(r.Match.Event)
 	c.anyURL = r.Match.URL == "" || r.Match.URL == "*"
-	c.url = compileGlob(urlPath(r.Match.URL))
+	c.url = compileGlob(srules.URLPath(r.Match.URL))
 	for _, rc := range r.Match.Conditions {
 		p, err := parsePath(rc.Path)
 		if err != nil {
@@ -193,7 +197,7 @@ func (t *tenantRules) compile(r *Rule) (*compiled, error) {
 		case OpGlob:
 			k.glob = compileGlob(k.str)
 		case OpRegex:
-			if k.re, k.reInsts, err = compileRegex(k.str); err != nil {
+			if k.re, k.reInsts, err = srules.CompileRegex(k.str); err != nil {
 				return nil, err
 			}
 		case OpExists:
@@ -247,14 +251,14 @@ func (t *tenantRules) condIndex(k cond) int32 {
 // pathIndex interns p so that rules sharing a path (context.page.url in every page rule) look it up once per
 // event.
 func (t *tenantRules) pathIndex(p path) int {
-	if i, ok := t.pathIdx[p.text]; ok {
+	if i, ok := t.pathIdx[p.String()]; ok {
 		return i
 	}
 	if t.pathIdx == nil {
 		t.pathIdx = map[string]int{}
 	}
 	t.paths = append(t.paths, p)
-	t.pathIdx[p.text] = len(t.paths) - 1
+	t.pathIdx[p.String()] = len(t.paths) - 1
 	return len(t.paths) - 1
 }
 
@@ -299,3 +303,5 @@ func (s *Set) Rule(tenant, id string) (Rule, bool) {
 	}
 	return Rule{}, false
 }
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/signalstage/signalstage/schemas"
+	srules "github.com/signalstage/signalstage/schemas/rules"
 )
 
 // WatcherConfig configures a Watcher.
@@ -144,7 +144,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		} else {
 			idle = 0
 		}
-		if ready := w.isReady(); !ready && reached(pos, ends, idle) {
+		if ready := w.isReady(); !ready && srules.Reached(pos, ends, idle) {
 			w.rebuild(state, nil)
 			clear(dirty)
 			w.once.Do(func() { close(w.ready) })
@@ -215,48 +215,15 @@ func (w *Watcher) endOffsets(ctx context.Context, cl *kgo.Client) (map[int32]int
 	}
 }
 
-// reached reports whether every partition has been read up to its end offset at start. A transactional
-// writer leaves a commit marker as the last offset, which is never delivered as a record: after two idle polls,
-// being one short of the end counts as reached.
-func reached(pos, ends map[int32]int64, idle int) bool {
-	for p, end := range ends {
-		got := pos[p]
-		if got >= end || (idle >= 2 && got >= end-1) {
-			continue
-		}
-		return false
-	}
-	return true
-}
-
-// applyRecord updates state with one record and reports the tenant and whether it changed anything.
+// applyRecord updates state with one record (schemas/rules.Apply) and reports the tenant and whether it changed
+// anything; a bad record is counted and logged.
 func (w *Watcher) applyRecord(state map[string]map[string]Rule, r *kgo.Record) (string, bool) {
-	key := string(r.Key)
-	if r.Value == nil {
-		tenant, _, _ := schemas.SplitKey(r.Key) // tenants never contain the separator (Validate)
-		_, had := state[tenant][key]
-		delete(state[tenant], key)
-		if len(state[tenant]) == 0 {
-			delete(state, tenant)
-		}
-		return tenant, had
-	}
-	var rec schemas.MappingRule
-	if err := schemas.MappingRules.Decode(r.Value, &rec); err != nil {
+	tenant, changed, err := srules.Apply(state, r)
+	if err != nil {
 		w.invalid.Inc()
-		w.log.Warn("skipping undecodable rule record", "key", key, "offset", r.Offset, "err", err)
-		return "", false
+		w.log.Warn("skipping rule record", "err", err)
 	}
-	if string(schemas.RoutingKey(rec.Tenant, rec.ID)) != key {
-		w.invalid.Inc()
-		w.log.Warn("skipping rule record whose key is not tenant|id", "key", key, "tenant", rec.Tenant, "id", rec.ID)
-		return "", false
-	}
-	if state[rec.Tenant] == nil {
-		state[rec.Tenant] = map[string]Rule{}
-	}
-	state[rec.Tenant][key] = FromRecord(&rec)
-	return rec.Tenant, true
+	return tenant, changed
 }
 
 func (w *Watcher) swap(s *Set, errs []error) {

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -30,13 +29,10 @@ const (
 	MechanismScramSHA512 = "SCRAM-SHA-512"
 )
 
-// Variables of the Kafka security settings (each flag's default).
-const (
-	EnvTLS           = "SIGNALSTAGE_KAFKA_TLS"
-	EnvSASLMechanism = "SIGNALSTAGE_KAFKA_SASL_MECHANISM"
-	EnvSASLUser      = "SIGNALSTAGE_KAFKA_SASL_USER"
-	EnvSASLPassword  = "SIGNALSTAGE_KAFKA_SASL_PASSWORD"
-)
+// EnvSASLPassword holds the SASL password itself (a secret: never a flag). The other settings are flags, read
+// from the environment by the binaries' one rule (schemas/envflag: -kafka-sasl-user is SIGNALSTAGE_KAFKA_SASL_USER
+// for every stage, SIGNALSTAGE_<STAGE>_KAFKA_SASL_USER for one).
+const EnvSASLPassword = "SIGNALSTAGE_KAFKA_SASL_PASSWORD"
 
 // Flags are a Kafka client's security settings. The zero value is a plaintext client without SASL.
 type Flags struct {
@@ -49,12 +45,11 @@ type Flags struct {
 	Password *Secret
 }
 
-// Register adds the Kafka security flags to fs, their defaults taken from the SIGNALSTAGE_KAFKA_* variables.
+// Register adds the Kafka security flags to fs (their variables come from schemas/envflag's rule).
 func (f *Flags) Register(fs *flag.FlagSet) {
-	f.TLS = RegisterTLS(fs, "kafka-tls", EnvTLS, "Kafka", true)
-	fs.StringVar(&f.Mechanism, "kafka-sasl-mechanism", os.Getenv(EnvSASLMechanism),
-		"SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL (env "+EnvSASLMechanism+")")
-	fs.StringVar(&f.User, "kafka-sasl-user", os.Getenv(EnvSASLUser), "SASL user (env "+EnvSASLUser+")")
+	f.TLS = RegisterTLS(fs, "kafka-tls", "Kafka", true)
+	fs.StringVar(&f.Mechanism, "kafka-sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL")
+	fs.StringVar(&f.User, "kafka-sasl-user", "", "SASL user")
 	f.Password = RegisterSecret(fs, "kafka-sasl-password", EnvSASLPassword, "SASL password")
 }
 
@@ -120,10 +115,4 @@ func Explain(err error) error {
 		return fmt.Errorf("%w: %w", ErrAuthentication, err)
 	}
 	return err
-}
-
-// Variables returns every environment variable Flags.Register reads (for checks that a deployment sets only
-// variables the binaries read).
-func Variables() []string {
-	return append(append(TLSVariables(EnvTLS), EnvSASLMechanism, EnvSASLUser), SecretVariables(EnvSASLPassword)...)
 }

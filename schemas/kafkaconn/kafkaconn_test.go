@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/signalstage/signalstage/schemas/envflag"
 )
 
 func parse(t *testing.T, args ...string) (*Flags, *flag.FlagSet) {
@@ -15,7 +17,8 @@ func parse(t *testing.T, args ...string) (*Flags, *flag.FlagSet) {
 	var f Flags
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	f.Register(fs)
-	if err := fs.Parse(args); err != nil {
+	// As the binaries parse: the command line, then the variables (schemas/envflag).
+	if err := envflag.Parse(fs, "test", args); err != nil {
 		t.Fatal(err)
 	}
 	return &f, fs
@@ -58,7 +61,7 @@ func TestSecretSources(t *testing.T) {
 			t.Fatal("-h shows the password")
 		}
 		for _, want := range []string{"-kafka-tls-ca-file", "SIGNALSTAGE_KAFKA_TLS_CA_FILE", "-kafka-sasl-mechanism",
-			EnvSASLMechanism, "-kafka-sasl-user", EnvSASLUser, "-kafka-sasl-password-file", EnvSASLPassword + "_FILE",
+			"SIGNALSTAGE_KAFKA_SASL_MECHANISM", "-kafka-sasl-user", "SIGNALSTAGE_KAFKA_SASL_USER", "-kafka-sasl-password-file", EnvSASLPassword + "_FILE",
 			"-kafka-tls-cert-file", "-kafka-tls-key-file", "-kafka-tls-server-name"} {
 			if !strings.Contains(help.String(), want) {
 				t.Errorf("-h does not list %s", want)

@@ -23,12 +23,12 @@ type Secret struct {
 	Flag string
 }
 
-// RegisterSecret registers -<name>-file on fs (default from <env>_FILE) and returns the Secret it fills. what
-// says what the secret is, for -h.
+// RegisterSecret registers -<name>-file on fs and returns the Secret it fills. what says what the secret is, for
+// -h. The file flag is read from the environment like every flag (schemas/envflag); pass env as
+// SIGNALSTAGE_<NAME> (or SIGNALSTAGE_<STAGE>_<NAME>) so that <env>_FILE is one of the file flag's variables.
 func RegisterSecret(fs *flag.FlagSet, name, env, what string) *Secret {
 	s := &Secret{Env: env, Flag: name + "-file"}
-	fs.StringVar(&s.File, s.Flag, os.Getenv(env+"_FILE"),
-		fmt.Sprintf("file holding the %s (env %s_FILE; or the value itself in env %s, never a flag)", what, env, env))
+	fs.StringVar(&s.File, s.Flag, "", fmt.Sprintf("file holding the %s (or the value itself in env %s, never a flag)", what, env))
 	return s
 }
 
@@ -69,6 +69,3 @@ func (s *Secret) String() string {
 	}
 	return "none"
 }
-
-// SecretVariables returns the variables RegisterSecret reads for env: env itself and env_FILE.
-func SecretVariables(env string) []string { return []string{env, env + "_FILE"} }

@@ -25,22 +25,19 @@ type TLS struct {
 	prefix string // flag prefix for error messages ("kafka-tls", "clickhouse-tls")
 }
 
-// RegisterTLS registers -<prefix>, -<prefix>-ca-file, -<prefix>-cert-file, -<prefix>-key-file and
-// -<prefix>-server-name on fs, each with its variable <envPrefix>, <envPrefix>_CA_FILE, ... as the default.
-// what names the server, for -h.
-func RegisterTLS(fs *flag.FlagSet, prefix, envPrefix, what string, clientCert bool) *TLS {
+// RegisterTLS registers -<prefix>, -<prefix>-ca-file, -<prefix>-cert-file (with clientCert), -<prefix>-key-file
+// and -<prefix>-server-name on fs (their variables come from schemas/envflag's rule: SIGNALSTAGE_KAFKA_TLS_CA_FILE
+// for -kafka-tls-ca-file). what names the server, for -h.
+func RegisterTLS(fs *flag.FlagSet, prefix, what string, clientCert bool) *TLS {
 	t := &TLS{prefix: prefix}
-	fs.BoolVar(&t.Enabled, prefix, envBool(envPrefix), fmt.Sprintf("connect to %s over TLS; implied by -%s-ca-file (env %s)", what, prefix, envPrefix))
-	fs.StringVar(&t.CAFile, prefix+"-ca-file", os.Getenv(envPrefix+"_CA_FILE"),
-		fmt.Sprintf("PEM CA bundle verifying %s (env %s_CA_FILE; default the host's roots)", what, envPrefix))
+	fs.BoolVar(&t.Enabled, prefix, false, fmt.Sprintf("connect to %s over TLS; implied by -%s-ca-file", what, prefix))
+	fs.StringVar(&t.CAFile, prefix+"-ca-file", "", fmt.Sprintf("PEM CA bundle verifying %s (default the host's roots)", what))
 	if clientCert {
-		fs.StringVar(&t.CertFile, prefix+"-cert-file", os.Getenv(envPrefix+"_CERT_FILE"),
-			fmt.Sprintf("PEM client certificate for %s requiring one, with -%s-key-file (env %s_CERT_FILE)", what, prefix, envPrefix))
-		fs.StringVar(&t.KeyFile, prefix+"-key-file", os.Getenv(envPrefix+"_KEY_FILE"),
-			fmt.Sprintf("PEM key of -%s-cert-file (env %s_KEY_FILE)", prefix, envPrefix))
+		fs.StringVar(&t.CertFile, prefix+"-cert-file", "",
+			fmt.Sprintf("PEM client certificate for %s requiring one, with -%s-key-file", what, prefix))
+		fs.StringVar(&t.KeyFile, prefix+"-key-file", "", fmt.Sprintf("PEM key of -%s-cert-file", prefix))
 	}
-	fs.StringVar(&t.ServerName, prefix+"-server-name", os.Getenv(envPrefix+"_SERVER_NAME"),
-		fmt.Sprintf("name %s's certificate must carry (env %s_SERVER_NAME; default the host dialled)", what, envPrefix))
+	fs.StringVar(&t.ServerName, prefix+"-server-name", "", fmt.Sprintf("name %s's certificate must carry (default the host dialled)", what))
 	return t
 }
 
@@ -78,17 +75,4 @@ func (t *TLS) Config() (*tls.Config, error) {
 		return nil, fmt.Errorf("-%s-cert-file and -%s-key-file: %w", p, p, errors.New("give both or neither"))
 	}
 	return c, nil
-}
-
-func envBool(name string) bool {
-	switch os.Getenv(name) {
-	case "1", "true", "TRUE", "True", "yes", "on":
-		return true
-	}
-	return false
-}
-
-// TLSVariables returns the variables RegisterTLS reads for envPrefix.
-func TLSVariables(envPrefix string) []string {
-	return []string{envPrefix, envPrefix + "_CA_FILE", envPrefix + "_CERT_FILE", envPrefix + "_KEY_FILE", envPrefix + "_SERVER_NAME"}
 }

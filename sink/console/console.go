@@ -3,9 +3,8 @@
 //
 // Its assets (templates, CSS, JS) are embedded, so it works offline and ships in the binary. Reads go to
 // ClickHouse through the sink's own views and queries (sink/queries/signal_queue.sql); writes go through the
-// same code as the CLI: rules through processor/rules' validation and Publisher to signals.rules, redrive
-// through sink.Redrive (`sink redrive`). The rule code is imported from the processor for now; it belongs in
-// schemas/ once a second stage writes rules.
+// same code as the CLI: rules through schemas/rules' validation and Publisher to signals.rules (the rule model
+// the processor's `processor rules` and admin API share), redrive through sink.Redrive (`sink redrive`).
 //
 // Auth is the admin token, or an operator's token limited to its tenants: a login form (or a one-time login link
 // for the dev setup, as the admin) trades it for a session cookie (HttpOnly, SameSite=Strict), and every write
@@ -28,8 +27,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/signalstage/signalstage/processor/rules"
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/rules"
 	"github.com/signalstage/signalstage/sink"
 )
 

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/signalstage/signalstage/processor/rules"
+	"github.com/signalstage/signalstage/schemas/rules"
 )
 
 // mapTargets are the map targets the draft form offers, in order.

@@ -1,20 +1,19 @@
 package console
 
 import (
-	"log/slog"
 	"net/http"
 	"net/url"
 	"sort"
 
-	"github.com/signalstage/signalstage/processor/rules"
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/rules"
 )
 
-// ruleSet reads the whole rules topic (rules.Snapshot, the code `processor rules list` uses): the rules as the
-// processors will have them once they have read the topic.
-func (s *Server) ruleSet(r *http.Request) (*rules.Set, error) {
-	return rules.Snapshot(r.Context(), rules.WatcherConfig{Brokers: s.cfg.Sink.Brokers,
-		Topic: s.cfg.Sink.Topics.Name(schemas.TopicRules), Logger: slog.New(slog.DiscardHandler)})
+// ruleSet reads the whole rules topic (schemas/rules.Read, applying records as the processors' watcher does):
+// the rules as the processors will have them once they have read the topic.
+func (s *Server) ruleSet(r *http.Request) (*rules.Catalog, error) {
+	return rules.Read(r.Context(), rules.ReadConfig{Brokers: s.cfg.Sink.Brokers,
+		Topic: s.cfg.Sink.Topics.Name(schemas.TopicRules), ClientOpts: s.cfg.Sink.KafkaConnOpts})
 }
 
 type ruleItem struct {

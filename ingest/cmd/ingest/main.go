@@ -10,12 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/signalstage/signalstage/ingest"
+	"github.com/signalstage/signalstage/schemas/envflag"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
@@ -26,44 +26,6 @@ func main() {
 	os.Exit(run())
 }
 
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		badEnv(name, v, "an integer")
-	}
-	return n
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		badEnv(name, v, "a duration (such as 30s or 5m)")
-	}
-	return d
-}
-
-// badEnv stops the process before anything starts: a value that cannot be read is a mistake to report, not a
-// default to fall back to silently (exit 2, as for a bad flag).
-func badEnv(name, value, want string) {
-	fmt.Fprintf(os.Stderr, "ingest: %s=%q is not %s\n", name, value, want)
-	os.Exit(2)
-}
-
 func run() int {
 	var cfg ingest.Config
 	var brokers, level string
@@ -71,22 +33,22 @@ func run() int {
 	var kafka kafkaconn.Flags
 	fs := flag.NewFlagSet("ingest", flag.ExitOnError)
 	kafka.Register(fs)
-	fs.StringVar(&cfg.Addr, "addr", env("SIGNALSTAGE_INGEST_ADDR", ingest.DefaultAddr), "HTTP listen address (env SIGNALSTAGE_INGEST_ADDR)")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_INGEST_ADMIN_ADDR", "127.0.0.1:9101"), "operator listener: /metrics, /healthz, /readyz; keep it off the public network (env SIGNALSTAGE_INGEST_ADMIN_ADDR; empty serves /metrics on -addr, as before)")
-	fs.DurationVar(&cfg.DrainGrace, "drain-grace", envDuration("SIGNALSTAGE_INGEST_DRAIN_GRACE", 5*time.Second), "after SIGTERM, keep serving this long with /readyz answering 503 before closing the listener (env SIGNALSTAGE_INGEST_DRAIN_GRACE)")
-	fs.StringVar(&brokers, "brokers", env("SIGNALSTAGE_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env SIGNALSTAGE_KAFKA_BROKERS)")
-	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "topic name prefix (env SIGNALSTAGE_TOPIC_PREFIX)")
-	fs.IntVar(&partitions, "partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of signals.raw when created (env SIGNALSTAGE_PARTITIONS)")
-	fs.StringVar(&level, "log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error")
-	fs.StringVar(&cfg.KeysFile, "keys", env("SIGNALSTAGE_KEYS_FILE", ""), "key registry JSON file, required (env SIGNALSTAGE_KEYS_FILE; for local development: testenv/dev-keys.json); reloaded on SIGHUP and on change")
+	fs.StringVar(&cfg.Addr, "addr", ingest.DefaultAddr, "HTTP listen address")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9101", "operator listener: /metrics, /healthz, /readyz; keep it off the public network (empty serves /metrics on -addr, as before)")
+	fs.DurationVar(&cfg.DrainGrace, "drain-grace", 5*time.Second, "after SIGTERM, keep serving this long with /readyz answering 503 before closing the listener")
+	fs.StringVar(&brokers, "brokers", "127.0.0.1:9092", "Kafka seed brokers, comma separated")
+	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", "", "topic name prefix")
+	fs.IntVar(&partitions, "partitions", 6, "partitions of signals.raw when created")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.KeysFile, "keys", "", "key registry JSON file, required (for local development: testenv/dev-keys.json); reloaded on SIGHUP and on change")
 	fs.DurationVar(&cfg.KeysPollInterval, "keys-poll", 2*time.Second, "how often the key file is checked for changes")
 	fs.IntVar(&cfg.MaxEventBytes, "max-event-bytes", ingest.DefaultMaxEventBytes, "largest event accepted")
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", ingest.DefaultMaxRequestBytes, "largest request body, after decompression")
-	fs.IntVar(&cfg.MaxWebhookRequestBytes, "max-webhook-request-bytes", envInt("SIGNALSTAGE_MAX_WEBHOOK_REQUEST_BYTES", 0), "largest body on the webhook route, after decompression (env SIGNALSTAGE_MAX_WEBHOOK_REQUEST_BYTES; default 16 MiB: Webhooks (Actions) batches of up to 4000 events)")
-	fs.IntVar(&cfg.MaxInFlightPerKey, "max-in-flight-per-key", envInt("SIGNALSTAGE_MAX_IN_FLIGHT_PER_KEY", 0), "requests of one key served at once, 503 beyond (env SIGNALSTAGE_MAX_IN_FLIGHT_PER_KEY; default -max-in-flight / 4)")
-	fs.Int64Var(&cfg.MaxRequestMemoryPerKey, "max-request-memory-per-key", int64(envInt("SIGNALSTAGE_MAX_REQUEST_MEMORY_PER_KEY", 0)), "request memory one key's requests may hold, 503 beyond (env SIGNALSTAGE_MAX_REQUEST_MEMORY_PER_KEY; default -max-request-memory / 4, at least 4 × -max-webhook-request-bytes when that fits)")
-	fs.IntVar(&cfg.MinBodyRate, "min-body-rate", envInt("SIGNALSTAGE_MIN_BODY_RATE", 16<<10), "slowest body accepted after -body-read-grace, bytes/s; 0 turns it off (env SIGNALSTAGE_MIN_BODY_RATE)")
-	fs.DurationVar(&cfg.BodyReadGrace, "body-read-grace", envDuration("SIGNALSTAGE_BODY_READ_GRACE", 5*time.Second), "time a body has before -min-body-rate applies (env SIGNALSTAGE_BODY_READ_GRACE)")
+	fs.IntVar(&cfg.MaxWebhookRequestBytes, "max-webhook-request-bytes", 0, "largest body on the webhook route, after decompression (default 16 MiB: Webhooks (Actions) batches of up to 4000 events)")
+	fs.IntVar(&cfg.MaxInFlightPerKey, "max-in-flight-per-key", 0, "requests of one key served at once, 503 beyond (default -max-in-flight / 4)")
+	fs.Int64Var(&cfg.MaxRequestMemoryPerKey, "max-request-memory-per-key", 0, "request memory one key's requests may hold, 503 beyond (default -max-request-memory / 4, at least 4 × -max-webhook-request-bytes when that fits)")
+	fs.IntVar(&cfg.MinBodyRate, "min-body-rate", 16<<10, "slowest body accepted after -body-read-grace, bytes/s; 0 turns it off")
+	fs.DurationVar(&cfg.BodyReadGrace, "body-read-grace", 5*time.Second, "time a body has before -min-body-rate applies")
 	fs.IntVar(&cfg.MaxEventsPerRequest, "max-events-per-request", 10_000, "most events in one request (413 beyond)")
 	fs.DurationVar(&cfg.ProduceTimeout, "produce-timeout", ingest.DefaultProduceTimeout, "wait for Kafka acks before answering 503")
 	fs.DurationVar(&cfg.RetryAfter, "retry-after", 5*time.Second, "Retry-After of 503 answers")
@@ -95,10 +57,15 @@ func run() int {
 	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 1024, "requests served at once (503 beyond)")
 	fs.Int64Var(&cfg.MaxRequestMemory, "max-request-memory", 256<<20, "memory all requests being served may hold (503 beyond)")
 	fs.DurationVar(&cfg.Linger, "linger", 0, "producer linger")
-	fs.StringVar(&cfg.ReplicaID, "replica-id", env("SIGNALSTAGE_REPLICA_ID", ""), "stable name of this replica in the usage topic (default host name)")
+	fs.StringVar(&cfg.ReplicaID, "replica-id", "", "stable name of this replica in the usage topic (default host name)")
 	fs.DurationVar(&cfg.UsageInterval, "usage-interval", time.Second, "how often monthly counts are published")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on draining requests and flushing")
-	_ = fs.Parse(os.Args[1:])
+	// Every flag also reads SIGNALSTAGE_INGEST_<FLAG>, else SIGNALSTAGE_<FLAG> (schemas/envflag).
+	if err := envflag.Parse(fs, "ingest", os.Args[1:], envflag.Legacy("brokers", "SIGNALSTAGE_KAFKA_BROKERS"),
+		envflag.Legacy("keys", "SIGNALSTAGE_KEYS_FILE")); err != nil {
+		fmt.Fprintln(os.Stderr, "ingest:", err)
+		return 2
+	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "ingest: unknown command or stray argument %q (commands: keys; with flags only, it runs the edge)\n", fs.Arg(0))
 		fs.Usage()

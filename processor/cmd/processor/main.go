@@ -23,7 +23,9 @@ import (
 	"github.com/signalstage/signalstage/processor"
 	"github.com/signalstage/signalstage/processor/rules"
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/envflag"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
+	"github.com/signalstage/signalstage/schemas/progress"
 )
 
 func main() {
@@ -36,44 +38,6 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		badEnv(name, v, "a duration (such as 30s or 5m)")
-	}
-	return d
-}
-
-// badEnv stops the process before anything starts: a value that cannot be read is a mistake to report, not a
-// default to fall back to silently (exit 2, as for a bad flag).
-func badEnv(name, value, want string) {
-	fmt.Fprintf(os.Stderr, "processor: %s=%q is not %s\n", name, value, want)
-	os.Exit(2)
-}
-
-func envInt(name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		badEnv(name, v, "an integer")
-	}
-	return n
-}
-
 // common are the flags every stage shares.
 type common struct {
 	brokers, prefix, level string
@@ -82,11 +46,20 @@ type common struct {
 }
 
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.brokers, "brokers", env("SIGNALSTAGE_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env SIGNALSTAGE_KAFKA_BROKERS)")
-	fs.StringVar(&c.prefix, "topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "topic name prefix (env SIGNALSTAGE_TOPIC_PREFIX)")
-	fs.IntVar(&c.partitions, "partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of signals.raw and everything co-partitioned with it (env SIGNALSTAGE_PARTITIONS)")
-	fs.StringVar(&c.level, "log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&c.brokers, "brokers", "127.0.0.1:9092", "Kafka seed brokers, comma separated")
+	fs.StringVar(&c.prefix, "topic-prefix", "", "topic name prefix")
+	fs.IntVar(&c.partitions, "partitions", 6, "partitions of signals.raw and everything co-partitioned with it")
+	fs.StringVar(&c.level, "log-level", "info", "debug, info, warn or error")
 	c.kafka.Register(fs)
+}
+
+// parse parses args into fs: the command line, then for every flag not given there SIGNALSTAGE_PROCESSOR_<FLAG>,
+// else SIGNALSTAGE_<FLAG> (schemas/envflag). A value the environment gets wrong exits 2 naming its variable.
+func parse(fs *flag.FlagSet, args []string) {
+	if err := envflag.Parse(fs, "processor", args, envflag.Legacy("brokers", "SIGNALSTAGE_KAFKA_BROKERS")); err != nil {
+		fmt.Fprintln(os.Stderr, "processor:", err)
+		os.Exit(2)
+	}
 }
 
 // kafkaOpts returns the Kafka security options (schemas/kafkaconn); a bad setting exits 2 naming its flag.
@@ -127,21 +100,22 @@ func run(args []string) int {
 	var cfg processor.Config
 	fs := flag.NewFlagSet("processor", flag.ExitOnError)
 	c.register(fs)
-	fs.StringVar(&cfg.StateDir, "state-dir", env("SIGNALSTAGE_PROCESSOR_STATE_DIR", "./processor-state"), "directory of the per-partition Pebble state (env SIGNALSTAGE_PROCESSOR_STATE_DIR)")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_PROCESSOR_ADMIN_ADDR", "127.0.0.1:9102"), "admin listener: /metrics, /healthz, /readyz, the rules API (env SIGNALSTAGE_PROCESSOR_ADMIN_ADDR)")
+	fs.StringVar(&cfg.StateDir, "state-dir", "./processor-state", "directory of the per-partition Pebble state")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9102", "admin listener: /metrics, /healthz, /readyz, the rules API")
 	adminToken := kafkaconn.RegisterSecret(fs, "admin-token", "SIGNALSTAGE_ADMIN_TOKEN", "bearer token of the rules HTTP API on -admin-addr; none disables the API")
 	fs.BoolVar(&cfg.DisableRules, "disable-rules", false, "do not read signals.rules: every signal comes out unmapped")
-	fs.StringVar(&cfg.Group, "group", env("SIGNALSTAGE_PROCESSOR_GROUP", ""), "consumer group (default <prefix>processor)")
-	fs.StringVar(&cfg.TransactionalID, "transactional-id", env("SIGNALSTAGE_PROCESSOR_TRANSACTIONAL_ID", ""), "unique per instance, stable across its restarts (default <prefix>processor-<hostname>-<state dir hash>)")
+	fs.StringVar(&cfg.Group, "group", "", "consumer group (default <prefix>processor)")
+	fs.StringVar(&cfg.TransactionalID, "transactional-id", "", "unique per instance, stable across its restarts (default <prefix>processor-<hostname>-<state dir hash>)")
 	fs.DurationVar(&cfg.DedupWindow, "dedup-window", processor.DefaultDedupWindow, "how long a signal id is remembered")
 	fs.IntVar(&cfg.MaxHeldPerVisitor, "max-held", processor.DefaultMaxHeldPerVisitor, "cold signals held per visitor")
 	fs.DurationVar(&cfg.MaxHeldAge, "max-held-age", processor.DefaultMaxHeldAge, "how long a cold signal is held")
 	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", 5000, "input records per transaction")
+	fs.DurationVar(&cfg.RestoreProgress, "restore-progress", progress.DefaultEvery, "how often a state restore logs its progress (done/total changelog offsets, rate, ETA); negative never")
 	visitorCacheMB := fs.Int("visitor-cache-mb", processor.DefaultVisitorCacheBytes>>20, "per partition: memory for the identities and held counters of recent visitors (0 disables)")
-	fs.StringVar(&cfg.InstanceID, "instance-id", env("SIGNALSTAGE_PROCESSOR_INSTANCE_ID", ""), "static group membership: unique per instance, stable across restarts (a pod name); a restart within -session-timeout moves no partitions (env SIGNALSTAGE_PROCESSOR_INSTANCE_ID; default dynamic)")
-	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", envDuration("SIGNALSTAGE_PROCESSOR_SESSION_TIMEOUT", 10*time.Second), "how long the group waits for a crashed instance (env SIGNALSTAGE_PROCESSOR_SESSION_TIMEOUT)")
-	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", envDuration("SIGNALSTAGE_PROCESSOR_TRANSACTION_TIMEOUT", 0), "Kafka transaction timeout, at most -session-timeout (env SIGNALSTAGE_PROCESSOR_TRANSACTION_TIMEOUT; default -session-timeout)")
-	_ = fs.Parse(args)
+	fs.StringVar(&cfg.InstanceID, "instance-id", "", "static group membership: unique per instance, stable across restarts (a pod name); a restart within -session-timeout moves no partitions (default dynamic)")
+	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 10*time.Second, "how long the group waits for a crashed instance")
+	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", 0, "Kafka transaction timeout, at most -session-timeout (default -session-timeout)")
+	parse(fs, args)
 	if fs.NArg() > 0 {
 		// `processor nonsense-verb -h` used to start a processor against the default broker.
 		fmt.Fprintf(os.Stderr, "processor: unknown command or stray argument %q (commands: replay, rules; with flags only, it runs the processor)\n", fs.Arg(0))
@@ -203,7 +177,7 @@ func rulesCmd(args []string) int {
 		fmt.Fprintln(fs.Output(), "usage: processor rules [-brokers B] [-topic-prefix P] <verb> ...\n\n"+rules.Usage)
 		fs.PrintDefaults()
 	}
-	_ = fs.Parse(args)
+	parse(fs, args)
 	if _, err := c.logger(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -220,7 +194,8 @@ func rulesCmd(args []string) int {
 		}
 	}
 	err := rules.Command(ctx, fs.Args(), os.Stdin, os.Stdout, rules.CommandConfig{
-		Brokers: brokers, ClientOpts: c.kafkaOpts(), Topic: c.topics().Name(schemas.TopicRules)})
+		Brokers: brokers, ClientOpts: c.kafkaOpts(), Topic: c.topics().Name(schemas.TopicRules),
+		Env: func(fs *flag.FlagSet) error { return envflag.Apply(fs, "processor") }})
 	switch {
 	case err == nil:
 		return 0
@@ -243,6 +218,8 @@ func replay(args []string) int {
 	fs.StringVar(&from, "from", "", "where to rewind signals.raw: an RFC 3339 time, or an offset applied to every partition")
 	fs.StringVar(&rc.PartitionsList, "only-partitions", "", "comma-separated partitions to rewind (default all)")
 	fs.BoolVar(&rc.DryRun, "dry-run", false, "print the new offsets without committing them")
+	follow := fs.Bool("follow", false, "after rewinding, report the group's progress through the range (done/total offsets, rate, ETA) until it reached the end offsets of now; start the processors meanwhile")
+	progressEvery := fs.Duration("progress", progress.DefaultEvery, "with -follow: how often progress is logged when stderr is not a terminal (a terminal gets a refreshing line)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: processor replay -from <RFC3339 time | offset> [flags]\n\n"+
 			"Rewinds the processor's group on signals.raw; stop every processor instance first (the group must be\n"+
@@ -250,7 +227,7 @@ func replay(args []string) int {
 			"nothing dropped as a duplicate (see processor/README.md).")
 		fs.PrintDefaults()
 	}
-	_ = fs.Parse(args)
+	parse(fs, args)
 	log, err := c.logger()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -280,6 +257,16 @@ func replay(args []string) int {
 	}
 	for part, o := range offs {
 		fmt.Printf("partition %d -> offset %d\n", part, o)
+	}
+	if *follow && !rc.DryRun {
+		err := processor.FollowReplay(ctx, rc, offs, progress.Options{Log: log, Terminal: progress.StderrTerminal(), Every: *progressEvery})
+		switch {
+		case ctx.Err() != nil:
+			log.Info("stopped following the replay; the processors go on")
+		case err != nil:
+			log.Error("following the replay failed", "err", err)
+			return 1
+		}
 	}
 	return 0
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/signalstage/signalstage/schemas/kafkaconn"
 	"github.com/signalstage/signalstage/sink"
 	"github.com/signalstage/signalstage/sink/console"
 )
@@ -16,21 +17,22 @@ import (
 // consoleFlags are the operator console's flags (sink/console): it starts with the loader when -console-addr is
 // set.
 type consoleFlags struct {
-	addr, token, tokenFile, loginCode, metrics, operators *string
+	addr, loginCode, metrics, operators *string
+	token                               *kafkaconn.Secret
 }
 
 func addConsoleFlags(fs *flag.FlagSet) consoleFlags {
 	return consoleFlags{
-		addr: fs.String("console-addr", env("SIGNALSTAGE_SINK_CONSOLE_ADDR", ""), "listen address of the operator console; empty disables it (env SIGNALSTAGE_SINK_CONSOLE_ADDR)"),
-		token: fs.String("console-token", "", // the environment is read at start, so -h never shows the token
-			"admin token operators log in to the console with, at least 16 characters (env SIGNALSTAGE_SINK_CONSOLE_TOKEN, else SIGNALSTAGE_ADMIN_TOKEN, the processor's admin token; prefer -console-token-file)"),
-		tokenFile: fs.String("console-token-file", env("SIGNALSTAGE_SINK_CONSOLE_TOKEN_FILE", ""), "file holding the console's admin token (env SIGNALSTAGE_SINK_CONSOLE_TOKEN_FILE)"),
-		loginCode: fs.String("console-login-code", "", // read at start, like the token
-			"one-time login code for /login/once?code=... (dev setup; default: a random one, logged) (env SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE)"),
-		operators: fs.String("console-operators-file", env("SIGNALSTAGE_SINK_CONSOLE_OPERATORS_FILE", ""),
-			`JSON list of console logins limited to tenants: [{"name":..., "token_sha256":..., "tenants":[...]}] (env SIGNALSTAGE_SINK_CONSOLE_OPERATORS_FILE)`),
-		metrics: fs.String("console-metrics", env("SIGNALSTAGE_SINK_CONSOLE_METRICS", ""),
-			"the stages' metrics for the console's health page: stage=URL, comma separated (env SIGNALSTAGE_SINK_CONSOLE_METRICS)"),
+		addr: fs.String("console-addr", "", "listen address of the operator console; empty disables it"),
+		// A secret: env or file, never a flag's value (kafkaconn.Secret).
+		token: kafkaconn.RegisterSecret(fs, "console-token", "SIGNALSTAGE_SINK_CONSOLE_TOKEN",
+			"admin token operators log in to the console with, at least 16 characters (default env SIGNALSTAGE_ADMIN_TOKEN, the processor's admin token)"),
+		loginCode: fs.String("console-login-code", "",
+			"one-time login code for /login/once?code=... (dev setup; default: a random one, logged)"),
+		operators: fs.String("console-operators-file", "",
+			`JSON list of console logins limited to tenants: [{"name":..., "token_sha256":..., "tenants":[...]}]`),
+		metrics: fs.String("console-metrics", "",
+			"the stages' metrics for the console's health page: stage=URL, comma separated"),
 	}
 }
 
@@ -40,21 +42,14 @@ func startConsole(ctx context.Context, log *slog.Logger, cfg sink.Config, f cons
 	if *f.addr == "" {
 		return func() {}, nil
 	}
-	token := *f.token
+	token, err := f.token.Value()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", sink.ErrConfig, err)
+	}
 	if token == "" {
-		token = env("SIGNALSTAGE_SINK_CONSOLE_TOKEN", env("SIGNALSTAGE_ADMIN_TOKEN", ""))
+		token = os.Getenv("SIGNALSTAGE_ADMIN_TOKEN")
 	}
-	loginCode := *f.loginCode
-	if loginCode == "" {
-		loginCode = env("SIGNALSTAGE_SINK_CONSOLE_LOGIN_CODE", "")
-	}
-	if *f.tokenFile != "" {
-		b, err := os.ReadFile(*f.tokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: -console-token-file: %v", sink.ErrConfig, err)
-		}
-		token = strings.TrimSpace(string(b))
-	}
+	token = strings.TrimSpace(token)
 	metrics := map[string]string{}
 	for _, kv := range strings.Split(*f.metrics, ",") {
 		if kv = strings.TrimSpace(kv); kv == "" {
@@ -76,7 +71,7 @@ func startConsole(ctx context.Context, log *slog.Logger, cfg sink.Config, f cons
 			return nil, fmt.Errorf("%w: -console-operators-file: %v", sink.ErrConfig, err)
 		}
 	}
-	srv, err := console.New(console.Config{Addr: *f.addr, Token: token, LoginCode: loginCode, Operators: ops,
+	srv, err := console.New(console.Config{Addr: *f.addr, Token: token, LoginCode: *f.loginCode, Operators: ops,
 		Metrics: metrics, Sink: cfg, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", sink.ErrConfig, err)

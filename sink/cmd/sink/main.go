@@ -12,7 +12,7 @@
 //	sink tail -topic signals.resolved [-from-beginning] [-n N]
 //	                       print a topic's records as JSON lines, decoded whatever schema version wrote them
 //
-// Every flag falls back to an environment variable; see sink/README.md.
+// Every flag falls back to an environment variable, SIGNALSTAGE_SINK_<FLAG> else SIGNALSTAGE_<FLAG>; see sink/README.md.
 package main
 
 import (
@@ -26,7 +26,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -38,49 +37,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/envflag"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
+	"github.com/signalstage/signalstage/schemas/progress"
 	"github.com/signalstage/signalstage/sink"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
-
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		badEnv(name, v, "an integer")
-	}
-	return n
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		badEnv(name, v, "a duration (such as 30s or 5m)")
-	}
-	return d
-}
-
-// badEnv stops the process before anything starts: a value that cannot be read is a mistake to report, not a
-// default to fall back to silently (exit 2, as for a bad flag).
-func badEnv(name, value, want string) {
-	fmt.Fprintf(os.Stderr, "sink: %s=%q is not %s\n", name, value, want)
-	os.Exit(2)
-}
 
 func run(args []string) int {
 	verb := "run"
@@ -88,43 +51,53 @@ func run(args []string) int {
 		verb, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("sink "+verb, flag.ContinueOnError)
-	brokers := fs.String("brokers", env("SIGNALSTAGE_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env SIGNALSTAGE_KAFKA_BROKERS)")
-	prefix := fs.String("topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "prefix of every topic and of the consumer group (env SIGNALSTAGE_TOPIC_PREFIX)")
-	partitions := fs.Int("partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of the co-partitioned topics (env SIGNALSTAGE_PARTITIONS)")
-	logLevel := fs.String("log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error (env SIGNALSTAGE_LOG_LEVEL)")
-	chAddr := fs.String("clickhouse-addr", env("SIGNALSTAGE_CLICKHOUSE_ADDR", "127.0.0.1:9000"), "ClickHouse native address (env SIGNALSTAGE_CLICKHOUSE_ADDR)")
-	chDB := fs.String("clickhouse-database", env("SIGNALSTAGE_CLICKHOUSE_DATABASE", "signalstage"), "ClickHouse database (env SIGNALSTAGE_CLICKHOUSE_DATABASE)")
-	chUser := fs.String("clickhouse-user", env("SIGNALSTAGE_CLICKHOUSE_USER", "default"), "ClickHouse user (env SIGNALSTAGE_CLICKHOUSE_USER)")
+	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma separated")
+	prefix := fs.String("topic-prefix", "", "prefix of every topic and of the consumer group")
+	partitions := fs.Int("partitions", 6, "partitions of the co-partitioned topics")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	chAddr := fs.String("clickhouse-addr", "127.0.0.1:9000", "ClickHouse native address")
+	chDB := fs.String("clickhouse-database", "signalstage", "ClickHouse database")
+	chUser := fs.String("clickhouse-user", "default", "ClickHouse user")
 	chPassword := kafkaconn.RegisterSecret(fs, "clickhouse-password", "SIGNALSTAGE_CLICKHOUSE_PASSWORD", "ClickHouse password")
-	chTLS := kafkaconn.RegisterTLS(fs, "clickhouse-tls", "SIGNALSTAGE_CLICKHOUSE_TLS", "ClickHouse", false)
+	chTLS := kafkaconn.RegisterTLS(fs, "clickhouse-tls", "ClickHouse", false)
 	var kafka kafkaconn.Flags
 	kafka.Register(fs)
-	instanceID := fs.String("instance-id", env("SIGNALSTAGE_SINK_INSTANCE_ID", ""), "static group membership: unique per instance, stable across restarts (a pod name); a restart within -session-timeout moves no partitions (env SIGNALSTAGE_SINK_INSTANCE_ID; default dynamic)")
-	sessionTimeout := fs.Duration("session-timeout", envDuration("SIGNALSTAGE_SINK_SESSION_TIMEOUT", 45*time.Second), "how long the group waits for a crashed sink before moving its partitions (env SIGNALSTAGE_SINK_SESSION_TIMEOUT)")
-	metricsAddr := fs.String("metrics-addr", env("SIGNALSTAGE_SINK_METRICS_ADDR", "127.0.0.1:9103"), "listen address of /metrics and /readyz; empty disables (env SIGNALSTAGE_SINK_METRICS_ADDR)")
-	flushRows := fs.Int("flush-rows", envInt("SIGNALSTAGE_SINK_FLUSH_ROWS", 50_000), "flush a table's batch at this many rows (env SIGNALSTAGE_SINK_FLUSH_ROWS)")
-	flushBytes := fs.Int("flush-bytes", envInt("SIGNALSTAGE_SINK_FLUSH_BYTES", 32<<20), "flush a table's batch at about this many bytes (env SIGNALSTAGE_SINK_FLUSH_BYTES)")
-	flushInterval := fs.Duration("flush-interval", envDuration("SIGNALSTAGE_SINK_FLUSH_INTERVAL", time.Second), "flush a table's batch when its oldest row is this old (env SIGNALSTAGE_SINK_FLUSH_INTERVAL)")
-	insertConcurrency := fs.Int("insert-concurrency", envInt("SIGNALSTAGE_SINK_INSERT_CONCURRENCY", 2), "batches inserted at once (env SIGNALSTAGE_SINK_INSERT_CONCURRENCY)")
-	maxPartitions := fs.Int("max-partitions-per-insert", envInt("SIGNALSTAGE_SINK_MAX_PARTITIONS_PER_INSERT", 100), "most monthly partitions one INSERT touches; keep at or below ClickHouse's max_partitions_per_insert_block (env SIGNALSTAGE_SINK_MAX_PARTITIONS_PER_INSERT)")
-	maxRefused := fs.Int("max-refused-rows", envInt("SIGNALSTAGE_SINK_MAX_REFUSED_ROWS", 100), "rows ClickHouse may refuse for their data (in a batch, or in a row), each then dead-lettered, before batches wait and are retried instead (env SIGNALSTAGE_SINK_MAX_REFUSED_ROWS)")
-	retryMax := fs.Duration("retry-max", envDuration("SIGNALSTAGE_SINK_RETRY_MAX", 10*time.Second), "longest wait between insert retries (env SIGNALSTAGE_SINK_RETRY_MAX)")
+	instanceID := fs.String("instance-id", "", "static group membership: unique per instance, stable across restarts (a pod name); a restart within -session-timeout moves no partitions (default dynamic)")
+	sessionTimeout := fs.Duration("session-timeout", 45*time.Second, "how long the group waits for a crashed sink before moving its partitions")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9103", "listen address of /metrics and /readyz; empty disables")
+	flushRows := fs.Int("flush-rows", 50_000, "flush a table's batch at this many rows")
+	flushBytes := fs.Int("flush-bytes", 32<<20, "flush a table's batch at about this many bytes")
+	flushInterval := fs.Duration("flush-interval", time.Second, "flush a table's batch when its oldest row is this old")
+	insertConcurrency := fs.Int("insert-concurrency", 2, "batches inserted at once")
+	maxPartitions := fs.Int("max-partitions-per-insert", 100, "most monthly partitions one INSERT touches; keep at or below ClickHouse's max_partitions_per_insert_block")
+	maxRefused := fs.Int("max-refused-rows", 100, "rows ClickHouse may refuse for their data (in a batch, or in a row), each then dead-lettered, before batches wait and are retried instead")
+	retryMax := fs.Duration("retry-max", 10*time.Second, "longest wait between insert retries")
 	consoleF := addConsoleFlags(fs)
 	var params paramFlag
 	fs.Var(&params, "param", "query: a parameter name=value (repeatable)")
 	where := fs.String("where", "", "redrive: which dead_letters rows, a ClickHouse condition (default: retries = 0, those not redriven yet)")
 	limit := fs.Int("limit", 10_000, "redrive: at most this many dead letters")
 	dryRun := fs.Bool("dry-run", false, "redrive: list what would be sent, send nothing")
+	progressEvery := fs.Duration("progress", progress.DefaultEvery, "redrive: how often progress (done/total, rate, ETA) is logged when stderr is not a terminal (a terminal gets a refreshing line); negative: only at the end")
 	from := fs.String("from", "", "replay: load again the records written at or after this RFC 3339 time (default: from the start)")
-	forgetTenant := fs.String("tenant", env("SIGNALSTAGE_FORGET_TENANT", ""), "forget: the person's tenant (env SIGNALSTAGE_FORGET_TENANT)")
-	forgetEmail := fs.String("email", env("SIGNALSTAGE_FORGET_EMAIL", ""), "forget: the person's lead email (env SIGNALSTAGE_FORGET_EMAIL)")
-	forgetAnon := fs.String("anonymous-id", env("SIGNALSTAGE_FORGET_ANONYMOUS_ID", ""), "forget: the person's anonymous id (env SIGNALSTAGE_FORGET_ANONYMOUS_ID)")
-	forgetUser := fs.String("user-id", env("SIGNALSTAGE_FORGET_USER_ID", ""), "forget: the person's user id (env SIGNALSTAGE_FORGET_USER_ID)")
-	forgetWait := fs.Duration("wait", envDuration("SIGNALSTAGE_SINK_FORGET_WAIT", 2*time.Minute), "forget: how long to wait for a sink to report the erasure; 0 publishes and returns (env SIGNALSTAGE_SINK_FORGET_WAIT)")
-	tailTopic := fs.String("topic", env("SIGNALSTAGE_TAIL_TOPIC", ""), "tail: the topic, by base name ("+strings.Join(schemas.ViewTopics(), ", ")+") (env SIGNALSTAGE_TAIL_TOPIC)")
-	tailFromBeginning := fs.Bool("from-beginning", env("SIGNALSTAGE_TAIL_FROM_BEGINNING", "") == "true", "tail: start at the oldest record kept, not at the end (env SIGNALSTAGE_TAIL_FROM_BEGINNING=true)")
-	tailN := fs.Int("n", envInt("SIGNALSTAGE_TAIL_N", 0), "tail: stop after this many records; 0 follows until interrupted (env SIGNALSTAGE_TAIL_N)")
-	if err := fs.Parse(args); err != nil {
+	forgetTenant := fs.String("tenant", "", "forget: the person's tenant")
+	forgetEmail := fs.String("email", "", "forget: the person's lead email")
+	forgetAnon := fs.String("anonymous-id", "", "forget: the person's anonymous id")
+	forgetUser := fs.String("user-id", "", "forget: the person's user id")
+	forgetWait := fs.Duration("wait", 2*time.Minute, "forget: how long to wait for a sink to report the erasure; 0 publishes and returns")
+	tailTopic := fs.String("topic", "", "tail: the topic, by base name ("+strings.Join(schemas.ViewTopics(), ", ")+")")
+	tailFromBeginning := fs.Bool("from-beginning", false, "tail: start at the oldest record kept, not at the end")
+	tailN := fs.Int("n", 0, "tail: stop after this many records; 0 follows until interrupted")
+	// Every flag also reads SIGNALSTAGE_SINK_<FLAG>, else SIGNALSTAGE_<FLAG> (schemas/envflag); the legacy names
+	// are those older releases documented.
+	if err := envflag.Parse(fs, "sink", args, envflag.Legacy("brokers", "SIGNALSTAGE_KAFKA_BROKERS"),
+		envflag.Legacy("tenant", "SIGNALSTAGE_FORGET_TENANT"), envflag.Legacy("email", "SIGNALSTAGE_FORGET_EMAIL"),
+		envflag.Legacy("anonymous-id", "SIGNALSTAGE_FORGET_ANONYMOUS_ID"), envflag.Legacy("user-id", "SIGNALSTAGE_FORGET_USER_ID"),
+		envflag.Legacy("wait", "SIGNALSTAGE_SINK_FORGET_WAIT"), envflag.Legacy("topic", "SIGNALSTAGE_TAIL_TOPIC"),
+		envflag.Legacy("from-beginning", "SIGNALSTAGE_TAIL_FROM_BEGINNING"), envflag.Legacy("n", "SIGNALSTAGE_TAIL_N")); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "sink: %v\n", err)
+		}
 		return 2
 	}
 	if verb != "query" && fs.NArg() > 0 {
@@ -196,7 +169,8 @@ func run(args []string) int {
 		}
 	case "redrive":
 		var res sink.RedriveResult
-		res, err = sink.Redrive(ctx, cfg, sink.RedriveConfig{Where: *where, Limit: *limit, DryRun: *dryRun}, func(r sink.Redriven) {
+		res, err = sink.Redrive(ctx, cfg, sink.RedriveConfig{Where: *where, Limit: *limit, DryRun: *dryRun,
+			Progress: &progress.Options{Log: log, Terminal: progress.StderrTerminal(), Every: *progressEvery}}, func(r sink.Redriven) {
 			what := "send"
 			if r.Skipped != "" {
 				what = "skip (" + r.Skipped + ")"

@@ -103,9 +103,6 @@ func TestValidateAllDuplicateID(t *testing.T) {
 	if !strings.Contains(err.Error(), `rule acme/demo: id: duplicate rule id: "demo" is also rule #1`) {
 		t.Fatalf("message %q", err)
 	}
-	if _, err := NewSet([]Rule{a, b}); !errors.Is(err, ErrDuplicateID) {
-		t.Fatalf("NewSet with duplicates = %v", err)
-	}
 	if err := ValidateAll([]Rule{a, c}); err != nil {
 		t.Fatalf("ValidateAll distinct tenants: %v", err)
 	}

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -96,28 +95,5 @@ func TestEncodeYAMLRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back[0], r) {
 		t.Fatalf("round trip:\n%s\ngot %+v", y, back[0])
-	}
-}
-
-// The example in README.md is a valid rule.
-func TestReadmeExample(t *testing.T) {
-	b, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(b), "```yaml\n")
-	doc, _, ok2 := strings.Cut(rest, "```")
-	if !ok || !ok2 {
-		t.Fatal("README.md has no yaml example")
-	}
-	rs, err := Parse([]byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ValidateAll(rs); err != nil {
-		t.Fatal(err)
-	}
-	if len(rs) != 1 || len(rs[0].Match.Conditions) != 3 || rs[0].Map["fields.plan"] != "properties.plan" {
-		t.Fatalf("example parsed as %+v", rs)
 	}
 }

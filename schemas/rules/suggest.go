@@ -92,7 +92,7 @@ func Suggest(sample []byte, tenant string) (*Suggestion, error) {
 	}
 	var paths []PathSample
 	leaves(ev, "", func(p string, v any) {
-		s, _ := text(v)
+		s, _ := Text(v)
 		if len(s) > 80 {
 			s = s[:80]
 		}
@@ -122,7 +122,7 @@ func Suggest(sample []byte, tenant string) (*Suggestion, error) {
 		// that holds one.
 		for _, p := range paths {
 			last := strings.ToLower(p.Path[strings.LastIndexByte(p.Path, '.')+1:])
-			if strings.HasSuffix(last, "email") && normalizeEmail(p.Value) != "" {
+			if strings.HasSuffix(last, "email") && NormalizeEmail(p.Value) != "" {
 				r.Map[TargetEmail] = p.Path
 				break
 			}
@@ -154,7 +154,7 @@ func eventName(ev map[string]any, typ string) (name, urlPathOf string) {
 		u = firstNonEmpty(s(page, "url"), s(page, "path"))
 	}
 	if u != "" {
-		urlPathOf = urlPath(u)
+		urlPathOf = URLPath(u)
 	}
 	switch typ {
 	case "identify":
@@ -225,7 +225,7 @@ func leaves(v any, prefix string, fn func(string, any)) {
 		}
 	case nil:
 	default:
-		if _, err := parsePath(prefix); err == nil {
+		if _, err := ParsePath(prefix); err == nil {
 			fn(prefix, v)
 		}
 	}

@@ -161,17 +161,4 @@ func FromRecord(rec *schemas.MappingRule) Rule {
 	return r
 }
 
-// sortRules orders rules by the matching order: priority descending, then tenant and id ascending.
-func sortRules(rs []Rule) {
-	sort.Slice(rs, func(i, j int) bool {
-		if rs[i].Priority != rs[j].Priority {
-			return rs[i].Priority > rs[j].Priority
-		}
-		if rs[i].Tenant != rs[j].Tenant {
-			return rs[i].Tenant < rs[j].Tenant
-		}
-		return rs[i].ID < rs[j].ID
-	})
-}
-
 func sortStrings(s []string) { sort.Strings(s) }

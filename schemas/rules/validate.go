@@ -136,7 +136,7 @@ func (v *validator) check(r *Rule) {
 			v.fail(field, ErrUnknownTarget, "%q (want email, name, company, title or fields.<name> with <name> of letters, digits, _)", target)
 			continue
 		}
-		if _, err := parsePath(r.Map[target]); err != nil {
+		if _, err := ParsePath(r.Map[target]); err != nil {
 			v.fail(field, ErrBadPath, "%v", err)
 		}
 	}
@@ -165,7 +165,7 @@ func (v *validator) checkName(field, s string, tenant bool) {
 }
 
 func (v *validator) checkCondition(field string, c Condition) {
-	if _, err := parsePath(c.Path); err != nil {
+	if _, err := ParsePath(c.Path); err != nil {
 		v.fail(field+".path", ErrBadPath, "%v", err)
 	}
 	val := string(c.Value)
@@ -183,7 +183,7 @@ func (v *validator) checkCondition(field string, c Condition) {
 			v.fail(field+".value", ErrInvalid, "%s needs a value of 1 to %d characters", c.Op, maxTextLen)
 		}
 	case OpRegex:
-		if _, _, err := compileRegex(val); err != nil {
+		if _, _, err := CompileRegex(val); err != nil {
 			v.fail(field+".value", ErrBadRegex, "%v", err)
 		}
 	case OpGt, OpGte, OpLt, OpLte:
@@ -195,11 +195,11 @@ func (v *validator) checkCondition(field string, c Condition) {
 	}
 }
 
-// compileRegex compiles a tenant's pattern under limits and returns its program size. RE2 matches in time
+// CompileRegex compiles a tenant's pattern under limits and returns its program size. RE2 matches in time
 // linear in the input, but the factor is up to the program size (Go's NFA runs one thread per live
 // instruction: [a-z]{0,999}x takes half a second on 32 KB here), so the program size is capped, the input is cut
 // (maxRegexInput) and every Match has a budget of input bytes × instructions (regexBudget).
-func compileRegex(pattern string) (*regexp.Regexp, int, error) {
+func CompileRegex(pattern string) (*regexp.Regexp, int, error) {
 	if pattern == "" {
 		return nil, 0, errors.New("empty pattern")
 	}

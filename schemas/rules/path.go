@@ -14,37 +14,38 @@ const (
 	maxPathSegments = 16
 )
 
-// path is a parsed dot path. A segment that is a non-negative integer indexes an array; on an object it is a key.
-type path struct {
+// Path is a parsed dot path. A segment that is a non-negative integer indexes an array; on an object it is a key.
+// The zero Path is not valid; ParsePath makes one.
+type Path struct {
 	text  string
 	segs  []string
 	index []int // index[i] >= 0 when segs[i] is an array index
 }
 
-// parsePath parses a dot path such as properties.form_name or products.0.sku. Keys containing a dot cannot be
+// ParsePath parses a dot path such as properties.form_name or products.0.sku. Keys containing a dot cannot be
 // addressed; that is the price of the notation the product documents.
-func parsePath(s string) (path, error) {
+func ParsePath(s string) (Path, error) {
 	switch {
 	case s == "":
-		return path{}, errors.New("empty dot path")
+		return Path{}, errors.New("empty dot path")
 	case len(s) > maxPathLen:
-		return path{}, errors.New("dot path longer than " + strconv.Itoa(maxPathLen) + " characters")
+		return Path{}, errors.New("dot path longer than " + strconv.Itoa(maxPathLen) + " characters")
 	}
 	segs := strings.Split(s, ".")
 	if len(segs) > maxPathSegments {
-		return path{}, errors.New("dot path has more than " + strconv.Itoa(maxPathSegments) + " segments")
+		return Path{}, errors.New("dot path has more than " + strconv.Itoa(maxPathSegments) + " segments")
 	}
-	p := path{text: s, segs: segs, index: make([]int, len(segs))}
+	p := Path{text: s, segs: segs, index: make([]int, len(segs))}
 	for i, seg := range segs {
 		if seg == "" {
-			return path{}, errors.New("empty segment in dot path " + strconv.Quote(s))
+			return Path{}, errors.New("empty segment in dot path " + strconv.Quote(s))
 		}
 		if strings.TrimSpace(seg) != seg {
-			return path{}, errors.New("segment " + strconv.Quote(seg) + " has leading or trailing space")
+			return Path{}, errors.New("segment " + strconv.Quote(seg) + " has leading or trailing space")
 		}
 		for _, r := range seg {
 			if unicode.IsControl(r) || r == '*' || r == '[' || r == ']' {
-				return path{}, errors.New("segment " + strconv.Quote(seg) + " has a character not allowed in dot paths")
+				return Path{}, errors.New("segment " + strconv.Quote(seg) + " has a character not allowed in dot paths")
 			}
 		}
 		p.index[i] = -1
@@ -55,8 +56,8 @@ func parsePath(s string) (path, error) {
 	return p, nil
 }
 
-// lookup returns the value at p in v (decoded JSON: map[string]any, []any, scalars) and whether it exists.
-func (p *path) lookup(v any) (any, bool) {
+// Lookup returns the value at p in v (decoded JSON: map[string]any, []any, scalars) and whether it exists.
+func (p *Path) Lookup(v any) (any, bool) {
 	for i, seg := range p.segs {
 		switch x := v.(type) {
 		case map[string]any:
@@ -77,9 +78,9 @@ func (p *path) lookup(v any) (any, bool) {
 	return v, true
 }
 
-// text returns the text form of a scalar JSON value: strings as they are, numbers in their shortest decimal
+// Text returns the text form of a scalar JSON value: strings as they are, numbers in their shortest decimal
 // form, booleans as true/false. Objects, arrays and null have none.
-func text(v any) (string, bool) {
+func Text(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
 		return x, true
@@ -100,9 +101,9 @@ func text(v any) (string, bool) {
 	return "", false
 }
 
-// number returns the numeric value of v: JSON numbers, and strings holding a decimal number (Segment senders
+// Number returns the numeric value of v: JSON numbers, and strings holding a decimal number (Segment senders
 // often send "99.00" as text).
-func number(v any) (float64, bool) {
+func Number(v any) (float64, bool) {
 	switch x := v.(type) {
 	case float64:
 		return x, true
@@ -123,11 +124,17 @@ func number(v any) (float64, bool) {
 	return 0, false
 }
 
-// isNumber reports whether v is a JSON number (not a numeric string).
-func isNumber(v any) bool {
+// IsNumber reports whether v is a JSON number (not a numeric string).
+func IsNumber(v any) bool {
 	switch v.(type) {
 	case float64, int, int64, json.Number:
 		return true
 	}
 	return false
 }
+
+// String is the dot path as written.
+func (p *Path) String() string { return p.text }
+
+// Segments are the dot path's segments.
+func (p *Path) Segments() []string { return p.segs }

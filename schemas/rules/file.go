@@ -9,15 +9,15 @@ import (
 	"github.com/goccy/go-yaml"
 )
 
-// maxFileSize bounds a rules file or HTTP body.
-const maxFileSize = 4 << 20
+// MaxFileSize bounds a rules file or HTTP body.
+const MaxFileSize = 4 << 20
 
 // Parse reads rules from a JSON or YAML document: one rule object, a list of rules, or {"rules": [...]}.
 // Enabled defaults to true. Unknown fields are refused so that a typo does not silently drop a condition. Parse
 // only decodes; call ValidateAll on the result.
 func Parse(data []byte) ([]Rule, error) {
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("rules document larger than %d bytes", maxFileSize)
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("rules document larger than %d bytes", MaxFileSize)
 	}
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
@@ -67,10 +67,11 @@ func EncodeYAML(rs []Rule) ([]byte, error) {
 	if len(rs) == 1 {
 		v = rs[0]
 	}
-	return encodeYAML(v)
+	return EncodeYAMLValue(v)
 }
 
-func encodeYAML(v any) ([]byte, error) {
+// EncodeYAMLValue is EncodeYAML for any JSON-encodable value (a rule list with extra fields).
+func EncodeYAMLValue(v any) ([]byte, error) {
 	j, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encoding rules: %w", err)
