@@ -35,6 +35,9 @@ type buffer interface {
 	split(maxPartitions int) []buffer
 	// halves cuts a block of two rows or more into two blocks.
 	halves() (buffer, buffer)
+	// byShard cuts the block into one block per shard (nil where a shard has no row), each inserted into the
+	// table named with suffix added, keeping the rows' order; shardOf gives a tenant's shard, 0 to n-1.
+	byShard(n int, shardOf func(tenant string) (int, error), suffix string) ([]buffer, error)
 	// origins says where each row of the block came from, for the dead letter of a row ClickHouse refuses.
 	origins() []origin
 	// take moves the rows into a new buffer for the flusher and leaves this one empty, ready for more rows.
@@ -57,6 +60,8 @@ type table[T any] struct {
 	month func(*T) int
 	// origin tells where a row came from (see origin).
 	origin func(*T) origin
+	// tenant is the row's tenant: the sharding key on a cluster.
+	tenant func(*T) string
 }
 
 // origin is what the sink keeps of a row ClickHouse refused: where the record came from, its key and value, and
@@ -182,7 +187,30 @@ func (t *table[T]) split(maxPartitions int) []buffer {
 
 // block is a buffer of rows (a part of t's) that is only ever inserted: no size, age or offsets.
 func (t *table[T]) block(rows []T) *table[T] {
-	return &table[T]{name: t.name, query: t.query, rows: rows, columnar: t.columnar, month: t.month, origin: t.origin}
+	return &table[T]{name: t.name, query: t.query, rows: rows, columnar: t.columnar, month: t.month, origin: t.origin,
+		tenant: t.tenant}
+}
+
+func (t *table[T]) byShard(n int, shardOf func(string) (int, error), suffix string) ([]buffer, error) {
+	parts := make([][]T, n)
+	for i := range t.rows {
+		s, err := shardOf(t.tenant(&t.rows[i]))
+		if err != nil {
+			return nil, err
+		}
+		parts[s] = append(parts[s], t.rows[i])
+	}
+	out := make([]buffer, n)
+	for s, rows := range parts {
+		if len(rows) == 0 {
+			continue
+		}
+		b := t.block(rows)
+		b.name = t.name + suffix
+		b.query = strings.Replace(t.query, "."+t.name+" (", "."+b.name+" (", 1)
+		out[s] = b
+	}
+	return out, nil
 }
 
 func (t *table[T]) halves() (buffer, buffer) {

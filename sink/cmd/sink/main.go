@@ -94,6 +94,9 @@ func run(args []string) int {
 	logLevel := fs.String("log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error (env SIGNALSTAGE_LOG_LEVEL)")
 	chAddr := fs.String("clickhouse-addr", env("SIGNALSTAGE_CLICKHOUSE_ADDR", "127.0.0.1:9000"), "ClickHouse native address (env SIGNALSTAGE_CLICKHOUSE_ADDR)")
 	chDB := fs.String("clickhouse-database", env("SIGNALSTAGE_CLICKHOUSE_DATABASE", "signalstage"), "ClickHouse database (env SIGNALSTAGE_CLICKHOUSE_DATABASE)")
+	chCluster := fs.String("clickhouse-cluster", env("SIGNALSTAGE_CLICKHOUSE_CLUSTER", ""), "run on this ClickHouse cluster (its remote_servers name) with -clickhouse-shards; empty: one server at -clickhouse-addr (env SIGNALSTAGE_CLICKHOUSE_CLUSTER)")
+	chShards := fs.String("clickhouse-shards", env("SIGNALSTAGE_CLICKHOUSE_SHARDS", ""), "the cluster's native addresses by shard in remote_servers order: replicas split by ',', shards by ';' (env SIGNALSTAGE_CLICKHOUSE_SHARDS)")
+	insertQuorum := fs.Int("insert-quorum", envInt("SIGNALSTAGE_SINK_INSERT_QUORUM", 2), "cluster: replicas of a shard that hold a block before its insert returns (env SIGNALSTAGE_SINK_INSERT_QUORUM)")
 	chUser := fs.String("clickhouse-user", env("SIGNALSTAGE_CLICKHOUSE_USER", "default"), "ClickHouse user (env SIGNALSTAGE_CLICKHOUSE_USER)")
 	chPassword := kafkaconn.RegisterSecret(fs, "clickhouse-password", "SIGNALSTAGE_CLICKHOUSE_PASSWORD", "ClickHouse password")
 	chTLS := kafkaconn.RegisterTLS(fs, "clickhouse-tls", "SIGNALSTAGE_CLICKHOUSE_TLS", "ClickHouse", false)
@@ -153,11 +156,22 @@ func run(args []string) int {
 		return 2
 	}
 
+	var shards [][]string
+	if *chShards != "" {
+		if shards, err = sink.ParseShards(*chShards); err != nil {
+			fmt.Fprintf(os.Stderr, "sink: %v\n", err)
+			return 2
+		}
+	}
+
 	cfg := sink.Config{
 		Brokers:                strings.Split(*brokers, ","),
 		Topics:                 schemas.Config{Prefix: *prefix, Partitions: int32(*partitions)},
 		ClickHouseAddr:         *chAddr,
 		Database:               *chDB,
+		ClickHouseCluster:      *chCluster,
+		ClickHouseShards:       shards,
+		InsertQuorum:           *insertQuorum,
 		ClickHouseUser:         *chUser,
 		ClickHousePassword:     chPass,
 		ClickHouseTLS:          chTLSConfig,
@@ -303,6 +317,19 @@ func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr s
 }
 
 func migrate(ctx context.Context, log *slog.Logger, cfg sink.Config) error {
+	if cfg.ClickHouseCluster != "" {
+		perNode, err := sink.MigrateClusterConfig(ctx, cfg)
+		for addr, ms := range perNode {
+			for _, m := range ms {
+				log.Info("applied migration", "node", addr, "name", m.Name)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		log.Info("migrations up to date on every node", "database", cfg.Database, "cluster", cfg.ClickHouseCluster)
+		return nil
+	}
 	conn, err := sink.OpenClickHouse(cfg)
 	if err != nil {
 		return err
