@@ -111,7 +111,7 @@ func (w *clusterWriter) shardOf(ctx context.Context, tenant string) (int, error)
 		return n, nil
 	}
 	var h uint64
-	q := fmt.Sprintf("SELECT %s %% %d FROM (SELECT ? AS tenant)", ShardingKey, len(w.shards))
+	q := fmt.Sprintf("SELECT toUInt64(%s %% %d) FROM (SELECT ? AS tenant)", ShardingKey, len(w.shards))
 	if err := w.lookup.QueryRow(ctx, q, tenant).Scan(&h); err != nil {
 		return 0, fmt.Errorf("computing the shard of tenant %q: %w", tenant, err)
 	}
