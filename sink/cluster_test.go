@@ -222,6 +222,13 @@ func TestClusterSinkChaos(t *testing.T) {
 	single.start(single.config())
 	clusterRecs := retarget(h.records, single.k, ck)
 
+	// The first twentieth now; the rest in chunks every 500 ms through the faults.
+	chunk := len(clusterRecs)/20 + 1
+	cl := ck.Client()
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), clusterRecs[:chunk]...).FirstErr(); err != nil {
+		t.Fatalf("producing: %v", err)
+	}
 	s1r1, s1r2 := c.Node("s1r1"), c.Node("s1r2")
 	// Faults once the sink has migrated every node and is loading (a sink that cannot migrate exits).
 	deadline := time.Now().Add(time.Minute)
@@ -236,13 +243,6 @@ func TestClusterSinkChaos(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("loading at %s", time.Since(start).Round(time.Millisecond))
-	// The first twentieth now; the rest in chunks every 500 ms through the faults.
-	chunk := len(clusterRecs)/20 + 1
-	cl := ck.Client()
-	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), clusterRecs[:chunk]...).FirstErr(); err != nil {
-		t.Fatalf("producing: %v", err)
-	}
 	produced := make(chan struct{})
 	go func() {
 		defer close(produced)
@@ -352,4 +352,60 @@ func compareQueries(t *testing.T, h *history, cluster, single driver.Conn) {
 		}
 	}
 	t.Logf("%d analyst query runs agree between the cluster and one node", ran)
+}
+
+// TestClusterSinkQuorum: an insert counts as done only when both replicas of its shard hold it. With one
+// replica of shard 1 stopped, the sink's batch (rows of a shard-1 and a shard-2 tenant) fails for shard 1 and is
+// retried: no offset is committed, shard 1's live replica has taken no row (the quorum refuses the write), and
+// the shard-2 part, inserted again on every retry, is stored once (replicated block deduplication). Once the
+// replica is back, both replicas of shard 1 hold every row, the offsets are committed, and shard 2 still holds
+// each row once.
+func TestClusterSinkQuorum(t *testing.T) {
+	c := testenv.NewClickHouseCluster(t)
+	e := &env{t: t, k: testenv.NewKafka(t, 3)}
+	bin := buildSink(t)
+	startClusterSink(t, bin, e.k, c)
+	s1r1, s1r2, s2r1 := c.Node("s1r1"), c.Node("s1r2"), c.Node("s2r1")
+	waitScalar(t, s1r1.Conn, 1, time.Minute, fmt.Sprintf(
+		"SELECT count() FROM system.tables WHERE database = '%s' AND name = 'signals_latest'", c.Database))
+	// Two tenants, one per shard.
+	byShard := map[uint64]string{}
+	for i := 0; len(byShard) < 2; i++ {
+		tenant := fmt.Sprintf("q%d", i)
+		byShard[scalar(t, s1r1.Conn, fmt.Sprintf("SELECT toUInt64(cityHash64('%s') %% 2)", tenant))] = tenant
+	}
+	on1, on2 := byShard[0], byShard[1]
+
+	s1r2.Stop()
+	var recs []*kgo.Record
+	for i := range 100 {
+		recs = append(recs, e.signalRecord(signal(on1, i)), e.signalRecord(signal(on2, i)))
+	}
+	e.produce(recs...)
+	resolved := e.k.Topic(schemas.TopicResolved)
+	waitScalar(t, s2r1.Conn, 100, time.Minute, "SELECT count() FROM signals_local")
+	time.Sleep(5 * time.Second) // several retries of the whole batch
+	if n := scalar(t, s1r1.Conn, "SELECT count() FROM signals_local"); n != 0 {
+		t.Fatalf("shard 1's live replica took %d rows with its other replica down: the quorum was not asked", n)
+	}
+	if got := e.committed(resolved); got != 0 {
+		t.Fatalf("offsets committed up to %d while shard 1 had not taken its rows", got)
+	}
+	if n := scalar(t, s2r1.Conn, "SELECT count() FROM signals_local"); n != 100 {
+		t.Fatalf("shard 2 holds %d rows after the retries, want 100 (each retry's duplicate block dropped)", n)
+	}
+
+	s1r2.Start()
+	e.waitCommitted(resolved, 200, 2*time.Minute)
+	for _, n := range []*testenv.ClickHouseNode{s1r1, s1r2} {
+		if got := scalar(t, n.Conn, "SELECT count() FROM signals_local"); got != 100 {
+			t.Errorf("%s holds %d rows once the offsets are committed, want 100", n.Name, got)
+		}
+	}
+	if n := scalar(t, s2r1.Conn, "SELECT count() FROM signals_local"); n != 100 {
+		t.Errorf("shard 2 holds %d rows, want 100", n)
+	}
+	if n := scalar(t, s1r1.Conn, "SELECT count() FROM signals_latest"); n != 200 {
+		t.Errorf("signals_latest has %d rows, want 200", n)
+	}
 }
