@@ -137,8 +137,12 @@ type lockedBuffer struct {
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // startClusterSink runs the sink binary on c for k's topics until the test ends (SIGINT, then SIGKILL).
 func startClusterSink(t *testing.T, bin string, k *testenv.Kafka, c *testenv.ClickHouseCluster) *lockedBuffer {
@@ -366,8 +370,13 @@ func TestClusterSinkQuorum(t *testing.T) {
 	bin := buildSink(t)
 	startClusterSink(t, bin, e.k, c)
 	s1r1, s1r2, s2r1 := c.Node("s1r1"), c.Node("s1r2"), c.Node("s2r1")
-	waitScalar(t, s1r1.Conn, 1, time.Minute, fmt.Sprintf(
-		"SELECT count() FROM system.tables WHERE database = '%s' AND name = 'signals_latest'", c.Database))
+	all, err := sink.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes { // the sink has migrated every node
+		waitScalar(t, n.Conn, uint64(len(all)), time.Minute, "SELECT uniqExact(version) FROM schema_migrations")
+	}
 	// Two tenants, one per shard.
 	byShard := map[uint64]string{}
 	for i := 0; len(byShard) < 2; i++ {

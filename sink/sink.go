@@ -33,7 +33,7 @@ type Sink struct {
 	// server, where blocks go to conn.
 	cluster *clusterWriter
 	client  *kgo.Client
-	topics map[string]string // full topic name -> base name
+	topics  map[string]string // full topic name -> base name
 	// consumed caches the records_total counter per full topic name (no label lookup per record).
 	consumed map[string]prometheus.Counter
 
