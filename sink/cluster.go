@@ -177,6 +177,26 @@ func (sw *shardWriter) insertOn(ctx context.Context, r int, b buffer) error {
 	return b.insert(ctx, conn)
 }
 
+// onEveryShard runs stmt (a mutation of a replicated table) on one replica of every shard, the first that takes
+// it; replication carries it to the shard's other replicas.
+func (w *clusterWriter) onEveryShard(ctx context.Context, stmt string) error {
+	for _, sw := range w.shards {
+		var errs []error
+		for i, conn := range sw.replicas {
+			err := conn.Exec(ctx, stmt)
+			if err == nil {
+				errs = nil
+				break
+			}
+			errs = append(errs, fmt.Errorf("shard %d replica %s: %w", sw.num, sw.addrs[i], err))
+		}
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+	}
+	return nil
+}
+
 // checkShards compares the shards given with the cluster's remote_servers (system.clusters on the node conn
 // reaches): a replica listed under the wrong shard would get rows the Distributed tables look for elsewhere.
 func checkShards(ctx context.Context, conn driver.Conn, cluster string, shards [][]string) error {
