@@ -90,7 +90,7 @@ func clusterPlan(all []Migration, database, cluster string) map[uint32][]cluster
 				add(sql+LocalSuffix, false)
 				delete(tables, name)
 			case strings.HasPrefix(sql, "CREATE VIEW"):
-				add(Globalize(sql), false)
+				add(globalize(sql), false)
 			default: // DROP of a view
 				add(sql, false)
 			}
@@ -102,11 +102,11 @@ func clusterPlan(all []Migration, database, cluster string) map[uint32][]cluster
 
 var inOrJoin = regexp.MustCompile(`\b(NOT IN|IN|ANY INNER JOIN|ANY LEFT JOIN|INNER JOIN|LEFT JOIN) \(`)
 
-// Globalize makes every IN and JOIN with a subquery of query GLOBAL: run once by the server the query came to,
+// globalize makes every IN and JOIN with a subquery of query GLOBAL: run once by the server the query came to,
 // over the whole cluster, its result sent to each shard with the query. Without it ClickHouse refuses an IN over
 // a Distributed table inside a query of another (distributed_product_mode = 'deny'); a non-GLOBAL subquery run on
 // each shard would read the whole cluster from every shard. On one node GLOBAL changes nothing.
-func Globalize(query string) string {
+func globalize(query string) string {
 	return inOrJoin.ReplaceAllString(query, "GLOBAL $1 (")
 }
 
