@@ -51,6 +51,9 @@ type clusterWriter struct {
 	lookup driver.Conn
 	mu     sync.Mutex
 	shard  map[string]int
+	// dedup is whether a retried block may be deduplicated (and so carries a fixed loaded_at); known once the
+	// server was asked (probed). See probe.
+	probed, dedup bool
 }
 
 // shardWriter holds one single-connection client per replica of a shard, each with the quorum SET on its session
@@ -121,10 +124,44 @@ func (w *clusterWriter) shardOf(ctx context.Context, tenant string) (int, error)
 	return int(h), nil
 }
 
+// probe decides, once, how retries are made exact. Deduplicating a retried block is only safe where the
+// materialized views deduplicate their own blocks (deduplicate_blocks_in_dependent_materialized_views, current
+// releases): ClickHouse 18.16 skips every materialized view of a block it drops as a duplicate, so when the first
+// attempt stored the signals but not the views' rows (a quorum lost mid-insert), the retry would be dropped whole
+// and lead_signals, lead_fields and signal_volume_minute would never get those rows (TestClusterSinkChaos lost 105
+// lead_signals rows so). There the sink turns insert_deduplicate off: a retry is stored again, views included,
+// and the ReplacingMergeTree tables fold the copies as they fold any redelivery (FINAL, the latest views).
+func (w *clusterWriter) probe(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.probed {
+		return nil
+	}
+	var n uint64
+	if err := w.lookup.QueryRow(ctx, "SELECT count() FROM system.settings WHERE name = "+
+		"'deduplicate_blocks_in_dependent_materialized_views'").Scan(&n); err != nil {
+		return fmt.Errorf("reading the server's settings: %w", err)
+	}
+	w.dedup = n > 0
+	extra := "SET insert_deduplicate = 0"
+	if w.dedup {
+		extra = "SET deduplicate_blocks_in_dependent_materialized_views = 1"
+	}
+	for _, sw := range w.shards {
+		sw.settings = append(sw.settings, extra)
+	}
+	w.probed = true
+	return nil
+}
+
 // insert splits b by shard and inserts every part into its shard, the shards in parallel. It fails if any part
-// failed; the retry sends every part again, and the shards that had taken theirs drop them as duplicates.
+// failed; the retry sends every part again, and the shards that had taken theirs drop them as duplicates or (on
+// 18.16, see probe) store them again for the ReplacingMergeTree tables to fold.
 func (w *clusterWriter) insert(ctx context.Context, b buffer) error {
-	parts, err := b.byShard(len(w.shards), func(tenant string) (int, error) { return w.shardOf(ctx, tenant) }, LocalSuffix)
+	if err := w.probe(ctx); err != nil {
+		return err
+	}
+	parts, err := b.byShard(len(w.shards), func(tenant string) (int, error) { return w.shardOf(ctx, tenant) }, LocalSuffix, w.dedup)
 	if err != nil {
 		return err
 	}

@@ -36,9 +36,10 @@ type buffer interface {
 	// halves cuts a block of two rows or more into two blocks.
 	halves() (buffer, buffer)
 	// byShard cuts the block into one block per shard (nil where a shard has no row), each inserted into the
-	// table named with suffix added, keeping the rows' order; shardOf gives a tenant's shard, 0 to n-1. Its
-	// first call fixes the block's loaded_at, so every retry's parts are the same bytes (table.loadedAt).
-	byShard(n int, shardOf func(tenant string) (int, error), suffix string) ([]buffer, error)
+	// table named with suffix added, keeping the rows' order; shardOf gives a tenant's shard, 0 to n-1. With
+	// fixLoadedAt its first call fixes the block's loaded_at, so every retry's parts are the same bytes
+	// (table.loadedAt); without, the server fills it.
+	byShard(n int, shardOf func(tenant string) (int, error), suffix string, fixLoadedAt bool) ([]buffer, error)
 	// origins says where each row of the block came from, for the dead letter of a row ClickHouse refuses.
 	origins() []origin
 	// take moves the rows into a new buffer for the flusher and leaves this one empty, ready for more rows.
@@ -237,8 +238,8 @@ func (t *table[T]) block(rows []T) *table[T] {
 		tenant: t.tenant}
 }
 
-func (t *table[T]) byShard(n int, shardOf func(string) (int, error), suffix string) ([]buffer, error) {
-	if t.loadedAt.IsZero() { // the first attempt: every retry of this block sends the same time
+func (t *table[T]) byShard(n int, shardOf func(string) (int, error), suffix string, fixLoadedAt bool) ([]buffer, error) {
+	if fixLoadedAt && t.loadedAt.IsZero() { // the first attempt: every retry of this block sends the same time
 		t.loadedAt = time.Now().UTC().Truncate(time.Second)
 	}
 	parts := make([][]T, n)
