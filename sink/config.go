@@ -36,6 +36,21 @@ type Config struct {
 	// ClickHouseTLS, when set, connects to ClickHouse over TLS (flags -clickhouse-tls, -clickhouse-tls-ca-file,
 	// -clickhouse-tls-server-name; ClickHouse Cloud's native port 9440 needs it).
 	ClickHouseTLS *tls.Config
+	// ClickHouseCluster, when set, runs the sink on that ClickHouse cluster (flag -clickhouse-cluster, the name in
+	// remote_servers) instead of one server: the migrations create Replicated* tables and Distributed tables on
+	// every node of ClickHouseShards (MigrateCluster), and each block is inserted into the replicated table of its
+	// shard with InsertQuorum (clusterWriter). ClickHouseAddr is then the node (any) that reads and queries go to.
+	// Empty (the default): one server, as always.
+	ClickHouseCluster string
+	// ClickHouseShards are the cluster's nodes grouped by shard, in remote_servers order (flag -clickhouse-shards,
+	// "a:9000,b:9000;c:9000,d:9000"; ParseShards). Required with ClickHouseCluster; checked against
+	// system.clusters at start.
+	ClickHouseShards [][]string
+	// InsertQuorum is insert_quorum of every cluster insert (flag -insert-quorum; default 2, every replica of a
+	// shard of two): the insert returns once that many replicas of its shard hold the block. With quorum = the
+	// shard's replica count, a shard with a replica down takes no inserts (the sink pauses and retries) until
+	// it is back; a shard of three replicas with quorum 2 keeps loading through one replica's loss.
+	InsertQuorum int
 	// KafkaConnOpts are how every Kafka client of the sink connects: TLS and SASL (kafkaconn.Flags.Opts).
 	KafkaConnOpts []kgo.Opt
 	// InstanceID, when set, makes the sink a static member of its consumer group (flag -instance-id): unique per
@@ -121,6 +136,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPollRecords == 0 {
 		c.MaxPollRecords = 10_000
 	}
+	if c.InsertQuorum == 0 {
+		c.InsertQuorum = 2
+	}
 	if c.ClickHouseUser == "" {
 		c.ClickHouseUser = "default"
 	}
@@ -158,10 +176,30 @@ func (c Config) validate() error {
 		return bad("max-partitions-per-insert", "%d is less than 1", c.MaxPartitionsPerInsert)
 	case c.MaxRefusedRows < 1:
 		return bad("max-refused-rows", "%d is less than 1", c.MaxRefusedRows)
+	case c.ClickHouseCluster != "" && !databaseName.MatchString(c.ClickHouseCluster):
+		return bad("clickhouse-cluster", "%q is not a plain identifier", c.ClickHouseCluster)
+	case c.ClickHouseCluster != "" && len(c.ClickHouseShards) == 0:
+		return bad("clickhouse-shards", "empty, and -clickhouse-cluster is %q", c.ClickHouseCluster)
+	case c.ClickHouseCluster == "" && len(c.ClickHouseShards) > 0:
+		return bad("clickhouse-cluster", "empty, and -clickhouse-shards names nodes")
+	case c.ClickHouseCluster != "" && c.InsertQuorum < 1:
+		return bad("insert-quorum", "%d is less than 1", c.InsertQuorum)
+	case c.ClickHouseCluster != "" && c.InsertQuorum > minReplicas(c.ClickHouseShards):
+		return bad("insert-quorum", "%d is more than the %d replicas of the smallest shard", c.InsertQuorum, minReplicas(c.ClickHouseShards))
 	case c.Topics.Partitions < 0:
 		return bad("partitions", "%d is negative", c.Topics.Partitions)
 	}
 	return nil
+}
+
+func minReplicas(shards [][]string) int {
+	n := 0
+	for i, s := range shards {
+		if i == 0 || len(s) < n {
+			n = len(s)
+		}
+	}
+	return n
 }
 
 // Group is the consumer group of the sink for topic prefix prefix.

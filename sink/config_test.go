@@ -27,6 +27,13 @@ func TestConfigValidation(t *testing.T) {
 		{"retry bounds", func(c *Config) { c.RetryMin, c.RetryMax = time.Second, time.Millisecond }, "-retry-max"},
 		{"negative refused rows", func(c *Config) { c.MaxRefusedRows = -1 }, "-max-refused-rows"},
 		{"negative partitions per insert", func(c *Config) { c.MaxPartitionsPerInsert = -1 }, "-max-partitions-per-insert"},
+		{"cluster", func(c *Config) { c.ClickHouseCluster, c.ClickHouseShards = "c1", [][]string{{"a:9000", "b:9000"}} }, ""},
+		{"cluster without shards", func(c *Config) { c.ClickHouseCluster = "c1" }, "-clickhouse-shards"},
+		{"shards without cluster", func(c *Config) { c.ClickHouseShards = [][]string{{"a:9000"}} }, "-clickhouse-cluster"},
+		{"cluster injection", func(c *Config) { c.ClickHouseCluster, c.ClickHouseShards = "c1 x", [][]string{{"a:9000"}} }, "-clickhouse-cluster"},
+		{"quorum above the replicas", func(c *Config) {
+			c.ClickHouseCluster, c.ClickHouseShards = "c1", [][]string{{"a:9000", "b:9000"}, {"c:9000"}}
+		}, "-insert-quorum"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok
@@ -42,6 +49,19 @@ func TestConfigValidation(t *testing.T) {
 				t.Fatalf("validate = %v, want ErrConfig naming %s", err, tc.flag)
 			}
 		})
+	}
+}
+
+// TestParseShards: ";" between shards, "," between replicas; an empty shard or an address without a port is refused.
+func TestParseShards(t *testing.T) {
+	got, err := ParseShards("a:9000, b:9000;c:9000,d:9000")
+	if err != nil || len(got) != 2 || strings.Join(got[0], ",") != "a:9000,b:9000" || strings.Join(got[1], ",") != "c:9000,d:9000" {
+		t.Fatalf("ParseShards = %v, %v", got, err)
+	}
+	for _, bad := range []string{"a:9000;;b:9000", "a:9000,b", ""} {
+		if _, err := ParseShards(bad); !errors.Is(err, ErrConfig) {
+			t.Errorf("ParseShards(%q) = %v, want ErrConfig", bad, err)
+		}
 	}
 }
 

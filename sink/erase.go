@@ -280,11 +280,20 @@ func (s *Sink) applyErasure(ctx context.Context, p *person, add func(*[]string, 
 		if n == 0 {
 			continue
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE %s", db, tg.table, cond)
-		if lightweight {
-			stmt = fmt.Sprintf("DELETE FROM %s.%s WHERE %s", db, tg.table, cond)
+		table := tg.table
+		if s.cluster != nil { // a Distributed table takes no mutation: each shard's replicated table does
+			table += LocalSuffix
 		}
-		if err := s.conn.Exec(ctx, stmt); err != nil {
+		stmt := fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE %s", db, table, cond)
+		if lightweight {
+			stmt = fmt.Sprintf("DELETE FROM %s.%s WHERE %s", db, table, cond)
+		}
+		if s.cluster != nil {
+			err = s.cluster.onEveryShard(ctx, stmt)
+		} else {
+			err = s.conn.Exec(ctx, stmt)
+		}
+		if err != nil {
 			return fmt.Errorf("deleting the person's rows of %s: %w", tg.table, err)
 		}
 	}

@@ -301,7 +301,12 @@ func (s *Sink) insertRetrying(ctx context.Context, b buffer, retryRefused bool) 
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		ictx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
-		err := b.insert(ictx, s.conn)
+		var err error
+		if s.cluster != nil {
+			err = s.cluster.insert(ictx, b)
+		} else {
+			err = b.insert(ictx, s.conn)
+		}
 		cancel()
 		if err == nil {
 			s.took(b.table())

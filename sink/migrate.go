@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"slices"
 	"sort"
@@ -138,6 +139,12 @@ func finish(stmt, database string) string {
 // database.schema_migrations, in order. Every statement is idempotent (IF NOT EXISTS), so a migration interrupted
 // half way, or two sinks migrating at once, converge. It returns the migrations it applied.
 func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migration, error) {
+	return migrate(ctx, conn, database, func(m Migration) []Step { return m.Steps(database) }, math.MaxUint32)
+}
+
+// migrate is Migrate with the statements of each migration given by steps (a cluster node's differ), applying
+// the versions up to upTo only.
+func migrate(ctx context.Context, conn driver.Conn, database string, steps func(Migration) []Step, upTo uint32) ([]Migration, error) {
 	if !databaseName.MatchString(database) {
 		return nil, fmt.Errorf("%w: -clickhouse-database: %q is not a plain identifier", ErrConfig, database)
 	}
@@ -179,6 +186,9 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migratio
 	}
 	var done []Migration
 	for _, m := range all {
+		if m.Version > upTo {
+			break
+		}
 		if sums, ok := applied[m.Version]; ok {
 			for _, sum := range sums {
 				if sum != m.Checksum {
@@ -187,7 +197,7 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migratio
 			}
 			continue
 		}
-		for i, st := range m.Steps(database) {
+		for i, st := range steps(m) {
 			if !server.atLeast(st.Requires) {
 				continue
 			}

@@ -231,6 +231,7 @@ func newSignalsTable(database string) *table[signalRow] {
 	t.columnar = appendSignalColumns
 	t.month = func(r *signalRow) int { return monthOf(r.EventTime) }
 	t.origin = originOfSignal
+	t.tenant = func(r *signalRow) string { return r.Tenant }
 	return t
 }
 
@@ -238,6 +239,7 @@ func newSignalsTable(database string) *table[signalRow] {
 func newIdentitiesTable(database, topic string) *table[identityRow] {
 	t := newTable[identityRow](database, "identities")
 	t.origin = originOfIdentity(topic)
+	t.tenant = func(r *identityRow) string { return r.Tenant }
 	return t
 }
 
@@ -246,6 +248,7 @@ func newDeadLettersTable(database string) *table[deadLetterRow] {
 	t := newTable[deadLetterRow](database, "dead_letters_v2")
 	t.month = func(r *deadLetterRow) int { return monthOf(r.FailedAt) }
 	t.origin = originOfDeadLetter
+	t.tenant = func(r *deadLetterRow) string { return r.Tenant }
 	return t
 }
 

@@ -29,8 +29,11 @@ type Sink struct {
 	// erased is the suppression list (erased_ids): rows of erased people are dropped on load. Loop-owned.
 	erased erased
 	conn   driver.Conn
-	client *kgo.Client
-	topics map[string]string // full topic name -> base name
+	// cluster, on a ClickHouse cluster (Config.ClickHouseCluster), inserts each block into its shard; nil on one
+	// server, where blocks go to conn.
+	cluster *clusterWriter
+	client  *kgo.Client
+	topics  map[string]string // full topic name -> base name
 	// consumed caches the records_total counter per full topic name (no label lookup per record).
 	consumed map[string]prometheus.Counter
 
@@ -111,6 +114,12 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ClickHouseCluster != "" {
+		if s.cluster, err = newClusterWriter(cfg, s.conn); err != nil {
+			_ = s.conn.Close()
+			return nil, err
+		}
+	}
 	group := []kgo.Opt{kgo.ConsumerGroup(Group(cfg.Topics.Prefix))}
 	if cfg.InstanceID != "" {
 		group = append(group, kgo.InstanceID(cfg.InstanceID))
@@ -133,15 +142,23 @@ func New(cfg Config) (*Sink, error) {
 	)...)...)
 	if err != nil {
 		_ = s.conn.Close()
+		if s.cluster != nil {
+			s.cluster.close()
+		}
 		return nil, fmt.Errorf("creating kafka client: %w", err)
 	}
 	return s, nil
 }
 
-// OpenClickHouse opens a native connection without a default database (the migrations may create it).
+// OpenClickHouse opens a native connection without a default database (the migrations may create it). On a
+// cluster it connects to the first node of ClickHouseShards that answers (ClickHouseAddr is not used).
 func OpenClickHouse(cfg Config) (driver.Conn, error) {
+	addrs := []string{cfg.ClickHouseAddr}
+	if cfg.ClickHouseCluster != "" {
+		addrs = cfg.clusterAddrs()
+	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:        []string{cfg.ClickHouseAddr},
+		Addr:        addrs,
 		Auth:        clickhouse.Auth{Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword},
 		TLS:         cfg.ClickHouseTLS,
 		DialTimeout: 5 * time.Second,
@@ -179,10 +196,25 @@ func (s *Sink) drainRevoked() {
 func (s *Sink) Run(ctx context.Context) error {
 	defer s.conn.Close()
 	defer s.client.Close()
+	if s.cluster != nil {
+		defer s.cluster.close()
+	}
 	if err := s.cfg.Topics.Ensure(ctx, kadm.NewClient(s.client)); err != nil {
 		return fmt.Errorf("ensuring topics: %w", kafkaconn.Explain(err))
 	}
-	applied, err := Migrate(ctx, s.conn, s.cfg.Database)
+	var applied []Migration
+	var err error
+	if s.cluster != nil {
+		var perNode map[string][]Migration
+		perNode, err = MigrateClusterConfig(ctx, s.cfg)
+		for addr, ms := range perNode {
+			for _, m := range ms {
+				s.log.Info("applied migration on a cluster node", "node", addr, "name", m.Name)
+			}
+		}
+	} else {
+		applied, err = Migrate(ctx, s.conn, s.cfg.Database)
+	}
 	if err != nil {
 		return fmt.Errorf("migrating: %w", err)
 	}

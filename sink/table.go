@@ -35,6 +35,11 @@ type buffer interface {
 	split(maxPartitions int) []buffer
 	// halves cuts a block of two rows or more into two blocks.
 	halves() (buffer, buffer)
+	// byShard cuts the block into one block per shard (nil where a shard has no row), each inserted into the
+	// table named with suffix added, keeping the rows' order; shardOf gives a tenant's shard, 0 to n-1. With
+	// fixLoadedAt its first call fixes the block's loaded_at, so every retry's parts are the same bytes
+	// (table.loadedAt); without, the server fills it.
+	byShard(n int, shardOf func(tenant string) (int, error), suffix string, fixLoadedAt bool) ([]buffer, error)
 	// origins says where each row of the block came from, for the dead letter of a row ClickHouse refuses.
 	origins() []origin
 	// take moves the rows into a new buffer for the flusher and leaves this one empty, ready for more rows.
@@ -57,6 +62,12 @@ type table[T any] struct {
 	month func(*T) int
 	// origin tells where a row came from (see origin).
 	origin func(*T) origin
+	// tenant is the row's tenant: the sharding key on a cluster.
+	tenant func(*T) string
+	// loadedAt, when set, is sent as every row's loaded_at instead of the server's DEFAULT now(): a cluster insert
+	// sets it once per block, so a retry sends the same bytes and the replicated engine recognises the block (its
+	// deduplication hashes the stored data, a server-filled now() included).
+	loadedAt time.Time
 }
 
 // origin is what the sink keeps of a row ClickHouse refused: where the record came from, its key and value, and
@@ -115,7 +126,11 @@ func (t *table[T]) oldest() time.Time     { return t.since }
 func (t *table[T]) pending() map[tp]int64 { return t.firstAt }
 
 func (t *table[T]) insert(ctx context.Context, conn driver.Conn) (err error) {
-	batch, err := conn.PrepareBatch(ctx, t.query)
+	query := t.query
+	if !t.loadedAt.IsZero() {
+		query = strings.TrimSuffix(query, ")") + ", loaded_at)"
+	}
+	batch, err := conn.PrepareBatch(ctx, query)
 	if err != nil {
 		return fmt.Errorf("preparing insert into %s: %w", t.name, err)
 	}
@@ -124,7 +139,11 @@ func (t *table[T]) insert(ctx context.Context, conn driver.Conn) (err error) {
 			_ = batch.Abort()
 		}
 	}()
-	if t.columnar != nil {
+	if !t.loadedAt.IsZero() {
+		if err := t.appendLoadedAt(batch); err != nil {
+			return fmt.Errorf("appending rows to %s: %w", t.name, err)
+		}
+	} else if t.columnar != nil {
 		if err := t.columnar(batch, t.rows); err != nil {
 			return fmt.Errorf("appending rows to %s: %w", t.name, err)
 		}
@@ -137,6 +156,39 @@ func (t *table[T]) insert(ctx context.Context, conn driver.Conn) (err error) {
 	}
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("inserting %d rows into %s: %w", len(t.rows), t.name, err)
+	}
+	return nil
+}
+
+// appendLoadedAt appends the rows and, as the last column, loadedAt.
+func (t *table[T]) appendLoadedAt(batch driver.Batch) error {
+	if t.columnar != nil {
+		if err := t.columnar(batch, t.rows); err != nil {
+			return err
+		}
+		at := make([]time.Time, len(t.rows))
+		for i := range at {
+			at[i] = t.loadedAt
+		}
+		return batch.Column(len(columnsOf[T]())).Append(at)
+	}
+	typ := reflect.TypeFor[T]()
+	var fields []int
+	for i := range typ.NumField() {
+		if typ.Field(i).Tag.Get("ch") != "" {
+			fields = append(fields, i)
+		}
+	}
+	vals := make([]any, len(fields)+1)
+	for r := range t.rows {
+		v := reflect.ValueOf(&t.rows[r]).Elem()
+		for j, f := range fields {
+			vals[j] = v.Field(f).Interface()
+		}
+		vals[len(fields)] = t.loadedAt
+		if err := batch.Append(vals...); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -182,7 +234,34 @@ func (t *table[T]) split(maxPartitions int) []buffer {
 
 // block is a buffer of rows (a part of t's) that is only ever inserted: no size, age or offsets.
 func (t *table[T]) block(rows []T) *table[T] {
-	return &table[T]{name: t.name, query: t.query, rows: rows, columnar: t.columnar, month: t.month, origin: t.origin}
+	return &table[T]{name: t.name, query: t.query, rows: rows, columnar: t.columnar, month: t.month, origin: t.origin,
+		tenant: t.tenant}
+}
+
+func (t *table[T]) byShard(n int, shardOf func(string) (int, error), suffix string, fixLoadedAt bool) ([]buffer, error) {
+	if fixLoadedAt && t.loadedAt.IsZero() { // the first attempt: every retry of this block sends the same time
+		t.loadedAt = time.Now().UTC().Truncate(time.Second)
+	}
+	parts := make([][]T, n)
+	for i := range t.rows {
+		s, err := shardOf(t.tenant(&t.rows[i]))
+		if err != nil {
+			return nil, err
+		}
+		parts[s] = append(parts[s], t.rows[i])
+	}
+	out := make([]buffer, n)
+	for s, rows := range parts {
+		if len(rows) == 0 {
+			continue
+		}
+		b := t.block(rows)
+		b.loadedAt = t.loadedAt
+		b.name = t.name + suffix
+		b.query = strings.Replace(t.query, "."+t.name+" (", "."+b.name+" (", 1)
+		out[s] = b
+	}
+	return out, nil
 }
 
 func (t *table[T]) halves() (buffer, buffer) {

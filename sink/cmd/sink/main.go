@@ -57,6 +57,9 @@ func run(args []string) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	chAddr := fs.String("clickhouse-addr", "127.0.0.1:9000", "ClickHouse native address")
 	chDB := fs.String("clickhouse-database", "signalstage", "ClickHouse database")
+	chCluster := fs.String("clickhouse-cluster", "", "run on this ClickHouse cluster (its remote_servers name) with -clickhouse-shards; empty: one server at -clickhouse-addr")
+	chShards := fs.String("clickhouse-shards", "", "the cluster's native addresses by shard in remote_servers order: replicas split by ',', shards by ';'")
+	insertQuorum := fs.Int("insert-quorum", 2, "cluster: replicas of a shard that hold a block before its insert returns")
 	chUser := fs.String("clickhouse-user", "default", "ClickHouse user")
 	chPassword := kafkaconn.RegisterSecret(fs, "clickhouse-password", "SIGNALSTAGE_CLICKHOUSE_PASSWORD", "ClickHouse password")
 	chTLS := kafkaconn.RegisterTLS(fs, "clickhouse-tls", "ClickHouse", false)
@@ -126,11 +129,22 @@ func run(args []string) int {
 		return 2
 	}
 
+	var shards [][]string
+	if *chShards != "" {
+		if shards, err = sink.ParseShards(*chShards); err != nil {
+			fmt.Fprintf(os.Stderr, "sink: %v\n", err)
+			return 2
+		}
+	}
+
 	cfg := sink.Config{
 		Brokers:                strings.Split(*brokers, ","),
 		Topics:                 schemas.Config{Prefix: *prefix, Partitions: int32(*partitions)},
 		ClickHouseAddr:         *chAddr,
 		Database:               *chDB,
+		ClickHouseCluster:      *chCluster,
+		ClickHouseShards:       shards,
+		InsertQuorum:           *insertQuorum,
 		ClickHouseUser:         *chUser,
 		ClickHousePassword:     chPass,
 		ClickHouseTLS:          chTLSConfig,
@@ -277,6 +291,19 @@ func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr s
 }
 
 func migrate(ctx context.Context, log *slog.Logger, cfg sink.Config) error {
+	if cfg.ClickHouseCluster != "" {
+		perNode, err := sink.MigrateClusterConfig(ctx, cfg)
+		for addr, ms := range perNode {
+			for _, m := range ms {
+				log.Info("applied migration", "node", addr, "name", m.Name)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		log.Info("migrations up to date on every node", "database", cfg.Database, "cluster", cfg.ClickHouseCluster)
+		return nil
+	}
 	conn, err := sink.OpenClickHouse(cfg)
 	if err != nil {
 		return err
