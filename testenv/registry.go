@@ -5,12 +5,20 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 )
 
-// EnvSchemaRegistry is the Schema Registry's URL (Confluent's API), exported by `services.sh env`.
-const EnvSchemaRegistry = "SIGNALSTAGE_SCHEMA_REGISTRY"
+// EnvSchemaRegistry is the Schema Registry's URL (Confluent's API), exported by `services.sh env`. It is not
+// SIGNALSTAGE_SCHEMA_REGISTRY, the stages' own variable: a stage a test runs writes the registry wire format only
+// when the test asks for it.
+const EnvSchemaRegistry = "SIGNALSTAGE_REGISTRY_URL"
+
+// EnvRegistryTests selects the registry suites (tests named TestRegistry*): `make test-registry` sets it, after
+// `services.sh up registry`. Without it they skip, so `make test` needs no registry (building one from nothing
+// takes minutes).
+const EnvRegistryTests = "SIGNALSTAGE_REGISTRY"
 
 // DefaultSchemaRegistry matches services.sh: Apicurio Registry's Confluent-compatible API on 127.0.0.1:8081.
 const DefaultSchemaRegistry = "http://127.0.0.1:8081/apis/ccompat/v7"
@@ -23,6 +31,9 @@ func SchemaRegistryURL() string { return getenv(EnvSchemaRegistry, DefaultSchema
 // each test's topics have a prefix of their own.
 func NewSchemaRegistry(t testing.TB) string {
 	t.Helper()
+	if os.Getenv(EnvRegistryTests) != "1" {
+		t.Skipf("registry suite: run it with `make test-registry` (%s=1)", EnvRegistryTests)
+	}
 	url := SchemaRegistryURL()
 	if err := registryAnswers(url); err != nil {
 		t.Fatalf("schema registry at %s: %v; start it with `bash testenv/services.sh up registry` (make test starts it)", url, err)

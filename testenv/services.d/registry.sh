@@ -83,4 +83,5 @@ registry_probe() {
 
 registry_probe_quick() { registry_probe; }
 
-registry_env() { echo "export SIGNALSTAGE_SCHEMA_REGISTRY=http://$HOST:$REGISTRY_PORT$REGISTRY_API"; }
+# Not SIGNALSTAGE_SCHEMA_REGISTRY: that one turns a stage's registry mode on, which tests choose themselves.
+registry_env() { echo "export SIGNALSTAGE_REGISTRY_URL=http://$HOST:$REGISTRY_PORT$REGISTRY_API"; }

@@ -78,6 +78,7 @@ func run() int {
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "topic name prefix (env SIGNALSTAGE_TOPIC_PREFIX)")
 	fs.IntVar(&partitions, "partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of signals.raw when created (env SIGNALSTAGE_PARTITIONS)")
 	fs.StringVar(&level, "log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&cfg.SchemaRegistry, "schema-registry", env("SIGNALSTAGE_SCHEMA_REGISTRY", ""), "Schema Registry URL (Confluent API): register the schemas and write the registry wire format instead of single-object encoding (env SIGNALSTAGE_SCHEMA_REGISTRY)")
 	fs.StringVar(&cfg.KeysFile, "keys", env("SIGNALSTAGE_KEYS_FILE", ""), "key registry JSON file, required (env SIGNALSTAGE_KEYS_FILE; for local development: testenv/dev-keys.json); reloaded on SIGHUP and on change")
 	fs.DurationVar(&cfg.KeysPollInterval, "keys-poll", 2*time.Second, "how often the key file is checked for changes")
 	fs.IntVar(&cfg.MaxEventBytes, "max-event-bytes", ingest.DefaultMaxEventBytes, "largest event accepted")

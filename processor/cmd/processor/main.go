@@ -128,6 +128,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("processor", flag.ExitOnError)
 	c.register(fs)
 	fs.StringVar(&cfg.StateDir, "state-dir", env("SIGNALSTAGE_PROCESSOR_STATE_DIR", "./processor-state"), "directory of the per-partition Pebble state (env SIGNALSTAGE_PROCESSOR_STATE_DIR)")
+	fs.StringVar(&cfg.SchemaRegistry, "schema-registry", env("SIGNALSTAGE_SCHEMA_REGISTRY", ""), "Schema Registry URL (Confluent API): register the schemas written and write the registry wire format; both formats are read either way (env SIGNALSTAGE_SCHEMA_REGISTRY)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("SIGNALSTAGE_PROCESSOR_ADMIN_ADDR", "127.0.0.1:9102"), "admin listener: /metrics, /healthz, /readyz, the rules API (env SIGNALSTAGE_PROCESSOR_ADMIN_ADDR)")
 	adminToken := kafkaconn.RegisterSecret(fs, "admin-token", "SIGNALSTAGE_ADMIN_TOKEN", "bearer token of the rules HTTP API on -admin-addr; none disables the API")
 	fs.BoolVar(&cfg.DisableRules, "disable-rules", false, "do not read signals.rules: every signal comes out unmapped")

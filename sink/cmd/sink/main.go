@@ -99,6 +99,7 @@ func run(args []string) int {
 	chTLS := kafkaconn.RegisterTLS(fs, "clickhouse-tls", "SIGNALSTAGE_CLICKHOUSE_TLS", "ClickHouse", false)
 	var kafka kafkaconn.Flags
 	kafka.Register(fs)
+	schemaRegistry := fs.String("schema-registry", env("SIGNALSTAGE_SCHEMA_REGISTRY", ""), "Schema Registry URL (Confluent API): run and tail read registry-framed records with it (single-object ones either way) (env SIGNALSTAGE_SCHEMA_REGISTRY)")
 	instanceID := fs.String("instance-id", env("SIGNALSTAGE_SINK_INSTANCE_ID", ""), "static group membership: unique per instance, stable across restarts (a pod name); a restart within -session-timeout moves no partitions (env SIGNALSTAGE_SINK_INSTANCE_ID; default dynamic)")
 	sessionTimeout := fs.Duration("session-timeout", envDuration("SIGNALSTAGE_SINK_SESSION_TIMEOUT", 45*time.Second), "how long the group waits for a crashed sink before moving its partitions (env SIGNALSTAGE_SINK_SESSION_TIMEOUT)")
 	metricsAddr := fs.String("metrics-addr", env("SIGNALSTAGE_SINK_METRICS_ADDR", "127.0.0.1:9103"), "listen address of /metrics and /readyz; empty disables (env SIGNALSTAGE_SINK_METRICS_ADDR)")
@@ -162,6 +163,7 @@ func run(args []string) int {
 		ClickHousePassword:     chPass,
 		ClickHouseTLS:          chTLSConfig,
 		KafkaConnOpts:          kafkaOpts,
+		SchemaRegistry:         *schemaRegistry,
 		InstanceID:             *instanceID,
 		SessionTimeout:         *sessionTimeout,
 		FlushRows:              *flushRows,
