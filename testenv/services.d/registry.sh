@@ -62,7 +62,6 @@ registry_install() {
 
 registry_start() {
 	mkdir -p "$REGISTRY_DIR/logs"
-	# No TieredStopAtLevel=1 here: C1 only made the start slower (Quarkus' start is mostly class loading).
 	# shellcheck disable=SC2086 # REGISTRY_JAVA_OPTS is a list of JVM flags
 	launch "$U_PIDFILE" "$R_MARKER" "${U_LOGS[1]}" java $REGISTRY_JAVA_OPTS -XX:+ExitOnOutOfMemoryError \
 		"$R_MARKER" -Djava.awt.headless=true \
