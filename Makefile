@@ -47,7 +47,7 @@ test-cluster: up up-cluster ## the cluster suites (TestCluster*; CLUSTER_RUN, CL
 # make test-registry: the Schema Registry suites (tests named TestRegistry*, selected by SIGNALSTAGE_REGISTRY=1;
 # without it they skip) against the real registry, which services.sh builds from Maven Central jars on first use:
 # minutes on a clean machine, hence not part of `make test`.
-REGISTRY_PKGS ?= ./schemas/ ./testenv/
+REGISTRY_PKGS ?= ./schemas/ ./sink/console/ ./testenv/
 test-registry: up ## the Schema Registry suites (TestRegistry*) against a real registry (built on first use, minutes)
 	bash $(SERVICES) up registry
 	@eval "$$(bash $(SERVICES) env)" && export SIGNALSTAGE_REGISTRY=1 && \
