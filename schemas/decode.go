@@ -15,7 +15,11 @@ func DecodeRawEvent(b []byte, ev *RawEvent) error { return DecodeRawEventWith(ni
 // nil): a registry-framed record whose id names the newest schema takes the same hand-written path.
 func DecodeRawEventWith(reg *Registry, b []byte, ev *RawEvent) error {
 	if id, ok := registryFramed(b); ok && reg != nil {
-		if ws, err := reg.schemaByID(id); err == nil && ws.fp == RawEvents.Fingerprint() {
+		ws, err := reg.schemaByID(id)
+		if err != nil {
+			return fmt.Errorf("decoding raw_event: %w", err) // not twice: a registry that is down costs one timeout
+		}
+		if ws.fp == RawEvents.Fingerprint() {
 			return decodeRawEventBody(b[registryHeaderLen:], ev)
 		}
 		return RawEvents.DecodeWith(reg, b, ev)

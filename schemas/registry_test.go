@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,4 +234,33 @@ func frame(id int, body []byte) []byte {
 	b := make([]byte, 5, 5+len(body))
 	binary.BigEndian.PutUint32(b[1:], uint32(id))
 	return append(b, body...)
+}
+
+// TestSchemaRegistryServerError: a lookup the registry answers with a server error is ErrRegistryUnavailable (a
+// record the stage may retry or redrive later), not ErrUnknownSchemaID, and is asked once per decode. (A stand-in
+// HTTP server: the real registry cannot be made to fail on one request.)
+func TestSchemaRegistryServerError(t *testing.T) {
+	var lookups atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/subjects" {
+			_, _ = w.Write([]byte("[]"))
+			return
+		}
+		lookups.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"error_code":50001,"message":"storage down"}`))
+	}))
+	defer srv.Close()
+	reg, err := schemas.NewRegistry(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev schemas.RawEvent
+	err = schemas.DecodeRawEventWith(reg, frame(3, []byte{0}), &ev)
+	if !errors.Is(err, schemas.ErrRegistryUnavailable) || errors.Is(err, schemas.ErrUnknownSchemaID) || !strings.Contains(err.Error(), "storage down") {
+		t.Fatalf("server error: %v, want ErrRegistryUnavailable with the registry's message", err)
+	}
+	if n := lookups.Load(); n != 1 {
+		t.Fatalf("%d lookups for one record, want 1", n)
+	}
 }
