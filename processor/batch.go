@@ -300,8 +300,16 @@ func (e *emitter) Signal(key []byte, _ *schemas.Signal, enc []byte) {
 	e.out(&kgo.Record{Topic: e.p.resolve, Key: key, Value: enc})
 }
 
+// reg is the processor's schema registry (nil: none, and in tests that build an emitter without a processor).
+func (e *emitter) reg() *schemas.Registry {
+	if e.p == nil {
+		return nil
+	}
+	return e.p.reg
+}
+
 func (e *emitter) Link(l *schemas.IdentityLink) {
-	b, err := schemas.IdentityLinks.EncodeWith(e.p.reg, l)
+	b, err := schemas.IdentityLinks.EncodeWith(e.reg(), l)
 	if err != nil {
 		e.fail(fmt.Errorf("encoding identity link: %w", err))
 		return
@@ -316,7 +324,7 @@ func (e *emitter) Tombstone(tenant, id string) {
 
 // Erasure publishes an erasure request (the email linked to a request's ids) to signals.erasures.
 func (e *emitter) Erasure(x *schemas.Erasure) {
-	b, err := schemas.Erasures.EncodeWith(e.p.reg, x)
+	b, err := schemas.Erasures.EncodeWith(e.reg(), x)
 	if err != nil {
 		e.fail(fmt.Errorf("encoding erasure: %w", err))
 		return
@@ -370,12 +378,12 @@ func (e *emitter) encodeDeadLetter(d *schemas.DeadLetter) ([]byte, bool) {
 	if d.Payload == nil {
 		d.Payload = []byte{}
 	}
-	b, err := schemas.DeadLetters.EncodeWith(e.p.reg, d)
+	b, err := schemas.DeadLetters.EncodeWith(e.reg(), d)
 	if err == nil && recordBytes(d.Key, b) > maxRecordBytes {
 		full := len(d.Payload)
 		d.Reason += fmt.Sprintf(" (payload cut from %d bytes to fit the producer's limit)", full)
 		d.Payload = d.Payload[:max(0, full-(recordBytes(d.Key, b)-maxRecordBytes)-256)]
-		b, err = schemas.DeadLetters.EncodeWith(e.p.reg, d)
+		b, err = schemas.DeadLetters.EncodeWith(e.reg(), d)
 	}
 	if err != nil {
 		e.fail(fmt.Errorf("encoding dead letter: %w", err))

@@ -107,9 +107,12 @@ func EncodeSignalWith(reg *Registry, s *Signal) ([]byte, error) {
 	if !signalFast {
 		return Signals.EncodeWith(reg, s)
 	}
-	hdr, err := reg.Header(Signals)
-	if err != nil {
-		return nil, fmt.Errorf("encoding signal: %w", err)
+	hdr := Signals.header[:]
+	if reg != nil {
+		var err error
+		if hdr, err = reg.Header(Signals); err != nil {
+			return nil, fmt.Errorf("encoding signal: %w", err)
+		}
 	}
 	n := len(hdr) + 24*binary.MaxVarintLen64 + len(s.Payload) + len(s.Tenant) + len(s.SignalID) + len(s.Status) +
 		len(s.Source) + len(s.Type) + len(s.Event) + len(s.MessageID) + len(s.AnonymousID) + len(s.UserID) +

@@ -58,7 +58,7 @@ type Registry struct {
 
 	mu       sync.RWMutex
 	byID     map[int]writerSchema       // schemas looked up or registered, by id
-	idOf     map[uint64]int             // fingerprint → id, for the schemas this process registered
+	headers  map[uint64][]byte          // fingerprint → its wire format header (Header's result, shared)
 	unknown  map[int]time.Time          // ids the registry denied, until when
 	resolved map[resolveKey]avro.Schema // (codec, id) → schema to decode into the codec's type
 }
@@ -80,7 +80,7 @@ func NewRegistry(ctx context.Context, url string) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema registry %s: %w", url, err)
 	}
-	r := &Registry{cl: cl, url: url, byID: map[int]writerSchema{}, idOf: map[uint64]int{},
+	r := &Registry{cl: cl, url: url, byID: map[int]writerSchema{}, headers: map[uint64][]byte{},
 		unknown: map[int]time.Time{}, resolved: map[resolveKey]avro.Schema{}}
 	if _, err := cl.Subjects(ctx); err != nil {
 		return nil, fmt.Errorf("schema registry %s: %w: %v", url, ErrRegistryUnavailable, err)
@@ -106,8 +106,11 @@ func (r *Registry) Register(ctx context.Context, topic string, recs ...Record) e
 		if err != nil {
 			return fmt.Errorf("registering %s: %w", rec.codecName(), err)
 		}
+		h := make([]byte, registryHeaderLen)
+		h[0] = registryMagic
+		binary.BigEndian.PutUint32(h[1:], uint32(ss.ID))
 		r.mu.Lock()
-		r.idOf[rec.Fingerprint()] = ss.ID
+		r.headers[rec.Fingerprint()] = h
 		r.byID[ss.ID] = writerSchema{schema: s, fp: rec.Fingerprint()}
 		r.mu.Unlock()
 	}
@@ -115,20 +118,18 @@ func (r *Registry) Register(ctx context.Context, topic string, recs ...Record) e
 }
 
 // Header returns the bytes a writer puts before each Avro body of rec: the registry wire format's magic byte and
-// id (rec must have been registered), or, for a nil registry, the single-object marker and fingerprint.
+// id (rec must have been registered), or, for a nil registry, the single-object marker and fingerprint. The
+// bytes are shared: never modify them.
 func (r *Registry) Header(rec Record) ([]byte, error) {
 	if r == nil {
 		return rec.singleObjectHeader(), nil
 	}
 	r.mu.RLock()
-	id, ok := r.idOf[rec.Fingerprint()]
+	h, ok := r.headers[rec.Fingerprint()]
 	r.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("schema %s (fingerprint %016x) was not registered with %s", rec.codecName(), rec.Fingerprint(), r.url)
 	}
-	h := make([]byte, registryHeaderLen)
-	h[0] = registryMagic
-	binary.BigEndian.PutUint32(h[1:], uint32(id))
 	return h, nil
 }
 

@@ -79,6 +79,9 @@ func TestRegistryWireFormat(t *testing.T) {
 	if !bytes.Equal(framed[5:], single[10:]) {
 		t.Fatal("registry-framed body differs from the single-object body")
 	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = schemas.EncodeSignalWith(writer, sig) }); n != 1 {
+		t.Fatalf("EncodeSignalWith(registry): %v allocations, want 1", n)
+	}
 	reflective, err := schemas.Signals.EncodeWith(writer, sig)
 	if err != nil || !bytes.Equal(reflective[:5], framed[:5]) {
 		t.Fatalf("Signals.EncodeWith: % x, %v; want the header % x", reflective[:5], err, framed[:5])
@@ -262,5 +265,14 @@ func TestSchemaRegistryServerError(t *testing.T) {
 	}
 	if n := lookups.Load(); n != 1 {
 		t.Fatalf("%d lookups for one record, want 1", n)
+	}
+}
+
+// TestEncodeSignalAllocatesOnce: framing for a registry (or none) adds no allocation to the hand-written
+// encoder the processor runs per signal.
+func TestEncodeSignalAllocatesOnce(t *testing.T) {
+	sig := &schemas.Signal{Tenant: "acme", SignalID: "s1", Version: 3, Event: "Demo Requested", Payload: []byte(`{}`)}
+	if n := testing.AllocsPerRun(100, func() { _, _ = schemas.EncodeSignalWith(nil, sig) }); n != 1 {
+		t.Fatalf("EncodeSignalWith(nil): %v allocations, want 1", n)
 	}
 }
