@@ -13,7 +13,7 @@ FUZZTIME  ?= 10s
 CLUSTER_RUN  ?= ^TestCluster
 CLUSTER_PKGS ?= ./...
 
-.PHONY: help build test test-unit test-integration test-cluster fuzz chdb-check deploy-check run up down status \
+.PHONY: help build test test-unit test-integration test-cluster test-registry fuzz chdb-check deploy-check run up down status \
 	up-cluster down-cluster bench lint clean clients chaos
 
 help: ## list the targets
@@ -43,6 +43,15 @@ test-cluster: up up-cluster ## the cluster suites (TestCluster*; CLUSTER_RUN, CL
 	$(GO) test -count=1 -p 1 -timeout 30m -v -run '$(CLUSTER_RUN)' $(CLUSTER_PKGS) 2>&1 | \
 		grep -vE '^(=== (RUN|PAUSE|CONT|NAME) |(ok|\?) .*\[no test(s to run| files)\]$$|testing: warning: no tests to run|PASS$$)'; \
 	exit $${PIPESTATUS[0]}
+
+# make test-registry: the Schema Registry suites (tests named TestRegistry*, selected by SIGNALSTAGE_REGISTRY=1;
+# without it they skip) against the real registry, which services.sh builds from Maven Central jars on first use:
+# minutes on a clean machine, hence not part of `make test`.
+REGISTRY_PKGS ?= ./schemas/ ./sink/console/ ./testenv/
+test-registry: up ## the Schema Registry suites (TestRegistry*) against a real registry (built on first use, minutes)
+	bash $(SERVICES) up registry
+	@eval "$$(bash $(SERVICES) env)" && export SIGNALSTAGE_REGISTRY=1 && \
+	$(GO) test -count=1 -timeout 20m -run '^TestRegistry' $(REGISTRY_PKGS)
 
 # make test: starts the real services itself, exports their addresses, then runs every test against them.
 test: up clients lint chdb-check deploy-check ## unit and integration tests against the real Kafka and ClickHouse (starts them)

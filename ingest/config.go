@@ -117,6 +117,11 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Logger for structured logs (default slog.Default()).
 	Logger *slog.Logger
+	// SchemaRegistry is a Schema Registry's URL, Confluent's API (-schema-registry, env
+	// SIGNALSTAGE_SCHEMA_REGISTRY; default "": none). With it, Run registers raw_event and dead_letter under
+	// <topic>-value of signals.raw and signals.dlq and writes their records in the registry wire format (magic 0,
+	// schema id, Avro body) instead of single-object encoding; a registry that does not answer fails Run.
+	SchemaRegistry string
 	// KafkaOpts are appended to the producer's options (tests use them for fault injection).
 	KafkaOpts []kgo.Opt
 	// KafkaConnOpts are how every Kafka client of the edge connects: TLS and SASL (kafkaconn.Flags.Opts; the

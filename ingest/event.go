@@ -51,6 +51,7 @@ type request struct {
 	hdr       http.Header // the request's headers
 	respHdr   http.Header // the answer's headers (429 adds its own)
 	sig       [sha1.Size]byte
+	rawHeader []byte // the framing of raw events: Registry.Header(RawEvents), nil for single-object
 }
 
 // check validates e, derives its contract fields and, when it is accepted, appends its record (key and value) to
@@ -132,7 +133,11 @@ func checkEvent(st *reqState, e *contract.Span, rq *request, scanned bool, scanE
 	p.keyOff = len(st.slab)
 	st.slab = routingKey(st.slab, rq.key.Tenant, contract.RoutingID(&ev.EventFields))
 	p.valOff = len(st.slab)
-	st.slab = schemas.AppendRawEvent(st.slab, ev)
+	if rq.rawHeader != nil {
+		st.slab = schemas.AppendRawEventFramed(st.slab, rq.rawHeader, ev)
+	} else {
+		st.slab = schemas.AppendRawEvent(st.slab, ev)
+	}
 	p.end = len(st.slab)
 	return p
 }

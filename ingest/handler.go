@@ -119,7 +119,7 @@ func (s *Server) handler(rt *route) http.HandlerFunc {
 // key, its secret, its origin, the presence of a signature, a used-up plan) is decided before the body is read.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, rt *route) int {
 	received := s.cfg.Now()
-	rq := request{rt: rt, received: received, requestID: s.requestID(r), maxEvent: s.cfg.MaxEventBytes,
+	rq := request{rt: rt, received: received, requestID: s.requestID(r), maxEvent: s.cfg.MaxEventBytes, rawHeader: s.rawHeader,
 		rewrite: contract.Rewrite{Type: rt.impliedType}, hdr: r.Header, respHdr: w.Header()}
 	k, herr := s.authenticate(r, rt)
 	if herr == nil && k != nil {

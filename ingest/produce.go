@@ -129,7 +129,7 @@ func (s *Server) unavailable(msg string) *httpError {
 func (s *Server) deadLetter(k *Key, raw []byte, reason string, key []byte, at time.Time) []byte {
 	dl := schemas.DeadLetter{Tenant: k.Tenant, Stage: "ingest", Reason: reason, Partition: -1, Offset: -1,
 		Key: key, Payload: raw, FailedAt: at}
-	b, err := schemas.DeadLetters.Encode(&dl)
+	b, err := schemas.DeadLetters.EncodeWith(s.reg, &dl)
 	if err != nil {
 		// Cannot happen for these field types; keep the event rather than lose it.
 		s.log.Error("encoding dead letter", "err", err)

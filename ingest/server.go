@@ -44,12 +44,16 @@ type Server struct {
 	router   *mux.Router
 	rawTopic string
 	dlqTopic string
-	idPrefix string
-	reqSeq   atomic.Uint64
-	inFlight atomic.Int64
-	memUsed  atomic.Int64 // bytes reserved by requests being served (see reserve)
-	draining atomic.Bool
-	serving  atomic.Bool // the public listener serves
+	// reg and rawHeader are set by Run before it serves when a registry is configured: records are then framed
+	// for it (nil: single-object encoding).
+	reg       *schemas.Registry
+	rawHeader []byte
+	idPrefix  string
+	reqSeq    atomic.Uint64
+	inFlight  atomic.Int64
+	memUsed   atomic.Int64 // bytes reserved by requests being served (see reserve)
+	draining  atomic.Bool
+	serving   atomic.Bool // the public listener serves
 	// lastReloadErr is only touched by watchKeys' goroutine (and ReloadKeys callers, serialised by it).
 	lastReloadErr string
 }
@@ -201,6 +205,30 @@ func (s *Server) notReady(ctx context.Context) string {
 	return problem
 }
 
+// useRegistry connects to the schema registry and registers the schemas the edge writes, so that every record
+// from now on is written in the registry wire format.
+func (s *Server) useRegistry(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	reg, err := schemas.NewRegistry(rctx, s.cfg.SchemaRegistry)
+	if err != nil {
+		return err
+	}
+	if err := reg.Register(rctx, s.rawTopic, schemas.RawEvents); err != nil {
+		return err
+	}
+	if err := reg.Register(rctx, s.dlqTopic, schemas.DeadLetters); err != nil {
+		return err
+	}
+	hdr, err := reg.Header(schemas.RawEvents)
+	if err != nil {
+		return err
+	}
+	s.reg, s.rawHeader = reg, hdr
+	s.log.Info("writing the schema registry wire format", "registry", reg.URL())
+	return nil
+}
+
 // Run creates the topics, serves HTTP until ctx is done, then drains: it stops accepting, finishes in-flight
 // requests, flushes the producer and closes it. It returns nil after a clean shutdown.
 func (s *Server) Run(ctx context.Context) error {
@@ -220,6 +248,11 @@ func (s *Server) Run(ctx context.Context) error {
 	cancel()
 	if err != nil {
 		return fmt.Errorf("ensuring topics: %w", kafkaconn.Explain(err))
+	}
+	if s.cfg.SchemaRegistry != "" {
+		if err := s.useRegistry(ctx); err != nil {
+			return fmt.Errorf("-schema-registry: %w", err)
+		}
 	}
 
 	// Background parts stop when bg is canceled, after the HTTP server drained.

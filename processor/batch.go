@@ -182,7 +182,7 @@ func (p *Processor) record(ov *overlay, em *emitter, r *kgo.Record, tenant strin
 
 func (p *Processor) processRaw(ov *overlay, em *emitter, r *kgo.Record) error {
 	var raw schemas.RawEvent
-	if err := schemas.DecodeRawEvent(r.Value, &raw); err != nil {
+	if err := schemas.DecodeRawEventWith(p.reg, r.Value, &raw); err != nil {
 		em.deadLetter(r, "decoding RawEvent: "+err.Error(), "")
 		return nil
 	}
@@ -196,7 +196,7 @@ func (p *Processor) applyLink(ov *overlay, em *emitter, r *kgo.Record) error {
 		return nil // tombstone: an erasure's (applied by every partition from signals.erasures), nothing to do here
 	}
 	var l schemas.IdentityLink
-	if err := schemas.IdentityLinks.Decode(r.Value, &l); err != nil {
+	if err := schemas.IdentityLinks.DecodeWith(p.reg, r.Value, &l); err != nil {
 		em.deadLetter(r, "decoding IdentityLink: "+err.Error(), "")
 		return nil
 	}
@@ -300,8 +300,16 @@ func (e *emitter) Signal(key []byte, _ *schemas.Signal, enc []byte) {
 	e.out(&kgo.Record{Topic: e.p.resolve, Key: key, Value: enc})
 }
 
+// reg is the processor's schema registry (nil: none, and in tests that build an emitter without a processor).
+func (e *emitter) reg() *schemas.Registry {
+	if e.p == nil {
+		return nil
+	}
+	return e.p.reg
+}
+
 func (e *emitter) Link(l *schemas.IdentityLink) {
-	b, err := schemas.IdentityLinks.Encode(l)
+	b, err := schemas.IdentityLinks.EncodeWith(e.reg(), l)
 	if err != nil {
 		e.fail(fmt.Errorf("encoding identity link: %w", err))
 		return
@@ -316,7 +324,7 @@ func (e *emitter) Tombstone(tenant, id string) {
 
 // Erasure publishes an erasure request (the email linked to a request's ids) to signals.erasures.
 func (e *emitter) Erasure(x *schemas.Erasure) {
-	b, err := schemas.Erasures.Encode(x)
+	b, err := schemas.Erasures.EncodeWith(e.reg(), x)
 	if err != nil {
 		e.fail(fmt.Errorf("encoding erasure: %w", err))
 		return
@@ -370,12 +378,12 @@ func (e *emitter) encodeDeadLetter(d *schemas.DeadLetter) ([]byte, bool) {
 	if d.Payload == nil {
 		d.Payload = []byte{}
 	}
-	b, err := schemas.DeadLetters.Encode(d)
+	b, err := schemas.DeadLetters.EncodeWith(e.reg(), d)
 	if err == nil && recordBytes(d.Key, b) > maxRecordBytes {
 		full := len(d.Payload)
 		d.Reason += fmt.Sprintf(" (payload cut from %d bytes to fit the producer's limit)", full)
 		d.Payload = d.Payload[:max(0, full-(recordBytes(d.Key, b)-maxRecordBytes)-256)]
-		b, err = schemas.DeadLetters.Encode(d)
+		b, err = schemas.DeadLetters.EncodeWith(e.reg(), d)
 	}
 	if err != nil {
 		e.fail(fmt.Errorf("encoding dead letter: %w", err))

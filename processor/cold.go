@@ -120,7 +120,7 @@ func (c *Core) rehydrate(st State, em Emitter, tenant string, v visitor, email s
 		} else if live {
 			entry.First.apply(sig)
 		}
-		enc, err := schemas.EncodeSignal(sig)
+		enc, err := schemas.EncodeSignalWith(c.reg, sig)
 		if err != nil {
 			return fmt.Errorf("encoding rehydrated signal: %w", err)
 		}

@@ -98,6 +98,12 @@ type Config struct {
 	// AdminToken protects the rules HTTP API on AdminAddr (flag -admin-token, env SIGNALSTAGE_ADMIN_TOKEN); ""
 	// disables the API (it is never served without a token).
 	AdminToken string
+	// SchemaRegistry is a Schema Registry's URL, Confluent's API (flag -schema-registry, env
+	// SIGNALSTAGE_SCHEMA_REGISTRY; "" by default: none). The processor reads both single-object and registry-framed
+	// records either way (a registry-framed one without a registry is dead-lettered, saying so); with a registry
+	// it also registers the schemas it writes (signals.resolved, identities, signals.dlq, signals.erasures, as
+	// <topic>-value) and writes them in the registry wire format. A registry that does not answer fails Run.
+	SchemaRegistry string
 	// Registry receives the metrics (nil: not registered).
 	Registry prometheus.Registerer
 	// Gatherer serves /metrics on AdminAddr (nil: prometheus.DefaultGatherer).

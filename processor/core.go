@@ -95,6 +95,8 @@ type Core struct {
 	// reader turns the event's record into an Event; rreader the held records rehydration reads while the
 	// event is still in use.
 	reader, rreader eventReader
+	// reg frames the signals the core encodes for a schema registry (nil: single-object encoding).
+	reg *schemas.Registry
 	// legacyIDs turns on the second dedup lookup of every new signal (SetLegacyLookups).
 	legacyIDs bool
 	// noErasedState skips the lookups of erased ids in the state (SetErasedState).
@@ -242,7 +244,7 @@ func (c *Core) ProcessEvent(st State, em Emitter, partition int32, offset int64,
 		}
 	}
 	sig.EmailDomain = contract.EmailDomain(sig.Email)
-	enc, err := schemas.EncodeSignal(sig)
+	enc, err := schemas.EncodeSignalWith(c.reg, sig)
 	if err != nil {
 		return fmt.Errorf("encoding signal: %w", err)
 	}

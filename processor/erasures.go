@@ -26,6 +26,7 @@ type erasureLog struct {
 	topic  string
 	client []kgo.Opt // seed brokers and the Kafka security options
 	log    *slog.Logger
+	reg    *schemas.Registry // reads registry-framed requests (nil: none)
 
 	mu    sync.RWMutex
 	list  []erasureAt // by offset
@@ -122,7 +123,7 @@ func (l *erasureLog) run(ctx context.Context) error {
 				return // the contract has none; nothing to undo an erasure with
 			}
 			var e schemas.Erasure
-			if err := schemas.Erasures.Decode(r.Value, &e); err != nil {
+			if err := schemas.Erasures.DecodeWith(l.reg, r.Value, &e); err != nil {
 				l.log.Error("undecodable erasure request skipped", "topic", l.topic, "offset", r.Offset, "err", err)
 				return
 			}
@@ -136,6 +137,7 @@ func (l *erasureLog) run(ctx context.Context) error {
 // through a restart). The returned wait stops with the processor and gives the follower's error.
 func (p *Processor) startErasures(ctx context.Context, cancel context.CancelCauseFunc) (wait func() error) {
 	l := newErasureLog(p.cfg.Topics.Name(schemas.TopicErasures), p.cfg.kafkaOpts(), p.log.With("component", "erasures"))
+	l.reg = p.reg
 	p.erasures, p.core.cfg.Erased = l, l
 	done := make(chan error, 1)
 	go func() {

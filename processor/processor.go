@@ -67,6 +67,9 @@ type Processor struct {
 	watcher *rules.Watcher        // nil when Config.Mapper is given or rules are disabled
 
 	erasures *erasureLog // signals.erasures, followed by Run (erasures.go)
+
+	// reg is the schema registry (nil: none), set by Run before anything is read or written.
+	reg *schemas.Registry
 }
 
 type storeState struct {
@@ -80,6 +83,31 @@ type storeState struct {
 	// decided it for a partition that had none.
 	legacyUntilMs              int64
 	legacyKnown, legacyDecided bool
+}
+
+// useRegistry connects to the schema registry and registers the schema of every topic the processor writes
+// with the contract's codecs.
+func (p *Processor) useRegistry(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	reg, err := schemas.NewRegistry(rctx, p.cfg.SchemaRegistry)
+	if err != nil {
+		return err
+	}
+	for _, w := range []struct {
+		topic string
+		rec   schemas.Record
+	}{
+		{p.resolve, schemas.Signals}, {p.idents, schemas.IdentityLinks}, {p.dlq, schemas.DeadLetters},
+		{p.cfg.Topics.Name(schemas.TopicErasures), schemas.Erasures},
+	} {
+		if err := reg.Register(rctx, w.topic, w.rec); err != nil {
+			return err
+		}
+	}
+	p.reg, p.core.reg = reg, reg
+	p.log.Info("reading and writing the schema registry wire format", "registry", reg.URL())
+	return nil
 }
 
 // New validates cfg and returns a processor.
@@ -160,6 +188,11 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	}
 	if err := schemas.EnsureTopics(ctx, adm, p.cfg.Topics.ReplicationFactor, p.cfg.internalSpecs()...); err != nil {
 		return fmt.Errorf("ensuring the processor's topics: %w", kafkaconn.Explain(err))
+	}
+	if p.cfg.SchemaRegistry != "" {
+		if err := p.useRegistry(ctx); err != nil {
+			return fmt.Errorf("-schema-registry: %w", err)
+		}
 	}
 	waitRules, err := p.runWatcher(ctx, cancel)
 	if err != nil {

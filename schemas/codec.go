@@ -15,8 +15,9 @@ import (
 
 // Sentinel errors returned by Codec.Decode; callers branch on them with errors.Is (for example to dead-letter).
 var (
-	// ErrNotSingleObject means the bytes do not start with the Avro single-object marker C3 01, or are too short.
-	ErrNotSingleObject = errors.New("not an avro single-object encoded record")
+	// ErrNotSingleObject means the bytes start neither with the Avro single-object marker C3 01 nor with the
+	// schema registry wire format's magic byte 0, or are too short.
+	ErrNotSingleObject = errors.New("not an avro single-object encoded record (nor in the schema registry wire format)")
 	// ErrUnknownFingerprint means no schema version known to this binary has the writer's fingerprint.
 	ErrUnknownFingerprint = errors.New("unknown writer schema fingerprint")
 	// ErrCorrupt means the header was valid but the body does not decode with the writer's schema.
@@ -39,6 +40,7 @@ var api = avro.Config{}.Freeze()
 type Codec[T any] struct {
 	name   string
 	reader avro.Schema
+	source string // the text of the newest version, what a registry is given
 	header [headerLen]byte
 
 	// Both maps are filled by NewCodec and only read afterwards, so they need no lock.
@@ -119,6 +121,7 @@ func NewCodec[T any](name string, versions ...string) (*Codec[T], error) {
 		c.writers[fp] = s
 		if i == len(versions)-1 {
 			c.reader = s
+			c.source = src
 			c.header[0], c.header[1] = 0xC3, 0x01
 			binary.LittleEndian.PutUint64(c.header[2:], fp)
 		}
@@ -151,21 +154,52 @@ func (c *Codec[T]) Schema() avro.Schema { return c.reader }
 // Fingerprint returns the CRC-64-AVRO fingerprint of the schema Encode writes.
 func (c *Codec[T]) Fingerprint() uint64 { return binary.LittleEndian.Uint64(c.header[2:]) }
 
+func (c *Codec[T]) codecName() string          { return c.name }
+func (c *Codec[T]) writerSource() string       { return c.source }
+func (c *Codec[T]) singleObjectHeader() []byte { return append([]byte(nil), c.header[:]...) }
+
 // Encode returns v as a single-object encoded record written with the newest schema.
-func (c *Codec[T]) Encode(v *T) ([]byte, error) {
+func (c *Codec[T]) Encode(v *T) ([]byte, error) { return c.EncodeWith(nil, v) }
+
+// EncodeWith returns v written with the newest schema, framed for reg: in the registry wire format with the id
+// reg registered the schema under, or single-object encoded when reg is nil.
+func (c *Codec[T]) EncodeWith(reg *Registry, v *T) ([]byte, error) {
+	hdr := c.header[:]
+	if reg != nil {
+		var err error
+		if hdr, err = reg.Header(c); err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", c.name, err)
+		}
+	}
 	body, err := api.Marshal(c.reader, v)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", c.name, err)
 	}
-	out := make([]byte, headerLen+len(body))
-	copy(out, c.header[:])
-	copy(out[headerLen:], body)
+	out := make([]byte, len(hdr)+len(body))
+	copy(out, hdr)
+	copy(out[len(hdr):], body)
 	return out, nil
 }
 
 // Decode reads a single-object encoded record written with any known version into v. It never panics on bad
-// input: it returns ErrNotSingleObject, ErrUnknownFingerprint or ErrCorrupt.
-func (c *Codec[T]) Decode(b []byte, v *T) (err error) {
+// input: it returns ErrNotSingleObject, ErrUnknownFingerprint or ErrCorrupt (and ErrNoRegistry for a record in
+// the registry wire format).
+func (c *Codec[T]) Decode(b []byte, v *T) error { return c.DecodeWith(nil, b, v) }
+
+// DecodeWith reads a record in either format into v: single-object encoded (any version this binary has), or in
+// the schema registry wire format, its writer schema looked up in reg by id (cached). Errors as Decode's, plus
+// ErrUnknownSchemaID and ErrRegistryUnavailable.
+func (c *Codec[T]) DecodeWith(reg *Registry, b []byte, v *T) error {
+	if id, ok := registryFramed(b); ok {
+		if reg == nil {
+			return fmt.Errorf("decoding %s: %w (schema id %d)", c.name, ErrNoRegistry, id)
+		}
+		s, _, err := readerFor(reg, c, id)
+		if err != nil {
+			return fmt.Errorf("decoding %s: %w", c.name, err)
+		}
+		return c.decodeBody(s, b[registryHeaderLen:], v)
+	}
 	if len(b) < headerLen || b[0] != 0xC3 || b[1] != 0x01 {
 		return fmt.Errorf("decoding %s: %w", c.name, ErrNotSingleObject)
 	}
@@ -174,6 +208,11 @@ func (c *Codec[T]) Decode(b []byte, v *T) (err error) {
 	if !ok {
 		return fmt.Errorf("decoding %s: %w %016x", c.name, ErrUnknownFingerprint, fp)
 	}
+	return c.decodeBody(s, b[headerLen:], v)
+}
+
+// decodeBody reads an Avro body written with s (resolved to T) into v.
+func (c *Codec[T]) decodeBody(s avro.Schema, body []byte, v *T) (err error) {
 	// hamba/avro guards against most malformed input with errors, but a hostile length prefix can still trip
 	// a slice bound; a poison record must become an error, never a crash.
 	defer func() {
@@ -187,7 +226,7 @@ func (c *Codec[T]) Decode(b []byte, v *T) (err error) {
 	// into zero values. Here running out of bytes, or bytes left over, is corruption.
 	r := readers.Get().(*avro.Reader)
 	defer readers.Put(r)
-	r.Reset(b[headerLen:])
+	r.Reset(body)
 	r.Error = nil
 	r.ReadVal(s, v)
 	if r.Error != nil {

@@ -71,7 +71,10 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"empty", nil, ErrNotSingleObject},
 		{"short", []byte{0xC3, 0x01, 1}, ErrNotSingleObject},
-		{"no marker", append([]byte{0x00, 0x01}, good[2:]...), ErrNotSingleObject},
+		{"no marker", append([]byte{0x42, 0x01}, good[2:]...), ErrNotSingleObject},
+		// Magic byte 0 is the schema registry wire format: without a registry, a clear error of its own.
+		{"registry framed, no registry", append([]byte{0x00, 0, 0, 0, 7}, good[headerLen:]...), ErrNoRegistry},
+		{"short registry frame", []byte{0x00, 0, 0}, ErrNotSingleObject},
 		{"json", []byte(`{"type":"track","anonymousId":"x"}`), ErrNotSingleObject},
 		{"unknown fingerprint", unknown, ErrUnknownFingerprint},
 		{"truncated body", truncated, ErrCorrupt},

@@ -9,11 +9,29 @@ import (
 // DecodeRawEvent decodes a signals.raw record into ev. A record written with the newest schema (what the edge
 // writes) is decoded by hand: one allocation holds every string of ev, and ev.Payload aliases b, so b must not
 // change while ev is in use. Older versions go through RawEvents.Decode. Errors are Codec.Decode's.
-func DecodeRawEvent(b []byte, ev *RawEvent) error {
-	if len(b) < headerLen || b[0] != 0xC3 || b[1] != 0x01 || binary.LittleEndian.Uint64(b[2:headerLen]) != RawEvents.Fingerprint() {
-		return RawEvents.Decode(b, ev)
+func DecodeRawEvent(b []byte, ev *RawEvent) error { return DecodeRawEventWith(nil, b, ev) }
+
+// DecodeRawEventWith is DecodeRawEvent for a reader that also reads the schema registry wire format (reg may be
+// nil): a registry-framed record whose id names the newest schema takes the same hand-written path.
+func DecodeRawEventWith(reg *Registry, b []byte, ev *RawEvent) error {
+	if id, ok := registryFramed(b); ok && reg != nil {
+		ws, err := reg.schemaByID(id)
+		if err != nil {
+			return fmt.Errorf("decoding raw_event: %w", err) // not twice: a registry that is down costs one timeout
+		}
+		if ws.fp == RawEvents.Fingerprint() {
+			return decodeRawEventBody(b[registryHeaderLen:], ev)
+		}
+		return RawEvents.DecodeWith(reg, b, ev)
 	}
-	r := fastReader{b: b[headerLen:], all: string(b[headerLen:])}
+	if len(b) < headerLen || b[0] != 0xC3 || b[1] != 0x01 || binary.LittleEndian.Uint64(b[2:headerLen]) != RawEvents.Fingerprint() {
+		return RawEvents.DecodeWith(reg, b, ev)
+	}
+	return decodeRawEventBody(b[headerLen:], ev)
+}
+
+func decodeRawEventBody(body []byte, ev *RawEvent) error {
+	r := fastReader{b: body, all: string(body)}
 	*ev = RawEvent{}
 	ev.Tenant, ev.KeyID, ev.Source = r.str(), r.str(), r.str()
 	ev.ReceivedAt = time.UnixMilli(r.long()).UTC()

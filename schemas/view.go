@@ -12,7 +12,7 @@ import (
 )
 
 // viewers decode a record of each topic (base name) into a JSON-ready value.
-var viewers = map[string]func([]byte) (any, error){
+var viewers = map[string]func(*Registry, []byte) (any, error){
 	TopicRaw:        viewOf(RawEvents),
 	TopicResolved:   viewOf(Signals),
 	TopicIdentities: viewOf(IdentityLinks),
@@ -21,10 +21,10 @@ var viewers = map[string]func([]byte) (any, error){
 	TopicRules:      viewOf(MappingRules),
 }
 
-func viewOf[T any](c *Codec[T]) func([]byte) (any, error) {
-	return func(b []byte) (any, error) {
+func viewOf[T any](c *Codec[T]) func(*Registry, []byte) (any, error) {
+	return func(reg *Registry, b []byte) (any, error) {
 		var v T
-		if err := c.Decode(b, &v); err != nil {
+		if err := c.DecodeWith(reg, b, &v); err != nil {
 			return nil, err
 		}
 		return View(v), nil
@@ -48,7 +48,10 @@ var ErrNoView = fmt.Errorf("no decoder for the topic")
 // ViewRecord decodes value, a record of topic base (a name without the deployment prefix), whatever schema
 // version wrote it, into a value encoding/json prints with the Avro field names. A nil value (a tombstone)
 // views as nil.
-func ViewRecord(base string, value []byte) (any, error) {
+func ViewRecord(base string, value []byte) (any, error) { return ViewRecordWith(nil, base, value) }
+
+// ViewRecordWith is ViewRecord for a reader of the schema registry wire format too (reg may be nil).
+func ViewRecordWith(reg *Registry, base string, value []byte) (any, error) {
 	view, ok := viewers[base]
 	if !ok {
 		return nil, fmt.Errorf("%w %q (decodable: %s)", ErrNoView, base, strings.Join(ViewTopics(), ", "))
@@ -56,7 +59,7 @@ func ViewRecord(base string, value []byte) (any, error) {
 	if value == nil {
 		return nil, nil
 	}
-	return view(value)
+	return view(reg, value)
 }
 
 // View returns v as maps, slices and scalars keyed by the Avro field names (embedded structs flattened): times as

@@ -94,6 +94,12 @@ type Config struct {
 	// MaxPollRecords caps the records taken from the client per poll (default 10,000).
 	MaxPollRecords int
 
+	// SchemaRegistry is a Schema Registry's URL, Confluent's API (flag -schema-registry, env
+	// SIGNALSTAGE_SCHEMA_REGISTRY; "" by default: none). The sink and `sink tail` read single-object and
+	// registry-framed records alike; a registry-framed record read without a registry is dead-lettered, and a
+	// registry that does not answer fails Run and Tail at start. (The records the sink itself writes, by
+	// `sink forget` and redrive, stay single-object encoded.)
+	SchemaRegistry string
 	// Registry receives the sink's metrics (default: a fresh registry, so tests never collide).
 	Registry prometheus.Registerer
 	// Logger (default slog.Default()).

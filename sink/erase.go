@@ -115,7 +115,7 @@ type ErasureReport struct {
 // until ctx ends; then the record's offset is not committed and the erasure runs again at the next start.
 func (s *Sink) erase(ctx context.Context, r *kgo.Record) error {
 	var e schemas.Erasure
-	if err := schemas.Erasures.Decode(r.Value, &e); err != nil {
+	if err := schemas.Erasures.DecodeWith(s.reg, r.Value, &e); err != nil {
 		return err
 	}
 	if e.Tenant == "" || (e.Email == "" && e.AnonymousID == "" && e.UserID == "") {

@@ -341,8 +341,11 @@ func clampTime(t time.Time) time.Time {
 // reasonKind is the low-cardinality label of a dead-letter reason for metrics.
 func reasonKind(err error) string {
 	switch {
-	case errors.Is(err, schemas.ErrUnknownFingerprint), errors.Is(err, schemas.ErrIncompatible):
+	case errors.Is(err, schemas.ErrUnknownFingerprint), errors.Is(err, schemas.ErrIncompatible),
+		errors.Is(err, schemas.ErrUnknownSchemaID), errors.Is(err, schemas.ErrNoRegistry):
 		return "unknown_schema"
+	case errors.Is(err, schemas.ErrRegistryUnavailable):
+		return "registry_unavailable"
 	case errors.Is(err, schemas.ErrNotSingleObject), errors.Is(err, schemas.ErrCorrupt):
 		return "undecodable"
 	case errors.Is(err, ErrUnconvertible):

@@ -71,6 +71,9 @@ type Sink struct {
 	revoked []tp
 
 	running atomic.Bool // migrations applied and loading (Ready)
+
+	// reg looks up the writer schemas of registry-framed records (nil: no registry), set by Run.
+	reg *schemas.Registry
 }
 
 // New validates cfg and builds a Sink. It does not connect; Run does.
@@ -193,6 +196,17 @@ func (s *Sink) drainRevoked() {
 // Run ensures the topics, applies the migrations and loads until ctx is done. On cancellation it flushes and
 // commits what it holds (the final inserts get InsertTimeout after ctx ends) and returns nil; it returns an error
 // only when it cannot start or the Kafka client fails for good. Run closes the Sink's clients when it returns.
+// openRegistry connects to the schema registry, failing when it does not answer.
+func openRegistry(ctx context.Context, url string) (*schemas.Registry, error) {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	reg, err := schemas.NewRegistry(rctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("-schema-registry: %w", err)
+	}
+	return reg, nil
+}
+
 func (s *Sink) Run(ctx context.Context) error {
 	defer s.conn.Close()
 	defer s.client.Close()
@@ -201,6 +215,14 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	if err := s.cfg.Topics.Ensure(ctx, kadm.NewClient(s.client)); err != nil {
 		return fmt.Errorf("ensuring topics: %w", kafkaconn.Explain(err))
+	}
+	if s.cfg.SchemaRegistry != "" {
+		reg, err := openRegistry(ctx, s.cfg.SchemaRegistry)
+		if err != nil {
+			return err
+		}
+		s.reg = reg
+		s.log.Info("reading the schema registry wire format too", "registry", reg.URL())
 	}
 	var applied []Migration
 	var err error
@@ -348,7 +370,7 @@ func (s *Sink) add(r *kgo.Record, now time.Time) {
 	switch base {
 	case schemas.TopicResolved:
 		var v schemas.Signal
-		if err = schemas.Signals.Decode(r.Value, &v); err == nil {
+		if err = schemas.Signals.DecodeWith(s.reg, r.Value, &v); err == nil {
 			var row signalRow
 			if row, err = newSignalRow(&v, r); err == nil {
 				if s.erased.signal(&row) {
@@ -360,7 +382,7 @@ func (s *Sink) add(r *kgo.Record, now time.Time) {
 		}
 	case schemas.TopicIdentities:
 		var v schemas.IdentityLink
-		if err = schemas.IdentityLinks.Decode(r.Value, &v); err == nil {
+		if err = schemas.IdentityLinks.DecodeWith(s.reg, r.Value, &v); err == nil {
 			var row identityRow
 			if row, err = newIdentityRow(&v, r); err == nil {
 				if s.erased.identity(&row) {
@@ -372,7 +394,7 @@ func (s *Sink) add(r *kgo.Record, now time.Time) {
 		}
 	case schemas.TopicDLQ:
 		var v schemas.DeadLetter
-		if err = schemas.DeadLetters.Decode(r.Value, &v); err == nil {
+		if err = schemas.DeadLetters.DecodeWith(s.reg, r.Value, &v); err == nil {
 			s.dead.add(newDeadLetterRow(&v, r), p, r.Offset, size, now)
 		}
 	default:

@@ -68,6 +68,12 @@ func Tail(ctx context.Context, cfg Config, req TailRequest, out io.Writer) error
 	if !topics.Has(topic) {
 		return fmt.Errorf("%w: -topic: %s does not exist", ErrConfig, topic)
 	}
+	var reg *schemas.Registry
+	if cfg.SchemaRegistry != "" {
+		if reg, err = openRegistry(ctx, cfg.SchemaRegistry); err != nil {
+			return err
+		}
+	}
 	enc := json.NewEncoder(out)
 	printed := 0
 	for req.N == 0 || printed < req.N {
@@ -90,7 +96,7 @@ func Tail(ctx context.Context, cfg Config, req TailRequest, out io.Writer) error
 				}
 				line.Headers[h.Key] = string(h.Value)
 			}
-			if line.Value, err = schemas.ViewRecord(base, r.Value); err != nil {
+			if line.Value, err = schemas.ViewRecordWith(reg, base, r.Value); err != nil {
 				line.Error = err.Error()
 			}
 			if err := enc.Encode(line); err != nil {

@@ -8,7 +8,8 @@
 #   services.sh kill UNIT...        SIGKILL (fault tests), waits until the process is gone
 #   services.sh status [TARGET...]  running/stopped, pid, address, ready, log file
 #   services.sh env                 shell exports: eval "$(testenv/services.sh env)"
-#   services.sh install [TARGET...] only install (Kafka/ZooKeeper jars via mvn, clickhouse-server via apt-get)
+#   services.sh install [TARGET...] only install (Kafka/ZooKeeper jars via mvn, clickhouse-server via apt-get,
+#                                   the registry built by mvn)
 #   services.sh logs [TARGET...]    print the log file paths
 #
 # TARGET is a unit or a group of units (default: kafka clickhouse):
@@ -20,6 +21,9 @@
 #                        'signalstage' (native 29001-29004, HTTP 29101-29104, interserver 29201-29204, in the
 #                        order s1r1 s1r2 s2r1 s2r2)
 #   clusters             kafka-cluster and clickhouse-cluster
+#   registry             a Schema Registry (Apicurio Registry 2.4.2, Confluent-compatible API at
+#                        http://127.0.0.1:8081/apis/ccompat/v7), schemas in memory; built from Maven Central jars
+#                        (testenv/registry/) on the first 'up'
 # `status` without a target also lists the cluster units that were ever started.
 #
 # Kafka: Apache Kafka from Maven Central (testenv/kafka/pom.xml), KRaft, run with the machine's Java 17 and a
@@ -41,6 +45,8 @@
 #                             (clickhouse-server.log, clickhouse-server.err.log, stdout.log), clickhouse.pid
 #   clickhouse-cluster/sXrY/  each cluster node laid out like clickhouse/, plus etc/config.d/cluster.xml
 #   zookeeper/                libs/, config/ (zoo.cfg, log4j2.properties), data/, logs/, zookeeper.pid
+#   registry/                 build/ (mvn output, the runnable registry-server/, mvn.log), logs/ (registry.log,
+#                             stdout.log), registry.pid
 #
 # Environment overrides (defaults in brackets):
 #   SIGNALSTAGE_CACHE [<repo>/.cache]            SIGNALSTAGE_READY_TIMEOUT [90] seconds
@@ -57,6 +63,7 @@
 #   SIGNALSTAGE_KAFKA_CONTROLLER_JAVA_OPTS [-Xms32m -Xmx128m -XX:TieredStopAtLevel=1]   each cluster controller
 #   SIGNALSTAGE_CLICKHOUSE_CLUSTER_PORT [29001]  native port of s1r1; +100 HTTP, +200 interserver; then s1r2 ...
 #   SIGNALSTAGE_ZOOKEEPER_PORT [29181]           SIGNALSTAGE_ZOOKEEPER_JAVA_OPTS [-Xms32m -Xmx256m]
+#   SIGNALSTAGE_REGISTRY_PORT [8081]             SIGNALSTAGE_REGISTRY_JAVA_OPTS [-Xms64m -Xmx256m]
 #   SIGNALSTAGE_OWNER_PID [none]                 servers started by this call are SIGKILLed when that process
 #                                                exits (tests: a crashed test leaves no server behind)
 set -euo pipefail
@@ -302,6 +309,8 @@ source "$SCRIPT_DIR/services.d/kafka.sh"
 source "$SCRIPT_DIR/services.d/clickhouse.sh"
 # shellcheck source=services.d/zookeeper.sh
 source "$SCRIPT_DIR/services.d/zookeeper.sh"
+# shellcheck source=services.d/registry.sh
+source "$SCRIPT_DIR/services.d/registry.sh"
 # shellcheck source=services.d/units.sh
 source "$SCRIPT_DIR/services.d/units.sh"
 

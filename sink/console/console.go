@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -78,6 +79,28 @@ type Server struct {
 	auth   *auth
 	health *health
 	mux    *http.ServeMux
+
+	// reg is the schema registry the live tail reads registry-framed signals with, opened by the first stream
+	// that needs it (cfg.Sink.SchemaRegistry; nil while none).
+	regMu sync.Mutex
+	reg   *schemas.Registry
+}
+
+// schemaRegistry returns the registry of cfg.Sink.SchemaRegistry (nil when none is configured), opened once.
+func (s *Server) schemaRegistry(ctx context.Context) (*schemas.Registry, error) {
+	if s.cfg.Sink.SchemaRegistry == "" {
+		return nil, nil
+	}
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	if s.reg == nil {
+		reg, err := schemas.NewRegistry(ctx, s.cfg.Sink.SchemaRegistry)
+		if err != nil {
+			return nil, err
+		}
+		s.reg = reg
+	}
+	return s.reg, nil
 }
 
 // New validates cfg, listens on cfg.Addr and connects to ClickHouse and Kafka (lazily: nothing is dialled until

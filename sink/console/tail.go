@@ -53,6 +53,11 @@ func (s *Server) tailStream(w http.ResponseWriter, r *http.Request, sess *sessio
 	ctx := r.Context()
 	tenant, event := r.URL.Query().Get("tenant"), strings.ToLower(r.URL.Query().Get("event"))
 	topic := s.cfg.Sink.Topics.Name(schemas.TopicResolved)
+	reg, err := s.schemaRegistry(ctx)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("-schema-registry: %v", err), http.StatusBadGateway)
+		return
+	}
 
 	ends, err := kadm.NewClient(s.kafka).ListEndOffsets(ctx, topic)
 	if err == nil {
@@ -87,7 +92,7 @@ func (s *Server) tailStream(w http.ResponseWriter, r *http.Request, sess *sessio
 		wrote := false
 		fetches.EachRecord(func(rec *kgo.Record) {
 			var sig schemas.Signal
-			if schemas.Signals.Decode(rec.Value, &sig) != nil {
+			if schemas.Signals.DecodeWith(reg, rec.Value, &sig) != nil {
 				return
 			}
 			if tenant != "" && sig.Tenant != tenant || !sess.allowed(sig.Tenant) {

@@ -2,7 +2,7 @@
 # testenv/services.d/units.sh, sourced by testenv/services.sh: units, groups and the subcommands.
 #
 # A unit is one server process. unit_define NAME sets, for that unit:
-#   U_KIND     kafka | clickhouse | zookeeper: the <kind>_install, <kind>_start, <kind>_probe and
+#   U_KIND     kafka | clickhouse | zookeeper | registry: the <kind>_install, <kind>_start, <kind>_probe and
 #              <kind>_probe_quick functions serve it (after <kind>_define... has set its own variables)
 #   U_PIDFILE  U_MARKER (a string only its command line contains: its generated config path)
 #   U_LOGS     its log files, main log first          U_PORTS  the ports it binds
@@ -22,7 +22,8 @@ unit_define() {
 	clickhouse) clickhouse_define_single ;;
 	clickhouse-s[12]r[12]) clickhouse_define_node "${1#clickhouse-}" ;;
 	zookeeper) zookeeper_define ;;
-	*) die "unknown service '$1' (kafka, clickhouse, kafka-cluster, clickhouse-cluster, clusters, or one of: $KAFKA_CLUSTER_UNITS $CLICKHOUSE_CLUSTER_UNITS)" ;;
+	registry) registry_define ;;
+	*) die "unknown service '$1' (kafka, clickhouse, registry, kafka-cluster, clickhouse-cluster, clusters, or one of: $KAFKA_CLUSTER_UNITS $CLICKHOUSE_CLUSTER_UNITS)" ;;
 	esac
 }
 
@@ -226,7 +227,7 @@ cmd_status() {
 	while read -r u; do
 		unit_define "$u"
 		# Without targets, list the cluster units only once they were started here.
-		((explicit > 0)) || [[ $u == kafka || $u == clickhouse || -d $U_DIR/data ]] || continue
+		((explicit > 0)) || [[ $u == kafka || $u == clickhouse || -d $U_DIR/data || -d $U_DIR/logs ]] || continue
 		state=stopped ready=no
 		if pid=$(pid_of "$U_PIDFILE" "$U_MARKER"); then
 			state=running
@@ -235,13 +236,14 @@ cmd_status() {
 			pid=-
 		fi
 		printf '%-18s %-8s pid=%-8s addr=%-40s ready=%-3s log=%s\n' "$u" "$state" "$pid" "$U_ADDR" "$ready" "${U_LOGS[0]}"
-	done < <(if ((explicit > 0)); then printf '%s\n' "$@"; else expand kafka clickhouse clusters; fi)
+	done < <(if ((explicit > 0)); then printf '%s\n' "$@"; else expand kafka clickhouse registry clusters; fi)
 }
 
 cmd_env() {
 	kafka_env
 	clickhouse_env
 	zookeeper_env
+	registry_env
 }
 
 cmd_logs() {

@@ -40,6 +40,7 @@ func run() int {
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", "", "topic name prefix")
 	fs.IntVar(&partitions, "partitions", 6, "partitions of signals.raw when created")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.SchemaRegistry, "schema-registry", "", "Schema Registry URL (Confluent API): register the schemas and write the registry wire format instead of single-object encoding")
 	fs.StringVar(&cfg.KeysFile, "keys", "", "key registry JSON file, required (for local development: testenv/dev-keys.json); reloaded on SIGHUP and on change")
 	fs.DurationVar(&cfg.KeysPollInterval, "keys-poll", 2*time.Second, "how often the key file is checked for changes")
 	fs.IntVar(&cfg.MaxEventBytes, "max-event-bytes", ingest.DefaultMaxEventBytes, "largest event accepted")

@@ -101,6 +101,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("processor", flag.ExitOnError)
 	c.register(fs)
 	fs.StringVar(&cfg.StateDir, "state-dir", "./processor-state", "directory of the per-partition Pebble state")
+	fs.StringVar(&cfg.SchemaRegistry, "schema-registry", "", "Schema Registry URL (Confluent API): register the schemas written and write the registry wire format; both formats are read either way")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9102", "admin listener: /metrics, /healthz, /readyz, the rules API")
 	adminToken := kafkaconn.RegisterSecret(fs, "admin-token", "SIGNALSTAGE_ADMIN_TOKEN", "bearer token of the rules HTTP API on -admin-addr; none disables the API")
 	fs.BoolVar(&cfg.DisableRules, "disable-rules", false, "do not read signals.rules: every signal comes out unmapped")

@@ -65,6 +65,7 @@ func run(args []string) int {
 	chTLS := kafkaconn.RegisterTLS(fs, "clickhouse-tls", "ClickHouse", false)
 	var kafka kafkaconn.Flags
 	kafka.Register(fs)
+	schemaRegistry := fs.String("schema-registry", "", "Schema Registry URL (Confluent API): run and tail read registry-framed records with it (single-object ones either way)")
 	instanceID := fs.String("instance-id", "", "static group membership: unique per instance, stable across restarts (a pod name); a restart within -session-timeout moves no partitions (default dynamic)")
 	sessionTimeout := fs.Duration("session-timeout", 45*time.Second, "how long the group waits for a crashed sink before moving its partitions")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9103", "listen address of /metrics and /readyz; empty disables")
@@ -149,6 +150,7 @@ func run(args []string) int {
 		ClickHousePassword:     chPass,
 		ClickHouseTLS:          chTLSConfig,
 		KafkaConnOpts:          kafkaOpts,
+		SchemaRegistry:         *schemaRegistry,
 		InstanceID:             *instanceID,
 		SessionTimeout:         *sessionTimeout,
 		FlushRows:              *flushRows,
