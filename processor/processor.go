@@ -153,10 +153,14 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer admCl.Close()
-	if err := p.cfg.Topics.Ensure(ctx, adm); err != nil {
+	res, err := p.cfg.Topics.Ensure(ctx, adm)
+	res.Log(p.log)
+	if err != nil {
 		return fmt.Errorf("ensuring topics: %w", err)
 	}
-	if err := schemas.EnsureTopics(ctx, adm, p.cfg.Topics.ReplicationFactor, p.cfg.internalSpecs()...); err != nil {
+	res, err = schemas.EnsureTopics(ctx, adm, p.cfg.Topics.Replication, p.cfg.internalSpecs()...)
+	res.Log(p.log)
+	if err != nil {
 		return fmt.Errorf("ensuring the processor's topics: %w", err)
 	}
 	waitRules, err := p.runWatcher(ctx, cancel)

@@ -179,7 +179,9 @@ func (s *Sink) drainRevoked() {
 func (s *Sink) Run(ctx context.Context) error {
 	defer s.conn.Close()
 	defer s.client.Close()
-	if err := s.cfg.Topics.Ensure(ctx, kadm.NewClient(s.client)); err != nil {
+	res, err := s.cfg.Topics.Ensure(ctx, kadm.NewClient(s.client))
+	res.Log(s.log)
+	if err != nil {
 		return fmt.Errorf("ensuring topics: %w", kafkaconn.Explain(err))
 	}
 	applied, err := Migrate(ctx, s.conn, s.cfg.Database)

@@ -47,14 +47,14 @@ func NewKafkaOn(t testing.TB, brokers []string, partitions int32) *Kafka {
 		cl.Close()
 		t.Fatalf("kafka at %s does not answer (%v): %s", strings.Join(k.Brokers, ","), err, howToStart)
 	}
-	k.Topics = schemas.Config{Prefix: k.Prefix, Partitions: partitions, ReplicationFactor: 1}
+	k.Topics = schemas.Config{Prefix: k.Prefix, Partitions: partitions, Replication: schemas.Replication{Factor: 1}}
 	// Creating the topics and seeing them listed get their own, longer budget: the broker answered, and on a
 	// loaded machine (2 cores, several test binaries, a JVM each) seven creations took more than the 15 s that
 	// once covered it all (TestRulesAPIOnAdminListener failed that way).
 	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	if err := k.Topics.Ensure(ctx, k.Admin); err != nil {
+	if _, err := k.Topics.Ensure(ctx, k.Admin); err != nil {
 		cl.Close()
 		t.Fatalf("creating topics: %v", err)
 	}

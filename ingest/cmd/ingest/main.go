@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/signalstage/signalstage/ingest"
+	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
@@ -67,7 +68,7 @@ func badEnv(name, value, want string) {
 func run() int {
 	var cfg ingest.Config
 	var brokers, level string
-	var partitions int
+	var partitions, replication, minInsync int
 	var kafka kafkaconn.Flags
 	fs := flag.NewFlagSet("ingest", flag.ExitOnError)
 	kafka.Register(fs)
@@ -77,6 +78,8 @@ func run() int {
 	fs.StringVar(&brokers, "brokers", env("SIGNALSTAGE_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env SIGNALSTAGE_KAFKA_BROKERS)")
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "topic name prefix (env SIGNALSTAGE_TOPIC_PREFIX)")
 	fs.IntVar(&partitions, "partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of signals.raw when created (env SIGNALSTAGE_PARTITIONS)")
+	fs.IntVar(&replication, "replication-factor", envInt("SIGNALSTAGE_REPLICATION_FACTOR", 0), "replicas of each topic signalstage creates; 0: min(3, brokers in the cluster), -1: the broker's default (env SIGNALSTAGE_REPLICATION_FACTOR)")
+	fs.IntVar(&minInsync, "min-insync-replicas", envInt("SIGNALSTAGE_MIN_INSYNC_REPLICAS", 0), "min.insync.replicas of each topic signalstage creates; 0: the replication factor less one, at least 1, -1: the broker's default (env SIGNALSTAGE_MIN_INSYNC_REPLICAS)")
 	fs.StringVar(&level, "log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&cfg.KeysFile, "keys", env("SIGNALSTAGE_KEYS_FILE", ""), "key registry JSON file, required (env SIGNALSTAGE_KEYS_FILE; for local development: testenv/dev-keys.json); reloaded on SIGHUP and on change")
 	fs.DurationVar(&cfg.KeysPollInterval, "keys-poll", 2*time.Second, "how often the key file is checked for changes")
@@ -109,6 +112,7 @@ func run() int {
 		cfg.MinBodyRate = -1 // the flag's 0 turns the minimum off; Config's 0 is the default
 	}
 	cfg.Partitions = int32(partitions)
+	cfg.Replication = schemas.Replication{Factor: int16(replication), MinInsync: int16(minInsync)}
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {

@@ -78,6 +78,7 @@ func envInt(name string, def int) int {
 type common struct {
 	brokers, prefix, level string
 	partitions             int
+	replication, minInsync int
 	kafka                  kafkaconn.Flags
 }
 
@@ -85,6 +86,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.brokers, "brokers", env("SIGNALSTAGE_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env SIGNALSTAGE_KAFKA_BROKERS)")
 	fs.StringVar(&c.prefix, "topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "topic name prefix (env SIGNALSTAGE_TOPIC_PREFIX)")
 	fs.IntVar(&c.partitions, "partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of signals.raw and everything co-partitioned with it (env SIGNALSTAGE_PARTITIONS)")
+	fs.IntVar(&c.replication, "replication-factor", envInt("SIGNALSTAGE_REPLICATION_FACTOR", 0), "replicas of each topic signalstage creates; 0: min(3, brokers in the cluster), -1: the broker's default (env SIGNALSTAGE_REPLICATION_FACTOR)")
+	fs.IntVar(&c.minInsync, "min-insync-replicas", envInt("SIGNALSTAGE_MIN_INSYNC_REPLICAS", 0), "min.insync.replicas of each topic signalstage creates; 0: the replication factor less one, at least 1, -1: the broker's default (env SIGNALSTAGE_MIN_INSYNC_REPLICAS)")
 	fs.StringVar(&c.level, "log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	c.kafka.Register(fs)
 }
@@ -110,7 +113,8 @@ func (c *common) logger() (*slog.Logger, error) {
 }
 
 func (c *common) topics() schemas.Config {
-	return schemas.Config{Prefix: c.prefix, Partitions: int32(c.partitions)}
+	return schemas.Config{Prefix: c.prefix, Partitions: int32(c.partitions),
+		Replication: schemas.Replication{Factor: int16(c.replication), MinInsync: int16(c.minInsync)}}
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -292,7 +296,7 @@ func ensureTopics(ctx context.Context, brokers []string, conn []kgo.Opt, topics 
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := topics.Ensure(ctx, kadm.NewClient(cl)); err != nil {
+	if _, err := topics.Ensure(ctx, kadm.NewClient(cl)); err != nil {
 		return fmt.Errorf("ensuring topics: %w", err)
 	}
 	return nil

@@ -91,6 +91,8 @@ func run(args []string) int {
 	brokers := fs.String("brokers", env("SIGNALSTAGE_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env SIGNALSTAGE_KAFKA_BROKERS)")
 	prefix := fs.String("topic-prefix", env("SIGNALSTAGE_TOPIC_PREFIX", ""), "prefix of every topic and of the consumer group (env SIGNALSTAGE_TOPIC_PREFIX)")
 	partitions := fs.Int("partitions", envInt("SIGNALSTAGE_PARTITIONS", 6), "partitions of the co-partitioned topics (env SIGNALSTAGE_PARTITIONS)")
+	replication := fs.Int("replication-factor", envInt("SIGNALSTAGE_REPLICATION_FACTOR", 0), "replicas of each topic signalstage creates; 0: min(3, brokers in the cluster), -1: the broker's default (env SIGNALSTAGE_REPLICATION_FACTOR)")
+	minInsync := fs.Int("min-insync-replicas", envInt("SIGNALSTAGE_MIN_INSYNC_REPLICAS", 0), "min.insync.replicas of each topic signalstage creates; 0: the replication factor less one, at least 1, -1: the broker's default (env SIGNALSTAGE_MIN_INSYNC_REPLICAS)")
 	logLevel := fs.String("log-level", env("SIGNALSTAGE_LOG_LEVEL", "info"), "debug, info, warn or error (env SIGNALSTAGE_LOG_LEVEL)")
 	chAddr := fs.String("clickhouse-addr", env("SIGNALSTAGE_CLICKHOUSE_ADDR", "127.0.0.1:9000"), "ClickHouse native address (env SIGNALSTAGE_CLICKHOUSE_ADDR)")
 	chDB := fs.String("clickhouse-database", env("SIGNALSTAGE_CLICKHOUSE_DATABASE", "signalstage"), "ClickHouse database (env SIGNALSTAGE_CLICKHOUSE_DATABASE)")
@@ -154,8 +156,9 @@ func run(args []string) int {
 	}
 
 	cfg := sink.Config{
-		Brokers:                strings.Split(*brokers, ","),
-		Topics:                 schemas.Config{Prefix: *prefix, Partitions: int32(*partitions)},
+		Brokers: strings.Split(*brokers, ","),
+		Topics: schemas.Config{Prefix: *prefix, Partitions: int32(*partitions),
+			Replication: schemas.Replication{Factor: int16(*replication), MinInsync: int16(*minInsync)}},
 		ClickHouseAddr:         *chAddr,
 		Database:               *chDB,
 		ClickHouseUser:         *chUser,
