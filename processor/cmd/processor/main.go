@@ -30,6 +30,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "replay" {
 		os.Exit(replay(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "grow" {
+		os.Exit(grow(os.Args[2:]))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "rules" {
 		os.Exit(rulesCmd(os.Args[2:]))
 	}
@@ -148,7 +151,7 @@ func run(args []string) int {
 	_ = fs.Parse(args)
 	if fs.NArg() > 0 {
 		// `processor nonsense-verb -h` used to start a processor against the default broker.
-		fmt.Fprintf(os.Stderr, "processor: unknown command or stray argument %q (commands: replay, rules; with flags only, it runs the processor)\n", fs.Arg(0))
+		fmt.Fprintf(os.Stderr, "processor: unknown command or stray argument %q (commands: grow, replay, rules; with flags only, it runs the processor)\n", fs.Arg(0))
 		fs.Usage()
 		return 2
 	}
@@ -235,6 +238,46 @@ func rulesCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "processor rules:", err)
 		return 1
 	}
+}
+
+func grow(args []string) int {
+	var c common
+	var from string
+	var follow bool
+	fs := flag.NewFlagSet("processor grow", flag.ExitOnError)
+	c.register(fs)
+	fs.StringVar(&from, "from-prefix", "", "topic prefix of the deployment to move from (default \"\"; -topic-prefix, which must differ, and -partitions are the new set)")
+	fs.BoolVar(&follow, "follow", false, "keep copying what arrives on the old signals.raw until interrupted")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: processor grow -from-prefix OLD -topic-prefix NEW -partitions N [-follow] [flags]\n\n"+
+			"Creates the topic set NEW with N partitions and copies OLD's mapping rules, erasures and signals.raw into\n"+
+			"it, exactly once, each record to its key's partition in its old order; a later run goes on where the last\n"+
+			"one stopped. Processors and sinks started on NEW rebuild the state from the copy (README, Running at scale).")
+		fs.PrintDefaults()
+	}
+	_ = fs.Parse(args)
+	log, err := c.logger()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	res, err := processor.Grow(ctx, processor.GrowConfig{Brokers: strings.Split(c.brokers, ","),
+		From: schemas.Config{Prefix: from}, To: c.topics(), Follow: follow, KafkaConnOpts: c.kafkaOpts(), Logger: log})
+	if err != nil {
+		log.Error("grow failed", "err", err)
+		if errors.Is(err, processor.ErrGrowConfig) {
+			return 2
+		}
+		return 1
+	}
+	fmt.Printf("copied %d raw events, %d rule records, %d erasures\n", res.Raw, res.Rules, res.Erasures)
+	return 0
 }
 
 func replay(args []string) int {
