@@ -224,6 +224,9 @@ func (c Config) validate() error {
 	if c.Partitions < 1 {
 		bad("partitions", "must be at least 1, got %d", c.Partitions)
 	}
+	if err := c.Replication.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.KeysFile == "" {
 		// No default: a default pointing at the repository's development keys would let a deployment that
 		// forgot the flag accept keys anyone can read.

@@ -35,8 +35,28 @@ type Replication struct {
 // refuses every acks=all write.
 var ErrReplication = errors.New("invalid replication settings")
 
+// Validate checks what can be checked without the cluster, naming the flags: each value at least -1, and an
+// explicit MinInsync at most an explicit Factor. Stages call it when their config is built.
+func (r Replication) Validate() error {
+	switch {
+	case r.Factor < -1:
+		return fmt.Errorf("%w: -replication-factor %d: want at least 1, or 0 for min(3, brokers), or -1 for the broker's default",
+			ErrReplication, r.Factor)
+	case r.MinInsync < -1:
+		return fmt.Errorf("%w: -min-insync-replicas %d: want at least 1, or 0 for the replication factor less one, or -1 for the broker's default",
+			ErrReplication, r.MinInsync)
+	case r.Factor > 0 && r.MinInsync > r.Factor:
+		return fmt.Errorf("%w: -min-insync-replicas %d exceeds -replication-factor %d: every acks=all write would be refused",
+			ErrReplication, r.MinInsync, r.Factor)
+	}
+	return nil
+}
+
 // resolve fills the defaults from the cluster: Factor 0 becomes min(3, brokers), MinInsync 0 Factor-1 (at least 1).
 func (r Replication) resolve(ctx context.Context, adm *kadm.Client) (Replication, error) {
+	if err := r.Validate(); err != nil {
+		return r, err
+	}
 	if r.Factor == 0 {
 		md, err := adm.BrokerMetadata(ctx)
 		if err != nil {
@@ -53,12 +73,8 @@ func (r Replication) resolve(ctx context.Context, adm *kadm.Client) (Replication
 			r.MinInsync = max(1, r.Factor-1)
 		}
 	}
-	if r.Factor < -1 || r.MinInsync < -1 {
-		return r, fmt.Errorf("%w: replication factor %d, min.insync.replicas %d (each at least 1, or -1 for the broker's default)",
-			ErrReplication, r.Factor, r.MinInsync)
-	}
 	if r.Factor > 0 && r.MinInsync > r.Factor {
-		return r, fmt.Errorf("%w: min.insync.replicas %d exceeds the replication factor %d: every acks=all write would be refused",
+		return r, fmt.Errorf("%w: -min-insync-replicas %d exceeds the replication factor %d (min(3, brokers)): every acks=all write would be refused",
 			ErrReplication, r.MinInsync, r.Factor)
 	}
 	return r, nil
