@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
 )
 
 // Config of the edge. Zero values take the documented defaults; New validates once and names the flag of a bad
@@ -36,8 +38,9 @@ type Config struct {
 	TopicPrefix string
 	// Partitions of signals.raw and its co-partitioned topics when Run creates them (-partitions, default 6).
 	Partitions int32
-	// ReplicationFactor of the topics Run creates (default -1: the broker's default).
-	ReplicationFactor int16
+	// Replication of the topics Run creates (-replication-factor, -min-insync-replicas; default min(3, brokers)
+	// replicas and one less in sync: see schemas.Replication).
+	Replication schemas.Replication
 
 	// KeysFile is the JSON key registry (-keys, env SIGNALSTAGE_KEYS_FILE). Required.
 	KeysFile string
@@ -225,6 +228,9 @@ func (c Config) validate() error {
 	}
 	if c.Partitions < 1 {
 		bad("partitions", "must be at least 1, got %d", c.Partitions)
+	}
+	if err := c.Replication.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.KeysFile == "" {
 		// No default: a default pointing at the repository's development keys would let a deployment that

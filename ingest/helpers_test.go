@@ -73,7 +73,7 @@ func runEdge(t *testing.T, k *testenv.Kafka, keys string, mod func(*Config)) *ed
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Listener: ln, Brokers: k.Brokers, TopicPrefix: k.Prefix, Partitions: 6, ReplicationFactor: 1,
+	cfg := Config{Listener: ln, Brokers: k.Brokers, TopicPrefix: k.Prefix, Partitions: 6, Replication: schemas.Replication{Factor: 1},
 		KeysFile: keys, KeysPollInterval: 50 * time.Millisecond, ReplicaID: "r1", UsageInterval: 50 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)

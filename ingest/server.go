@@ -240,10 +240,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer closeAdmin()
 	ensureCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = schemas.Config{Prefix: s.cfg.TopicPrefix, Partitions: s.cfg.Partitions,
-		ReplicationFactor: s.cfg.ReplicationFactor}.Ensure(ensureCtx, kadm.NewClient(s.cl))
+	res, err := schemas.Config{Prefix: s.cfg.TopicPrefix, Partitions: s.cfg.Partitions,
+		Replication: s.cfg.Replication}.Ensure(ensureCtx, kadm.NewClient(s.cl))
+	res.Log(s.log)
 	if err == nil {
-		err = ensureUsageTopic(ensureCtx, kadm.NewClient(s.cl), s.usage.topic, s.cfg.ReplicationFactor)
+		err = ensureUsageTopic(ensureCtx, s.log, kadm.NewClient(s.cl), s.usage.topic, s.cfg.Replication)
 	}
 	cancel()
 	if err != nil {

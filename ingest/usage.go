@@ -216,11 +216,13 @@ func (u *usage) apply(r *kgo.Record) {
 }
 
 // ensureUsageTopic creates the usage topic (compacted, one partition: it is small and read whole).
-func ensureUsageTopic(ctx context.Context, adm *kadm.Client, name string, rf int16) error {
-	return schemas.EnsureTopics(ctx, adm, rf, schemas.TopicSpec{Name: name, Partitions: 1, Configs: map[string]string{
+func ensureUsageTopic(ctx context.Context, log *slog.Logger, adm *kadm.Client, name string, rep schemas.Replication) error {
+	res, err := schemas.EnsureTopics(ctx, adm, rep, schemas.TopicSpec{Name: name, Partitions: 1, Configs: map[string]string{
 		"cleanup.policy": "compact,delete",
 		"retention.ms":   strconv.FormatInt(usageRetention.Milliseconds(), 10),
 	}})
+	res.Log(log)
+	return err
 }
 
 // run reads the usage topic from the start and publishes this replica's counts every interval until ctx ends,

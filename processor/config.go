@@ -184,6 +184,8 @@ func (c Config) withDefaults() (Config, error) {
 			c.TransactionTimeout, c.SessionTimeout)
 	case c.TransactionTimeout < time.Second:
 		return c, fmt.Errorf("%w: -transaction-timeout must be at least 1s", ErrConfig)
+	case c.Topics.Replication.Validate() != nil:
+		return c, fmt.Errorf("%w: %w", ErrConfig, c.Topics.Replication.Validate())
 	}
 	return c, nil
 }

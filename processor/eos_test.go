@@ -99,7 +99,9 @@ func buildProcessor(t *testing.T) string {
 	return bin
 }
 
-func startBinary(t *testing.T, bin string, k *testenv.Kafka, stateDir, name string) *exec.Cmd {
+// startBinary starts the processor binary on k's topics with stateDir; extra flags come last, so they override
+// the defaults given here (-transactional-id, ...).
+func startBinary(t *testing.T, bin string, k *testenv.Kafka, stateDir, name string, extra ...string) *exec.Cmd {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {
@@ -108,6 +110,7 @@ func startBinary(t *testing.T, bin string, k *testenv.Kafka, stateDir, name stri
 	cmd := exec.Command(bin, "-brokers", k.Brokers[0], "-topic-prefix", k.Prefix, "-partitions",
 		fmt.Sprint(k.Topics.Partitions), "-state-dir", stateDir, "-admin-addr", "127.0.0.1:0",
 		"-transactional-id", k.Prefix+"kill", "-max-poll-records", "300")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

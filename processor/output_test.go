@@ -21,7 +21,7 @@ import (
 func TestUnproducibleOutputsAreDeadLetteredOnce(t *testing.T) {
 	k := testenv.NewKafka(t, 1)
 	cfg, _ := Config{StateDir: "x", Topics: k.Topics}.withDefaults()
-	if err := schemas.EnsureTopics(t.Context(), k.Admin, 1, cfg.internalSpecs()...); err != nil {
+	if _, err := schemas.EnsureTopics(t.Context(), k.Admin, k.Topics.Replication, cfg.internalSpecs()...); err != nil {
 		t.Fatal(err)
 	}
 	h := visitor{schemas.IDKindAnonymous, "h"}

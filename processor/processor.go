@@ -182,11 +182,15 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer admCl.Close()
-	if err := p.cfg.Topics.Ensure(ctx, adm); err != nil {
+	res, err := p.cfg.Topics.Ensure(ctx, adm)
+	res.Log(p.log)
+	if err != nil {
 		// Refused credentials say what to fix, as in the other stages (schemas/kafkaconn).
 		return fmt.Errorf("ensuring topics: %w", kafkaconn.Explain(err))
 	}
-	if err := schemas.EnsureTopics(ctx, adm, p.cfg.Topics.ReplicationFactor, p.cfg.internalSpecs()...); err != nil {
+	res, err = schemas.EnsureTopics(ctx, adm, p.cfg.Topics.Replication, p.cfg.internalSpecs()...)
+	res.Log(p.log)
+	if err != nil {
 		return fmt.Errorf("ensuring the processor's topics: %w", kafkaconn.Explain(err))
 	}
 	if p.cfg.SchemaRegistry != "" {

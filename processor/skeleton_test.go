@@ -97,7 +97,7 @@ func TestPassThroughAndDeadLetter(t *testing.T) {
 func TestUnprocessableRecordIsDeadLettered(t *testing.T) {
 	k := testenv.NewKafka(t, 1)
 	cfg, _ := Config{StateDir: "x", Topics: k.Topics}.withDefaults()
-	if err := schemas.EnsureTopics(t.Context(), k.Admin, 1, cfg.internalSpecs()...); err != nil {
+	if _, err := schemas.EnsureTopics(t.Context(), k.Admin, k.Topics.Replication, cfg.internalSpecs()...); err != nil {
 		t.Fatal(err)
 	}
 	// A corrupt identity for visitor "bad" in the changelog: every event of "bad" needs to read it.

@@ -20,7 +20,7 @@ import (
 func TestUpgradeFromLegacyState(t *testing.T) {
 	k := testenv.NewKafka(t, 3)
 	cfg := Config{Topics: k.Topics}
-	if err := schemas.EnsureTopics(context.Background(), k.Admin, 1, cfg.internalSpecs()...); err != nil {
+	if _, err := schemas.EnsureTopics(context.Background(), k.Admin, k.Topics.Replication, cfg.internalSpecs()...); err != nil {
 		t.Fatal(err)
 	}
 	before := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)

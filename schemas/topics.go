@@ -36,8 +36,9 @@ type Config struct {
 	// the same count on signals.raw, signals.resolved, identities and the processor changelogs: never change it
 	// on a live deployment without a migration.
 	Partitions int32
-	// ReplicationFactor of every topic (default -1: the broker's default.replication.factor).
-	ReplicationFactor int16
+	// Replication of every topic when created (default: min(3, brokers) replicas, min.insync.replicas one less,
+	// at least 1; see Replication).
+	Replication Replication
 	// ReplayHorizon is the retention of signals.raw: how far back a replay can go (default 14 days).
 	ReplayHorizon time.Duration
 	// DLQRetention is the retention of signals.dlq (default 90 days).
@@ -47,9 +48,6 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Partitions <= 0 {
 		c.Partitions = 6
-	}
-	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = -1
 	}
 	if c.ReplayHorizon <= 0 {
 		c.ReplayHorizon = 14 * 24 * time.Hour
@@ -82,44 +80,89 @@ func (c Config) Specs() []TopicSpec {
 // break co-partitioning. EnsureTopics never changes partition counts itself.
 var ErrPartitionMismatch = errors.New("topic exists with a different partition count")
 
-// EnsureTopics creates the missing topics of specs and checks the partition count of existing ones. It is
-// idempotent and safe to call from every stage at start.
-func EnsureTopics(ctx context.Context, adm *kadm.Client, replication int16, specs ...TopicSpec) error {
-	if replication == 0 {
-		replication = -1
+// EnsureTopics creates the missing topics of specs, replicated as rep says (its defaults resolved from the
+// cluster's metadata), and checks the existing ones: a partition count other than the spec's is an error
+// (ErrPartitionMismatch), a replication below rep is reported in the result's Shortfalls. It is idempotent and
+// safe to call from every stage at start.
+func EnsureTopics(ctx context.Context, adm *kadm.Client, rep Replication, specs ...TopicSpec) (EnsureResult, error) {
+	rep, err := rep.resolve(ctx, adm)
+	res := EnsureResult{Replication: rep}
+	if err != nil {
+		return res, err
 	}
 	names := make([]string, len(specs))
 	for i, s := range specs {
 		names[i] = s.Name
 	}
-	existing, err := adm.ListTopics(ctx, names...)
+	listed, err := adm.ListTopics(ctx, names...)
 	if err != nil {
-		return fmt.Errorf("listing topics: %w", err)
+		return res, fmt.Errorf("listing topics: %w", err)
 	}
+	existing := kadm.TopicDetails{}
+	var raced []TopicSpec
 	for _, s := range specs {
-		if d, ok := existing[s.Name]; ok && d.Err == nil {
+		if d, ok := listed[s.Name]; ok && d.Err == nil {
 			if int32(len(d.Partitions)) != s.Partitions {
-				return fmt.Errorf("%w: %s has %d, want %d", ErrPartitionMismatch, s.Name, len(d.Partitions), s.Partitions)
+				return res, fmt.Errorf("%w: %s has %d, want %d", ErrPartitionMismatch, s.Name, len(d.Partitions), s.Partitions)
 			}
+			existing[s.Name] = d
 			continue
 		}
-		cfg := make(map[string]*string, len(s.Configs))
+		cfg := make(map[string]*string, len(s.Configs)+1)
 		for k, v := range s.Configs {
 			cfg[k] = kadm.StringPtr(v)
 		}
-		resp, err := adm.CreateTopic(ctx, s.Partitions, replication, cfg, s.Name)
+		if rep.MinInsync > 0 {
+			cfg["min.insync.replicas"] = kadm.StringPtr(strconv.Itoa(int(rep.MinInsync)))
+		}
+		resp, err := adm.CreateTopic(ctx, s.Partitions, rep.Factor, cfg, s.Name)
 		if err == nil {
 			err = resp.Err
 		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("creating topic %s: %w", s.Name, err)
+		switch {
+		case err == nil:
+			res.Created = append(res.Created, s.Name)
+		case errors.Is(err, kerr.TopicAlreadyExists):
+			// Not listed but there: made meanwhile, or listed from the client's metadata cache. Checked below.
+			raced = append(raced, s)
+		default:
+			return res, fmt.Errorf("creating topic %s (replication factor %d): %w", s.Name, rep.Factor, err)
+		}
+	}
+	if err := listRaced(ctx, adm, raced, existing); err != nil {
+		return res, err
+	}
+	if res.Shortfalls, err = shortfalls(ctx, adm, rep, existing); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// listRaced lists the topics that existed though the first listing missed them, until the metadata shows them
+// (the client caches metadata for a few seconds), checks their partition count and adds them to existing.
+func listRaced(ctx context.Context, adm *kadm.Client, raced []TopicSpec, existing kadm.TopicDetails) error {
+	for _, s := range raced {
+		for {
+			td, err := adm.ListTopics(ctx, s.Name)
+			if d, ok := td[s.Name]; err == nil && ok && d.Err == nil {
+				if int32(len(d.Partitions)) != s.Partitions {
+					return fmt.Errorf("%w: %s has %d, want %d", ErrPartitionMismatch, s.Name, len(d.Partitions), s.Partitions)
+				}
+				existing[s.Name] = d
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("listing %s, which exists: %w", s.Name, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 	}
 	return nil
 }
 
 // Ensure creates every topic of the deployment (see EnsureTopics).
-func (c Config) Ensure(ctx context.Context, adm *kadm.Client) error {
+func (c Config) Ensure(ctx context.Context, adm *kadm.Client) (EnsureResult, error) {
 	c = c.withDefaults()
-	return EnsureTopics(ctx, adm, c.ReplicationFactor, c.Specs()...)
+	return EnsureTopics(ctx, adm, c.Replication, c.Specs()...)
 }

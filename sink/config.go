@@ -164,6 +164,8 @@ func (c Config) validate() error {
 	switch {
 	case len(c.Brokers) == 0:
 		return bad("brokers", "no broker given")
+	case c.Topics.Replication.Validate() != nil:
+		return fmt.Errorf("%w: %w", ErrConfig, c.Topics.Replication.Validate())
 	case c.ClickHouseAddr == "":
 		return bad("clickhouse-addr", "empty")
 	case !databaseName.MatchString(c.Database):

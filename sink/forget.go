@@ -53,7 +53,7 @@ func Forget(ctx context.Context, cfg Config, req ForgetRequest) (string, *Erasur
 	topic := cfg.Topics.Name(schemas.TopicErasures)
 	for _, spec := range cfg.Topics.Specs() {
 		if spec.Name == topic {
-			if err := schemas.EnsureTopics(ctx, kadm.NewClient(cl), cfg.Topics.ReplicationFactor, spec); err != nil {
+			if _, err := schemas.EnsureTopics(ctx, kadm.NewClient(cl), cfg.Topics.Replication, spec); err != nil {
 				return "", nil, fmt.Errorf("ensuring %s: %w", topic, err)
 			}
 		}

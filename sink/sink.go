@@ -213,7 +213,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	if s.cluster != nil {
 		defer s.cluster.close()
 	}
-	if err := s.cfg.Topics.Ensure(ctx, kadm.NewClient(s.client)); err != nil {
+	res, err := s.cfg.Topics.Ensure(ctx, kadm.NewClient(s.client))
+	res.Log(s.log)
+	if err != nil {
 		return fmt.Errorf("ensuring topics: %w", kafkaconn.Explain(err))
 	}
 	if s.cfg.SchemaRegistry != "" {
@@ -225,7 +227,6 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.log.Info("reading the schema registry wire format too", "registry", reg.URL())
 	}
 	var applied []Migration
-	var err error
 	if s.cluster != nil {
 		var perNode map[string][]Migration
 		perNode, err = MigrateClusterConfig(ctx, s.cfg)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +81,8 @@ type pipeline struct {
 	base string // ingest's base URL
 	// common are the flags every stage and verb takes: brokers, topic prefix, partitions.
 	common []string
+	// stages by name: sink, processor, ingest.
+	stages map[string]*stage
 }
 
 // startPipeline builds and starts sink, processor (with extra processor flags) and ingest, and waits until
@@ -92,18 +95,27 @@ func startPipeline(t *testing.T, processorArgs ...string) *pipeline {
 // startPipelineWith is startPipeline with extra sink flags too.
 func startPipelineWith(t *testing.T, sinkArgs, processorArgs []string) *pipeline {
 	t.Helper()
-	p := &pipeline{k: NewKafka(t, 3), ch: NewClickHouse(t), bin: buildStages(t)}
+	return startPipelineOn(t, NewKafka(t, 3), NewClickHouse(t), stageArgs{sink: sinkArgs, processor: processorArgs})
+}
+
+// stageArgs are extra flags of each stage.
+type stageArgs struct{ sink, processor, ingest []string }
+
+// startPipelineOn is startPipeline on the topics of k (its brokers, prefix and partition count) and ch's database.
+func startPipelineOn(t *testing.T, k *Kafka, ch *ClickHouse, extra stageArgs) *pipeline {
+	t.Helper()
+	p := &pipeline{k: k, ch: ch, bin: buildStages(t), stages: map[string]*stage{}}
 	_, file, _, _ := runtime.Caller(0)
 	keys := filepath.Join(filepath.Dir(file), "dev-keys.json")
 
-	p.common = []string{"-brokers", strings.Join(p.k.Brokers, ","), "-topic-prefix", p.k.Prefix, "-partitions", "3"}
-	common := p.common
+	p.common = []string{"-brokers", strings.Join(p.k.Brokers, ","), "-topic-prefix", p.k.Prefix, "-partitions",
+		fmt.Sprint(k.Topics.Partitions)}
+	flags := func(more ...[]string) []string { return slices.Concat(append([][]string{p.common}, more...)...) }
 	ingestAddr := freeAddr(t)
-	sinkFlags := append(append([]string(nil), common...), "-clickhouse-addr", p.ch.Addr, "-clickhouse-database", p.ch.Database,
-		"-metrics-addr", freeAddr(t))
-	startStage(t, p.bin, "sink", append(sinkFlags, sinkArgs...)...)
-	startStage(t, p.bin, "processor", append(append(common, "-state-dir", t.TempDir()), processorArgs...)...)
-	startStage(t, p.bin, "ingest", append(common, "-addr", ingestAddr, "-admin-addr", freeAddr(t), "-keys", keys)...)
+	p.stages["sink"] = startStage(t, p.bin, "sink", flags([]string{"-clickhouse-addr", p.ch.Addr, "-clickhouse-database", p.ch.Database,
+		"-metrics-addr", freeAddr(t)}, extra.sink)...)
+	p.stages["processor"] = startStage(t, p.bin, "processor", flags([]string{"-state-dir", t.TempDir()}, extra.processor)...)
+	p.stages["ingest"] = startStage(t, p.bin, "ingest", flags([]string{"-addr", ingestAddr, "-admin-addr", freeAddr(t), "-keys", keys}, extra.ingest)...)
 
 	p.base = "http://" + ingestAddr
 	waitFor(t, 60*time.Second, "ingest /readyz", func() bool {

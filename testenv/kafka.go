@@ -35,6 +35,12 @@ func NewKafka(t testing.TB, partitions int32) *Kafka {
 // NewKafkaOn is NewKafka on the given brokers (a PrivateKafka's, which a test may kill and restart).
 func NewKafkaOn(t testing.TB, brokers []string, partitions int32) *Kafka {
 	t.Helper()
+	return newKafka(t, brokers, partitions, schemas.Replication{Factor: 1})
+}
+
+// newKafka is NewKafkaOn with the topics replicated as rep says.
+func newKafka(t testing.TB, brokers []string, partitions int32, rep schemas.Replication) *Kafka {
+	t.Helper()
 	k := &Kafka{Brokers: brokers, Prefix: uniqueName(t, 40) + ".", t: t}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
 	if err != nil {
@@ -47,14 +53,14 @@ func NewKafkaOn(t testing.TB, brokers []string, partitions int32) *Kafka {
 		cl.Close()
 		t.Fatalf("kafka at %s does not answer (%v): %s", strings.Join(k.Brokers, ","), err, howToStart)
 	}
-	k.Topics = schemas.Config{Prefix: k.Prefix, Partitions: partitions, ReplicationFactor: 1}
+	k.Topics = schemas.Config{Prefix: k.Prefix, Partitions: partitions, Replication: rep}
 	// Creating the topics and seeing them listed get their own, longer budget: the broker answered, and on a
 	// loaded machine (2 cores, several test binaries, a JVM each) seven creations took more than the 15 s that
 	// once covered it all (TestRulesAPIOnAdminListener failed that way).
 	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	if err := k.Topics.Ensure(ctx, k.Admin); err != nil {
+	if _, err := k.Topics.Ensure(ctx, k.Admin); err != nil {
 		cl.Close()
 		t.Fatalf("creating topics: %v", err)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/signalstage/signalstage/schemas"
 )
 
 // Environment variables of the local clusters (`testenv/services.sh env`; defaults match services.sh).
@@ -134,6 +136,18 @@ func (c *KafkaCluster) Start(id int32) {
 	c.checkNode(id)
 	c.sh.run(c.t, "up", kafkaUnit(id))
 	delete(c.down, id)
+}
+
+// Kafka returns a handle like NewKafka's on the cluster: the deployment's topics under a prefix of its own,
+// created with the stages' default replication (on this cluster 3 replicas, min.insync.replicas 2) and waited for
+// until every replica is in sync. They are deleted when the test ends.
+func (c *KafkaCluster) Kafka(partitions int32) *Kafka {
+	c.t.Helper()
+	k := newKafka(c.t, c.Brokers, partitions, schemas.Replication{})
+	for _, s := range k.Topics.Specs() {
+		c.WaitInSync(s.Name, time.Minute)
+	}
+	return k
 }
 
 // BrokerAddr returns broker id's address.

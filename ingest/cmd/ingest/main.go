@@ -16,6 +16,7 @@ import (
 
 	"github.com/signalstage/signalstage/ingest"
 	"github.com/signalstage/signalstage/schemas/envflag"
+	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
@@ -29,7 +30,7 @@ func main() {
 func run() int {
 	var cfg ingest.Config
 	var brokers, level string
-	var partitions int
+	var partitions, replication, minInsync int
 	var kafka kafkaconn.Flags
 	fs := flag.NewFlagSet("ingest", flag.ExitOnError)
 	kafka.Register(fs)
@@ -39,6 +40,8 @@ func run() int {
 	fs.StringVar(&brokers, "brokers", "127.0.0.1:9092", "Kafka seed brokers, comma separated")
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", "", "topic name prefix")
 	fs.IntVar(&partitions, "partitions", 6, "partitions of signals.raw when created")
+	fs.IntVar(&replication, "replication-factor", 0, "replicas of each topic signalstage creates; 0: min(3, brokers in the cluster), -1: the broker's default")
+	fs.IntVar(&minInsync, "min-insync-replicas", 0, "min.insync.replicas of each topic signalstage creates; 0: the replication factor less one, at least 1, -1: the broker's default")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.SchemaRegistry, "schema-registry", "", "Schema Registry URL (Confluent API): register the schemas and write the registry wire format instead of single-object encoding")
 	fs.StringVar(&cfg.KeysFile, "keys", "", "key registry JSON file, required (for local development: testenv/dev-keys.json); reloaded on SIGHUP and on change")
@@ -77,6 +80,7 @@ func run() int {
 		cfg.MinBodyRate = -1 // the flag's 0 turns the minimum off; Config's 0 is the default
 	}
 	cfg.Partitions = int32(partitions)
+	cfg.Replication = schemas.Replication{Factor: int16(replication), MinInsync: int16(minInsync)}
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {

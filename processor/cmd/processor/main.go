@@ -32,6 +32,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "replay" {
 		os.Exit(replay(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "grow" {
+		os.Exit(grow(os.Args[2:]))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "rules" {
 		os.Exit(rulesCmd(os.Args[2:]))
 	}
@@ -42,6 +45,7 @@ func main() {
 type common struct {
 	brokers, prefix, level string
 	partitions             int
+	replication, minInsync int
 	kafka                  kafkaconn.Flags
 }
 
@@ -49,6 +53,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.brokers, "brokers", "127.0.0.1:9092", "Kafka seed brokers, comma separated")
 	fs.StringVar(&c.prefix, "topic-prefix", "", "topic name prefix")
 	fs.IntVar(&c.partitions, "partitions", 6, "partitions of signals.raw and everything co-partitioned with it")
+	fs.IntVar(&c.replication, "replication-factor", 0, "replicas of each topic signalstage creates; 0: min(3, brokers in the cluster), -1: the broker's default")
+	fs.IntVar(&c.minInsync, "min-insync-replicas", 0, "min.insync.replicas of each topic signalstage creates; 0: the replication factor less one, at least 1, -1: the broker's default")
 	fs.StringVar(&c.level, "log-level", "info", "debug, info, warn or error")
 	c.kafka.Register(fs)
 }
@@ -83,7 +89,8 @@ func (c *common) logger() (*slog.Logger, error) {
 }
 
 func (c *common) topics() schemas.Config {
-	return schemas.Config{Prefix: c.prefix, Partitions: int32(c.partitions)}
+	return schemas.Config{Prefix: c.prefix, Partitions: int32(c.partitions),
+		Replication: schemas.Replication{Factor: int16(c.replication), MinInsync: int16(c.minInsync)}}
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -119,7 +126,7 @@ func run(args []string) int {
 	parse(fs, args)
 	if fs.NArg() > 0 {
 		// `processor nonsense-verb -h` used to start a processor against the default broker.
-		fmt.Fprintf(os.Stderr, "processor: unknown command or stray argument %q (commands: replay, rules; with flags only, it runs the processor)\n", fs.Arg(0))
+		fmt.Fprintf(os.Stderr, "processor: unknown command or stray argument %q (commands: grow, replay, rules; with flags only, it runs the processor)\n", fs.Arg(0))
 		fs.Usage()
 		return 2
 	}
@@ -209,6 +216,46 @@ func rulesCmd(args []string) int {
 	}
 }
 
+func grow(args []string) int {
+	var c common
+	var from string
+	var follow bool
+	fs := flag.NewFlagSet("processor grow", flag.ExitOnError)
+	c.register(fs)
+	fs.StringVar(&from, "from-prefix", "", "topic prefix of the deployment to move from (default \"\"; -topic-prefix, which must differ, and -partitions are the new set)")
+	fs.BoolVar(&follow, "follow", false, "keep copying what arrives on the old signals.raw until interrupted")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: processor grow -from-prefix OLD -topic-prefix NEW -partitions N [-follow] [flags]\n\n"+
+			"Creates the topic set NEW with N partitions and copies OLD's mapping rules, erasures and signals.raw into\n"+
+			"it, exactly once, each record to its key's partition in its old order; a later run goes on where the last\n"+
+			"one stopped. Processors and sinks started on NEW rebuild the state from the copy (README, Running at scale).")
+		fs.PrintDefaults()
+	}
+	_ = fs.Parse(args)
+	log, err := c.logger()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	res, err := processor.Grow(ctx, processor.GrowConfig{Brokers: strings.Split(c.brokers, ","),
+		From: schemas.Config{Prefix: from}, To: c.topics(), Follow: follow, KafkaConnOpts: c.kafkaOpts(), Logger: log})
+	if err != nil {
+		log.Error("grow failed", "err", err)
+		if errors.Is(err, processor.ErrGrowConfig) {
+			return 2
+		}
+		return 1
+	}
+	fmt.Printf("copied %d raw events, %d rule records, %d erasures\n", res.Raw, res.Rules, res.Erasures)
+	return 0
+}
+
 func replay(args []string) int {
 	var c common
 	var rc processor.ReplayConfig
@@ -280,7 +327,7 @@ func ensureTopics(ctx context.Context, brokers []string, conn []kgo.Opt, topics 
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := topics.Ensure(ctx, kadm.NewClient(cl)); err != nil {
+	if _, err := topics.Ensure(ctx, kadm.NewClient(cl)); err != nil {
 		return fmt.Errorf("ensuring topics: %w", err)
 	}
 	return nil

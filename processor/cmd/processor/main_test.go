@@ -31,6 +31,9 @@ func TestCommandLineMistakes(t *testing.T) {
 		{"stray argument", "-state-dir x extra", "", `stray argument "extra"`},
 		{"bad duration", "", "SIGNALSTAGE_PROCESSOR_SESSION_TIMEOUT=ten", `SIGNALSTAGE_PROCESSOR_SESSION_TIMEOUT="ten" is not a duration`},
 		{"bad integer", "", "SIGNALSTAGE_PARTITIONS=six", `SIGNALSTAGE_PARTITIONS="six" is not an integer`},
+		{"min ISR above RF", "-replication-factor 2 -min-insync-replicas 3", "", `-min-insync-replicas 3 exceeds -replication-factor 2`},
+		{"grow onto itself", "grow -from-prefix p. -topic-prefix p.", "", `the new topic set needs its own prefix`},
+		{"grow with a stray argument", "grow extra", "", `usage: processor grow`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

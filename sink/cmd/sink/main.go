@@ -54,6 +54,8 @@ func run(args []string) int {
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma separated")
 	prefix := fs.String("topic-prefix", "", "prefix of every topic and of the consumer group")
 	partitions := fs.Int("partitions", 6, "partitions of the co-partitioned topics")
+	replication := fs.Int("replication-factor", 0, "replicas of each topic signalstage creates; 0: min(3, brokers in the cluster), -1: the broker's default")
+	minInsync := fs.Int("min-insync-replicas", 0, "min.insync.replicas of each topic signalstage creates; 0: the replication factor less one, at least 1, -1: the broker's default")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	chAddr := fs.String("clickhouse-addr", "127.0.0.1:9000", "ClickHouse native address")
 	chDB := fs.String("clickhouse-database", "signalstage", "ClickHouse database")
@@ -139,8 +141,9 @@ func run(args []string) int {
 	}
 
 	cfg := sink.Config{
-		Brokers:                strings.Split(*brokers, ","),
-		Topics:                 schemas.Config{Prefix: *prefix, Partitions: int32(*partitions)},
+		Brokers: strings.Split(*brokers, ","),
+		Topics: schemas.Config{Prefix: *prefix, Partitions: int32(*partitions),
+			Replication: schemas.Replication{Factor: int16(*replication), MinInsync: int16(*minInsync)}},
 		ClickHouseAddr:         *chAddr,
 		Database:               *chDB,
 		ClickHouseCluster:      *chCluster,
