@@ -26,6 +26,7 @@ import (
 
 	"github.com/signalstage/signalstage/processor/rules"
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/pprofhttp"
 )
 
 // Processor runs the processing loop of one instance. Create it with New.
@@ -331,6 +332,7 @@ func (p *Processor) serveAdmin() (func(), error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", p.serveReady)
+	mux.Handle(pprofhttp.Prefix, pprofhttp.Handler(p.cfg.AdminToken))
 	api, closeAPI, err := p.rulesAPI()
 	if err != nil {
 		ln.Close()

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -30,6 +31,7 @@ var (
 	pipeProcArgs    = flag.String("pipeline.processor-args", "", "BenchmarkPipeline: extra processor flags, space separated")
 	pipeSinkArgs    = flag.String("pipeline.sink-args", "", "BenchmarkPipeline: extra sink flags, space separated")
 	pipeCeilings    = flag.Bool("pipeline.ceilings", true, "BenchmarkPipeline: also measure the raw ceilings (franz-go, clickhouse-go) on the same records")
+	pipeProfile     = flag.String("pipeline.profile", "", "BenchmarkPipeline: directory to write 30 s CPU profiles of ingest, processor and sink (/debug/pprof), taken 5 s into the last run")
 	pipeCeilRows    = flag.Int("pipeline.ceiling-rows", 200_000, "BenchmarkPipeline: rows the clickhouse-go ceiling inserts")
 )
 
@@ -209,6 +211,12 @@ func (p *benchPipe) measureRun(run int, expectRaw *float64) runResult {
 		"-visitors", strconv.Itoa(*pipeVisitors), "-identify-pct", fmt.Sprint(*pipeIdentify),
 		"-resend-pct", fmt.Sprint(*pipeResend), "-concurrency", strconv.Itoa(*pipeConcurrency), "-duration", "10m")
 	lg.Env = cleanEnv()
+	profiled := make(chan struct{})
+	if *pipeProfile != "" && run == *pipeRuns {
+		go p.profile(profiled)
+	} else {
+		close(profiled)
+	}
 	lgOut, err := lg.Output()
 	if err != nil {
 		b.Fatalf("loadgen: %v\n%s", err, lgOut)
@@ -248,8 +256,41 @@ func (p *benchPipe) measureRun(run int, expectRaw *float64) runResult {
 		r.rss[name], r.hwm[name] = procRSS(pid)
 	}
 	r.cpu["loadgen"] = (lg.ProcessState.UserTime() + lg.ProcessState.SystemTime()).Seconds()
+	<-profiled
 	b.Logf("run %d: load posted in %s, all in ClickHouse after %s", run, posted.Round(time.Millisecond), r.wall.Round(time.Millisecond))
 	return r
+}
+
+// profile writes 30 s CPU profiles of the three stages into -pipeline.profile, then closes done.
+func (p *benchPipe) profile(done chan<- struct{}) {
+	defer close(done)
+	time.Sleep(5 * time.Second)
+	if err := os.MkdirAll(*pipeProfile, 0o755); err != nil {
+		p.b.Error(err)
+		return
+	}
+	var wg sync.WaitGroup
+	for name, adm := range map[string]string{"ingest": p.ingestAdm, "processor": p.procAdm, "sink": p.sinkAdm} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get("http://" + adm + "/debug/pprof/profile?seconds=30")
+			if err != nil {
+				p.b.Errorf("profiling %s: %v", name, err)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				p.b.Errorf("profiling %s: %s", name, resp.Status)
+				return
+			}
+			if err := os.WriteFile(filepath.Join(*pipeProfile, name+".pprof"), body, 0o644); err != nil {
+				p.b.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // procCPU is utime+stime of pid (every thread) in seconds, from /proc/<pid>/stat.
