@@ -203,6 +203,8 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	}()
 	p.cache = pebble.NewCache(p.cfg.CacheBytes)
 	defer p.cache.Unref()
+	p.m.blockCache.cache.Store(p.cache)
+	defer p.m.blockCache.cache.Store(nil)
 	defer p.closeStores()
 	go p.watchBroker(ctx)
 	return p.runSessions(ctx)
