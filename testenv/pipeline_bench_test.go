@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 // The pipeline benchmark's knobs (`make bench-pipeline` passes them; BENCH_ARGS adds more).
@@ -96,6 +98,7 @@ func runPipelineBench(b *testing.B) {
 			b.Errorf("run %d: %s distinct signal ids in ClickHouse, want %d", run, rows, unique)
 		}
 		out.run(run, r)
+		out.topics(p.topicOffsets(), unique)
 	}
 	if *pipeCeilings {
 		out.ceilings(p.measureCeilings())
@@ -366,6 +369,25 @@ func (m metricsText) sum(metric, label string) float64 {
 		}
 	}
 	return total
+}
+
+// topicOffsets sums the end offsets of every topic of the deployment (records, transaction markers included),
+// read after a run's window.
+func (p *benchPipe) topicOffsets() map[string]int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(p.kafka.Client())
+	ends, err := adm.ListEndOffsets(ctx)
+	if err != nil {
+		p.b.Fatalf("listing end offsets: %v", err)
+	}
+	out := map[string]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if strings.HasPrefix(o.Topic, p.prefix) {
+			out[strings.TrimPrefix(o.Topic, p.prefix)] += o.Offset
+		}
+	})
+	return out
 }
 
 func (p *benchPipe) chScalar(query string) string {

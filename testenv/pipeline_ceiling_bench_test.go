@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,6 +213,22 @@ func (o *benchOut) run(run int, r runResult) {
 		secs = append(secs, fmt.Sprintf("%s %.1f", name, r.cpu[name]))
 	}
 	o.add("     CPU-seconds: %s (raw records incl. re-sent: %d)", strings.Join(secs, ", "), r.raw)
+}
+
+// topics prints the Kafka offsets per event so far (records and transaction markers), per topic.
+func (o *benchOut) topics(ends map[string]int64, events int) {
+	names := make([]string, 0, len(ends))
+	for n := range ends {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var cells []string
+	var total int64
+	for _, n := range names {
+		total += ends[n]
+		cells = append(cells, fmt.Sprintf("%s %.2f", n, float64(ends[n])/float64(events)))
+	}
+	o.add("     Kafka offsets per event so far: %.2f (%s)", float64(total)/float64(events), strings.Join(cells, ", "))
 }
 
 func cpuHeader() string {
