@@ -10,7 +10,7 @@ import (
 func TestHandlerGuards(t *testing.T) {
 	for _, tc := range []struct {
 		name, remote, token, auth, path string
-		want                             int
+		want                            int
 	}{
 		{"loopback v4", "127.0.0.1:5000", "", "", "/debug/pprof/", http.StatusOK},
 		{"loopback v6", "[::1]:5000", "", "", "/debug/pprof/goroutine?debug=1", http.StatusOK},
