@@ -14,7 +14,7 @@ CLUSTER_RUN  ?= ^TestCluster
 CLUSTER_PKGS ?= ./...
 
 .PHONY: help build test test-unit test-integration test-cluster test-registry fuzz chdb-check deploy-check run up down status \
-	up-cluster down-cluster bench lint clean clients chaos
+	up-cluster down-cluster bench bench-pipeline lint clean clients chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -94,6 +94,15 @@ run: ## start the services and the three stages; prints where to send events (Ct
 
 bench: ## benchmarks (numbers go to BENCHMARKS.md)
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# The whole pipeline under load: testenv's BenchmarkPipeline (private broker and server, the binaries built from this
+# tree, testenv/cmd/loadgen's segment mix). EVENTS per run, RUNS on one state directory; BENCH_ARGS passes more
+# -pipeline.* flags (go test -run '^$$' -bench Pipeline ./testenv/ -args -h lists them).
+EVENTS ?= 1000000
+RUNS   ?= 2
+bench-pipeline: up ## the whole pipeline under the load generator: end-to-end events/s, CPU µs/event of every process, RSS (EVENTS, RUNS, BENCH_ARGS)
+	SIGNALSTAGE_BENCH_PIPELINE=1 $(GO) test -count=1 -run '^$$' -bench '^BenchmarkPipeline$$' -benchtime 1x -timeout 60m \
+		./testenv/ -args -pipeline.events=$(EVENTS) -pipeline.runs=$(RUNS) $(BENCH_ARGS)
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

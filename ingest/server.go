@@ -23,6 +23,7 @@ import (
 	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/schemas/contract"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
+	"github.com/signalstage/signalstage/schemas/pprofhttp"
 )
 
 // producer is the one method of the Kafka client the handler uses: the seam where the handler benchmark swaps in
@@ -138,12 +139,14 @@ func (s *Server) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry})
 }
 
-// AdminHandler returns the operator routes: /metrics, /healthz and /readyz (what the admin listener serves).
+// AdminHandler returns the operator routes: /metrics, /healthz, /readyz and /debug/pprof/ (loopback peers only,
+// see schemas/pprofhttp): what the admin listener serves.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.metricsHandler())
 	mux.HandleFunc("/healthz", healthz)
 	mux.HandleFunc("/readyz", s.readyz)
+	mux.Handle(pprofhttp.Prefix, pprofhttp.Handler(""))
 	return mux
 }
 
@@ -162,7 +165,7 @@ func (s *Server) serveAdmin() (func(), error) {
 	srv := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	go func() { _ = srv.Serve(ln) }()
-	s.log.Info("admin listening", "addr", ln.Addr().String(), "routes", "/metrics /healthz /readyz")
+	s.log.Info("admin listening", "addr", ln.Addr().String(), "routes", "/metrics /healthz /readyz /debug/pprof/")
 	return func() { _ = srv.Close() }, nil
 }
 

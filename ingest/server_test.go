@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +82,32 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if _, err := http.Get(e.url + "/healthz"); err == nil {
 		t.Error("listener still open after shutdown")
+	}
+}
+
+// TestAdminServesProfiles: the admin routes include /debug/pprof/ for loopback peers, and the public listener
+// does not serve it.
+func TestAdminServesProfiles(t *testing.T) {
+	e := startEdge(t, nil)
+	req := httptest.NewRequest(http.MethodGet, "/debug/pprof/cmdline", nil)
+	req.RemoteAddr = "127.0.0.1:40000"
+	rec := httptest.NewRecorder()
+	e.srv.AdminHandler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("admin /debug/pprof/cmdline from loopback: %d, want 200", rec.Code)
+	}
+	req.RemoteAddr = "192.0.2.7:40000"
+	rec = httptest.NewRecorder()
+	e.srv.AdminHandler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden {
+		t.Errorf("admin /debug/pprof/cmdline from another host: %d, want 403", rec.Code)
+	}
+	resp, err := http.Get(e.url + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Errorf("the public listener serves /debug/pprof/")
 	}
 }

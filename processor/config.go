@@ -74,7 +74,7 @@ type Config struct {
 	MaxHeldAge time.Duration
 	// MaxPollRecords bounds the input records of one transaction (flag -max-poll-records; default 5000).
 	MaxPollRecords int
-	// CacheBytes is the Pebble block cache shared by all partitions (default 32 MiB).
+	// CacheBytes is the Pebble block cache shared by all partitions (flag -cache-mb; default DefaultCacheBytes).
 	CacheBytes int64
 	// MemTableBytes is each partition's Pebble memtable size (default 4 MiB).
 	MemTableBytes uint64
@@ -140,7 +140,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxPollRecords = 5000
 	}
 	if c.CacheBytes <= 0 {
-		c.CacheBytes = 32 << 20
+		c.CacheBytes = DefaultCacheBytes
 	}
 	if c.MemTableBytes == 0 {
 		c.MemTableBytes = 4 << 20

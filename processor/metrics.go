@@ -27,6 +27,7 @@ type metrics struct {
 	lag             *prometheus.GaugeVec // topic (without prefix), partition: of the partitions this instance owns
 	sessionRestarts prometheus.Counter
 	suppressed      prometheus.Counter // events of erased people
+	blockCache      *blockCacheCollector
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -81,8 +82,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Kafka sessions replaced after a failure (a broker outage, a transaction that could not end): the open " +
 				"transaction aborted, the group left and joined again, every store caught up from the changelog."}),
 	}
+	m.blockCache = newBlockCacheCollector()
 	if reg != nil {
-		reg.MustRegister(m.suppressed)
+		reg.MustRegister(m.suppressed, m.blockCache)
 		reg.MustRegister(m.records, m.signals, m.duplicates, m.reemitted, m.noVisitor, m.heldDropped, m.dedupExpired,
 			m.links, m.aliases, m.deadLetters, m.transactions, m.txnSeconds, m.batchRecords, m.restoreRecords, m.restoreSeconds,
 			m.partitions, m.visitorCache, m.legacyIDs, m.legacyWindow, m.lag, m.sessionRestarts)

@@ -27,6 +27,7 @@ import (
 	"github.com/signalstage/signalstage/processor/rules"
 	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
+	"github.com/signalstage/signalstage/schemas/pprofhttp"
 )
 
 // Processor runs the processing loop of one instance. Create it with New.
@@ -241,6 +242,8 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	}()
 	p.cache = pebble.NewCache(p.cfg.CacheBytes)
 	defer p.cache.Unref()
+	p.m.blockCache.cache.Store(p.cache)
+	defer p.m.blockCache.cache.Store(nil)
 	defer p.closeStores()
 	go p.watchBroker(ctx)
 	return p.runSessions(ctx)
@@ -370,6 +373,7 @@ func (p *Processor) serveAdmin() (func(), error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", p.serveReady)
+	mux.Handle(pprofhttp.Prefix, pprofhttp.Handler(p.cfg.AdminToken))
 	api, closeAPI, err := p.rulesAPI()
 	if err != nil {
 		ln.Close()

@@ -237,6 +237,15 @@ func TestRulesAPIOnAdminListener(t *testing.T) {
 	if code := get(addrOf(open), ""); code != http.StatusNotFound {
 		t.Errorf("without an admin token: GET rules = %d, want 404 (API not mounted)", code)
 	}
+	// Profiles are there for a loopback peer with or without a token (schemas/pprofhttp covers the guard).
+	if resp, err := http.Get("http://" + addrOf(open) + "/debug/pprof/cmdline"); err != nil {
+		t.Error(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /debug/pprof/cmdline on the admin listener = %d, want 200", resp.StatusCode)
+		}
+	}
 	open.stop(t)
 	secured := startProcessor(t, k, t.TempDir(), "secured", func(c *Config) { c.AdminAddr, c.AdminToken = "127.0.0.1:0", "s3cret" })
 	addr := addrOf(secured)

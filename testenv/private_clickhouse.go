@@ -14,7 +14,10 @@ import (
 // and ports, so a test can stop and restart a real server without disturbing the shared one other tests use.
 type PrivateClickHouse struct {
 	// Addr is the native-protocol address.
-	Addr  string
+	Addr string
+	// HTTP is the HTTP interface's base URL.
+	HTTP  string
+	cache string
 	t     testing.TB
 	env   []string
 	shell string
@@ -26,12 +29,15 @@ func NewPrivateClickHouse(t testing.TB) *PrivateClickHouse {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	tcp, http := freePort(t), freePort(t)
+	cache := t.TempDir()
 	p := &PrivateClickHouse{
 		Addr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp)),
+		HTTP:  "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(http)),
+		cache: cache,
 		t:     t,
 		shell: filepath.Join(filepath.Dir(file), "services.sh"),
 		env: append(os.Environ(),
-			"SIGNALSTAGE_CACHE="+t.TempDir(),
+			"SIGNALSTAGE_CACHE="+cache,
 			"SIGNALSTAGE_CLICKHOUSE_PORT="+strconv.Itoa(tcp),
 			"SIGNALSTAGE_CLICKHOUSE_HTTP_PORT="+strconv.Itoa(http)),
 	}
@@ -45,6 +51,11 @@ func (p *PrivateClickHouse) Start() { p.t.Helper(); p.run("up", "clickhouse") }
 
 // Stop stops the server (SIGTERM, then SIGKILL after the script's timeout); its data stays for the next Start.
 func (p *PrivateClickHouse) Stop() { p.t.Helper(); p.run("down", "clickhouse") }
+
+// PID is the server's process id (0 when it is not running), for a benchmark to read its CPU from /proc.
+func (p *PrivateClickHouse) PID() int {
+	return readPID(filepath.Join(p.cache, "clickhouse", "clickhouse.pid"))
+}
 
 func (p *PrivateClickHouse) run(args ...string) {
 	p.t.Helper()

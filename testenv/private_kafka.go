@@ -130,6 +130,9 @@ func (p *PrivateKafka) Stop() { p.t.Helper(); p.sh.run(p.t, "down", "kafka") }
 // Kill SIGKILLs the broker and returns once the process is gone.
 func (p *PrivateKafka) Kill() { p.t.Helper(); p.sh.run(p.t, "kill", "kafka") }
 
+// PID is the broker JVM's process id (0 when it is not running), for a benchmark to read its CPU from /proc.
+func (p *PrivateKafka) PID() int { return readPID(filepath.Join(p.Dir, "kafka.pid")) }
+
 // LogFile is the broker's server.log, for a test to print when something goes wrong.
 func (p *PrivateKafka) LogFile() string { return filepath.Join(p.Dir, "logs", "server.log") }
 
@@ -142,6 +145,15 @@ func (p *PrivateKafka) Client(opts ...kgo.Opt) *kgo.Client {
 	}
 	p.t.Cleanup(cl.Close)
 	return cl
+}
+
+func readPID(file string) int {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
 }
 
 func writeConfigFile(t testing.TB, name, data string) {

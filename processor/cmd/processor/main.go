@@ -119,6 +119,7 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.MaxHeldAge, "max-held-age", processor.DefaultMaxHeldAge, "how long a cold signal is held")
 	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", 5000, "input records per transaction")
 	fs.DurationVar(&cfg.RestoreProgress, "restore-progress", progress.DefaultEvery, "how often a state restore logs its progress (done/total changelog offsets, rate, ETA); negative never")
+	cacheMB := fs.Int64("cache-mb", processor.DefaultCacheBytes>>20, "Pebble block cache shared by every partition: data, index and filter blocks (the memory budget is in processor/README.md)")
 	visitorCacheMB := fs.Int("visitor-cache-mb", processor.DefaultVisitorCacheBytes>>20, "per partition: memory for the identities and held counters of recent visitors (0 disables)")
 	fs.StringVar(&cfg.InstanceID, "instance-id", "", "static group membership: unique per instance, stable across restarts (a pod name); a restart within -session-timeout moves no partitions (default dynamic)")
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 10*time.Second, "how long the group waits for a crashed instance")
@@ -131,6 +132,11 @@ func run(args []string) int {
 		return 2
 	}
 	cfg.VisitorCacheBytes = *visitorCacheMB << 20
+	if *cacheMB <= 0 {
+		fmt.Fprintln(os.Stderr, "processor: -cache-mb must be positive")
+		return 2
+	}
+	cfg.CacheBytes = *cacheMB << 20
 	if *visitorCacheMB <= 0 {
 		cfg.VisitorCacheBytes = -1
 	}

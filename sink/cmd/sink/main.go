@@ -39,6 +39,7 @@ import (
 	"github.com/signalstage/signalstage/schemas"
 	"github.com/signalstage/signalstage/schemas/envflag"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
+	"github.com/signalstage/signalstage/schemas/pprofhttp"
 	"github.com/signalstage/signalstage/schemas/progress"
 	"github.com/signalstage/signalstage/sink"
 )
@@ -260,6 +261,8 @@ func serve(ctx context.Context, log *slog.Logger, cfg sink.Config, metricsAddr s
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		// Profiles for loopback peers, or for a peer with the deployment's admin token (SIGNALSTAGE_ADMIN_TOKEN, as the processor's).
+		mux.Handle(pprofhttp.Prefix, pprofhttp.Handler(os.Getenv("SIGNALSTAGE_ADMIN_TOKEN")))
 		// 200 once migrated, in the group, and both Kafka and ClickHouse answer; 503 with the reason otherwise.
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 			rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

@@ -4,6 +4,12 @@
 //
 //	go run ./testenv/cmd/loadgen -batch 100 -concurrency 16 -duration 10s
 //	go run ./testenv/cmd/loadgen -batch 1 -concurrency 32 -rate 5000 -duration 10s
+//	go run ./testenv/cmd/loadgen -mix segment -max-events 1000000 -visitors 20000 -run r1 -duration 10m
+//
+// The default mix, track, cycles through 256 pre-generated bodies (after the first 256 requests every event is a
+// duplicate): it measures the edge. The segment mix is what the pipeline benchmark sends: every event new (message
+// ids carry -run), -identify-pct of them identifies with an email per visitor, the rest tracks and pages, and
+// -resend-pct of the requests posted twice, as Segment's retries do; -max-events counts new events only.
 package main
 
 import (
@@ -30,8 +36,17 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long to send (at most 10m)")
 	maxEvents := flag.Int64("max-events", 50_000_000, "stop after this many events")
 	visitors := flag.Int("visitors", 100_000, "distinct anonymousIds")
+	mixName := flag.String("mix", "track", "track (256 bodies, cycled: an edge benchmark) or segment (every event new, identifies, re-sends)")
+	identifyPct := flag.Float64("identify-pct", 5, "segment mix: percent of events that are identifies")
+	resendPct := flag.Float64("resend-pct", 5, "segment mix: percent of requests posted a second time")
+	runID := flag.String("run", "", "segment mix: part of every message id, so that two runs send different events (default: the start time)")
 	flag.Parse()
-	if err := run(*target, *concurrency, *batch, *rate, *duration, *maxEvents, *visitors); err != nil {
+	m, err := newMix(*mixName, *batch, *visitors, *identifyPct, *resendPct, *runID)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(2)
+	}
+	if err := run(*target, *concurrency, *batch, *rate, *duration, *maxEvents, m); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
@@ -53,43 +68,13 @@ func checkLoopback(raw string) error {
 	return fmt.Errorf("-url: %q is not a loopback address; loadgen only targets this machine", host)
 }
 
-// bodies pre-generates request bodies so that the generator spends its CPU on sending, not on building JSON:
-// the two cores are shared with the edge and the broker.
-func bodies(n, batch, visitors int) [][]byte {
-	out := make([][]byte, n)
-	seq := 0
-	for i := range out {
-		var b bytes.Buffer
-		if batch > 1 {
-			b.WriteByte('[')
-		}
-		for j := range batch {
-			if j > 0 {
-				b.WriteByte(',')
-			}
-			seq++
-			fmt.Fprintf(&b, `{"type":"track","event":"Signed Up","anonymousId":"anon-%d","messageId":"lg-%d-%d",`+
-				`"properties":{"plan":"pro","source":"landing","value":%d},"context":{"ip":"203.0.113.9",`+
-				`"library":{"name":"analytics.js","version":"4.1.0"},"page":{"url":"https://example.com/pricing",`+
-				`"path":"/pricing","title":"Pricing"},"userAgent":"Mozilla/5.0 (X11; Linux x86_64)"},`+
-				`"timestamp":"2026-11-30T05:00:00.000Z","sentAt":"2026-11-30T05:00:00.100Z"}`,
-				seq%visitors, time.Now().UnixNano(), seq, seq)
-		}
-		if batch > 1 {
-			b.WriteByte(']')
-		}
-		out[i] = b.Bytes()
-	}
-	return out
-}
-
 type result struct {
 	mu        sync.Mutex
 	latencies []time.Duration
 	codes     map[int]int64
 }
 
-func run(target string, concurrency, batch int, rate float64, duration time.Duration, maxEvents int64, visitors int) error {
+func run(target string, concurrency, batch int, rate float64, duration time.Duration, maxEvents int64, m *mix) error {
 	if err := checkLoopback(target); err != nil {
 		return err
 	}
@@ -103,7 +88,6 @@ func run(target string, concurrency, batch int, rate float64, duration time.Dura
 	case maxEvents < 1:
 		return fmt.Errorf("-max-events must be positive")
 	}
-	pool := bodies(256, batch, visitors)
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency, IdleConnTimeout: time.Minute,
 		DisableCompression: true,
@@ -119,7 +103,7 @@ func run(target string, concurrency, batch int, rate float64, duration time.Dura
 	}
 	var slot atomic.Int64
 	res := &result{codes: map[int]int64{}}
-	var sent, accepted atomic.Int64
+	var sent, accepted, resent atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := range concurrency {
@@ -141,23 +125,33 @@ func run(target string, concurrency, batch int, rate float64, duration time.Dura
 				if ctx.Err() != nil || sent.Add(int64(batch)) > maxEvents {
 					break
 				}
-				body := pool[i%len(pool)]
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err != nil {
-					if ctx.Err() == nil {
-						codes[-1]++
+				body, again := m.body(i)
+				for try := 0; try < 2; try++ {
+					req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					t0 := time.Now()
+					resp, err := client.Do(req)
+					if err != nil {
+						if ctx.Err() == nil {
+							codes[-1]++
+						}
+						break
 					}
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				lat = append(lat, time.Since(t0))
-				codes[resp.StatusCode]++
-				if resp.StatusCode == http.StatusOK {
-					accepted.Add(int64(batch))
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					lat = append(lat, time.Since(t0))
+					codes[resp.StatusCode]++
+					if resp.StatusCode != http.StatusOK {
+						break
+					}
+					if try == 0 {
+						accepted.Add(int64(batch))
+					} else {
+						resent.Add(int64(batch))
+					}
+					if !again {
+						break
+					}
 				}
 			}
 			res.mu.Lock()
@@ -182,5 +176,7 @@ func run(target string, concurrency, batch int, rate float64, duration time.Dura
 	fmt.Printf("accepted %d events, %.0f events/s; latency p50=%s p99=%s max=%s\n",
 		accepted.Load(), float64(accepted.Load())/elapsed.Seconds(),
 		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
+	// One line for scripts (the pipeline benchmark): new events accepted, and events accepted a second time.
+	fmt.Printf("result accepted=%d resent=%d\n", accepted.Load(), resent.Load())
 	return nil
 }
