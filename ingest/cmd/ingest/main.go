@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/signalstage/signalstage/ingest"
-	"github.com/signalstage/signalstage/schemas/envflag"
 	"github.com/signalstage/signalstage/schemas"
+	"github.com/signalstage/signalstage/schemas/envflag"
 	"github.com/signalstage/signalstage/schemas/kafkaconn"
 )
 
