@@ -40,7 +40,20 @@ func Forget(ctx context.Context, cfg Config, req ForgetRequest) (string, *Erasur
 	}
 	e := schemas.Erasure{Tenant: req.Tenant, RequestID: hex.EncodeToString(id[:]), Email: strings.ToLower(req.Email),
 		AnonymousID: req.AnonymousID, UserID: req.UserID, RequestedAt: time.Now().UTC().Truncate(time.Millisecond)}
-	value, err := schemas.Erasures.Encode(&e)
+	// Only the erasures topic: a forget must not depend on (or create) the rest of the deployment's topics.
+	topic := cfg.Topics.Name(schemas.TopicErasures)
+	// In registry mode the erasure is framed like every other record the stages write (nil: single-object).
+	var reg *schemas.Registry
+	if cfg.SchemaRegistry != "" {
+		var err error
+		if reg, err = openRegistry(ctx, cfg.SchemaRegistry); err != nil {
+			return "", nil, err
+		}
+		if err := reg.Register(ctx, topic, schemas.Erasures); err != nil {
+			return "", nil, fmt.Errorf("-schema-registry: %w", err)
+		}
+	}
+	value, err := schemas.Erasures.EncodeWith(reg, &e)
 	if err != nil {
 		return "", nil, fmt.Errorf("encoding the erasure: %w", err)
 	}
@@ -49,8 +62,6 @@ func Forget(ctx context.Context, cfg Config, req ForgetRequest) (string, *Erasur
 		return "", nil, fmt.Errorf("creating kafka client: %w", err)
 	}
 	defer cl.Close()
-	// Only the erasures topic: a forget must not depend on (or create) the rest of the deployment's topics.
-	topic := cfg.Topics.Name(schemas.TopicErasures)
 	for _, spec := range cfg.Topics.Specs() {
 		if spec.Name == topic {
 			if _, err := schemas.EnsureTopics(ctx, kadm.NewClient(cl), cfg.Topics.Replication, spec); err != nil {
