@@ -35,8 +35,14 @@ func TestClusterOutputWithoutLeader(t *testing.T) {
 	if got := k.ReadAll(resolved, 1000, 2*time.Minute); len(got) < 1000 {
 		t.Fatalf("only %d signals before the kill", len(got))
 	}
+	// Kill with nothing in flight, and produce only once the partitions have no leader: the client then knows the
+	// new outputs were never sent, which is the case where it fails them on the delivery timeout.
+	waitNoLag(t, k, k.Prefix+"processor", 2*time.Minute)
 	c.Kill(3)
-	t.Logf("broker 3, the only replica of %s, SIGKILLed", resolved)
+	for p := range k.Topics.Partitions {
+		c.WaitPartition(resolved, p, time.Minute, "no leader", func(d kadm.PartitionDetail) bool { return d.Leader < 0 })
+	}
+	t.Logf("broker 3, the only replica of %s, SIGKILLed; no leader", resolved)
 	produce(t, k, s.ins[2000:4000]...)
 	// Wait until a batch to the leaderless partitions is past the delivery timeout. The client then either fails
 	// its records (when it knows they were never sent), and that transaction must not commit, or keeps them until
@@ -118,5 +124,24 @@ func placeOnBroker(t *testing.T, c *testenv.KafkaCluster, k *testenv.Kafka, base
 		c.WaitPartition(name, p, time.Minute, "only replica on broker "+strconv.Itoa(int(broker)), func(d kadm.PartitionDetail) bool {
 			return d.Leader == broker && len(d.Replicas) == 1 && d.Replicas[0] == broker
 		})
+	}
+}
+
+// waitNoLag waits until group has committed every record of its input topics.
+func waitNoLag(t *testing.T, k *testenv.Kafka, group string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		lags, err := k.Admin.Lag(ctx, group)
+		cancel()
+		gl := lags[group]
+		if err == nil && gl.Error() == nil && gl.Lag.Total() == 0 && len(gl.Lag) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s still lags after %s: %v %v", group, timeout, err, gl.Lag.TotalByTopic())
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
