@@ -56,6 +56,7 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 	}
 	em := &emitter{p: p, sess: sess, ctx: ctx, clogOffsets: map[int32]int64{}}
 	overlays := make(map[int32]*overlay, len(parts))
+	sweeps := make(map[int32]sweepState, len(parts))
 	defer func() {
 		for _, ov := range overlays {
 			ov.close()
@@ -91,9 +92,11 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 				return p.abort(ctx, sess, err)
 			}
 		}
-		if err := sweep(p.core, stores[part], ov, now, sweepBudget(p.cfg.SweepKeys, ov), p.cfg.SweepInterval, p.log); err != nil {
+		next, err := sweep(p.core, stores[part], ov, now, sweepBudget(p.cfg.SweepKeys, ov), p.cfg.SweepInterval, p.log)
+		if err != nil {
 			return p.abort(ctx, sess, err)
 		}
+		sweeps[part] = next
 		for _, m := range ov.mutations() {
 			em.changelog(part, m)
 		}
@@ -132,6 +135,7 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 	}
 	p.m.transactions.WithLabelValues("committed").Inc()
 	for _, part := range parts {
+		stores[part].sweep = sweeps[part]
 		cp, ok := em.clogOffsets[part]
 		if !ok {
 			continue // nothing changed

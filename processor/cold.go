@@ -2,6 +2,7 @@ package processor
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/signalstage/signalstage/schemas"
@@ -193,26 +194,38 @@ func pinnedID(emitted, contractID string) string {
 // window and held signals past MaxHeldAge (counted), through st so the changelog sees it. Keys of other kinds
 // are ignored.
 func (c *Core) Expire(st State, key, value []byte, now time.Time) error {
+	_, err := c.expire(st, key, value, now)
+	return err
+}
+
+// expire is Expire, and returns when what is left of key falls due (ms, processor clock): math.MaxInt64 when
+// nothing is (the key was removed, or is of a kind that does not expire).
+func (c *Core) expire(st State, key, value []byte, now time.Time) (int64, error) {
+	due := int64(math.MaxInt64)
 	if len(key) == 0 {
-		return nil
+		return due, nil
 	}
 	switch key[0] {
 	case prefixDedup, prefixAliasSent:
 		e, err := decodeDedup(value)
 		if err != nil {
-			return err
+			return due, err
 		}
-		if now.UnixMilli()-e.FirstSeenMs > c.cfg.DedupWindow.Milliseconds() {
+		window := c.cfg.DedupWindow.Milliseconds()
+		if now.UnixMilli()-e.FirstSeenMs > window {
 			st.Delete(key)
 			if key[0] == prefixDedup {
 				c.Stats.DedupExpired++
 			}
+		} else {
+			due = e.FirstSeenMs + window + 1
 		}
 	case prefixCounter:
 		cnt, err := decodeCounter(value)
 		if err != nil {
-			return err
+			return due, err
 		}
+		age := c.cfg.MaxHeldAge.Milliseconds()
 		first := cnt.First
 		for ; cnt.First < cnt.Next; cnt.First++ {
 			c.hkbuf = append(append(append(c.hkbuf[:0], prefixHeld), key[1:]...), 0)
@@ -220,15 +233,16 @@ func (c *Core) Expire(st State, key, value []byte, now time.Time) error {
 			c.hkbuf = hk
 			hb, err := st.Get(hk)
 			if err != nil {
-				return err
+				return math.MaxInt64, err
 			}
 			if hb != nil {
 				r := newValueReader(hb) // only the hold time: the rest need not be decoded
 				heldAt := r.varint()
 				if r.err != nil {
-					return r.err
+					return math.MaxInt64, r.err
 				}
-				if now.UnixMilli()-heldAt <= c.cfg.MaxHeldAge.Milliseconds() {
+				if now.UnixMilli()-heldAt <= age {
+					due = heldAt + age + 1 // signals held after it expire after it
 					break
 				}
 				st.Delete(hk)
@@ -242,5 +256,5 @@ func (c *Core) Expire(st State, key, value []byte, now time.Time) error {
 			st.Set(key, cnt.encode())
 		}
 	}
-	return nil
+	return due, nil
 }

@@ -47,6 +47,7 @@ type Stats struct {
 	HeldExpired    int64 // held signals dropped because they were older than MaxHeldAge
 	HeldUnreadable int64 // held records rehydration could not read: dead-lettered and dropped
 	DedupExpired   int64 // dedup entries removed after the window
+	SweepExamined  int64 // committed state keys the expiry sweep examined
 	LinksOut       int64 // identity links emitted
 	LinksApplied   int64 // identity links applied from the identities topic
 	LinksStale     int64 // identity links ignored because a newer link was known
@@ -74,6 +75,7 @@ func (s *Stats) Add(o Stats) {
 	s.HeldExpired += o.HeldExpired
 	s.HeldUnreadable += o.HeldUnreadable
 	s.DedupExpired += o.DedupExpired
+	s.SweepExamined += o.SweepExamined
 	s.LinksOut += o.LinksOut
 	s.LinksApplied += o.LinksApplied
 	s.LinksStale += o.LinksStale

@@ -12,6 +12,7 @@ type metrics struct {
 	noVisitor       prometheus.Counter
 	heldDropped     *prometheus.CounterVec // reason: evicted (per-visitor cap), expired (age)
 	dedupExpired    prometheus.Counter
+	sweepExamined   prometheus.Counter
 	links           *prometheus.CounterVec // direction: out, applied, stale
 	aliases         *prometheus.CounterVec // direction: out, in
 	deadLetters     prometheus.Counter
@@ -47,6 +48,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Held cold signals that fell out of cold storage: evicted (per-visitor cap) or expired (age)."}, []string{"reason"}),
 		dedupExpired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dedup_expired_total",
 			Help: "Dedup entries removed after the dedup window."}),
+		sweepExamined: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sweep_keys_examined_total",
+			Help: "Committed state keys the expiry sweep examined (none while nothing a partition holds can be due)."}),
 		links: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "identity_links_total",
 			Help: "Identity links: out (emitted), applied (read and applied), stale (read, older than known)."}, []string{"direction"}),
 		aliases: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "aliases_total",
@@ -85,7 +88,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.blockCache = newBlockCacheCollector()
 	if reg != nil {
 		reg.MustRegister(m.suppressed, m.blockCache)
-		reg.MustRegister(m.records, m.signals, m.duplicates, m.reemitted, m.noVisitor, m.heldDropped, m.dedupExpired,
+		reg.MustRegister(m.records, m.signals, m.duplicates, m.reemitted, m.noVisitor, m.heldDropped, m.dedupExpired, m.sweepExamined,
 			m.links, m.aliases, m.deadLetters, m.transactions, m.txnSeconds, m.batchRecords, m.restoreRecords, m.restoreSeconds,
 			m.partitions, m.visitorCache, m.legacyIDs, m.legacyWindow, m.lag, m.sessionRestarts)
 	}
@@ -113,6 +116,7 @@ func (m *metrics) addStats(s Stats) {
 	m.heldDropped.WithLabelValues("evicted").Add(float64(s.HeldEvicted))
 	m.heldDropped.WithLabelValues("expired").Add(float64(s.HeldExpired))
 	m.dedupExpired.Add(float64(s.DedupExpired))
+	m.sweepExamined.Add(float64(s.SweepExamined))
 	m.links.WithLabelValues("out").Add(float64(s.LinksOut))
 	m.links.WithLabelValues("applied").Add(float64(s.LinksApplied))
 	m.links.WithLabelValues("stale").Add(float64(s.LinksStale))

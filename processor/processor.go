@@ -75,10 +75,9 @@ type Processor struct {
 
 type storeState struct {
 	*partStore
-	epoch       uint64
-	lastUsed    time.Time
-	sweepCursor []byte
-	sweepAfter  time.Time
+	epoch    uint64
+	lastUsed time.Time
+	sweep    sweepState // the expiry sweep's, set once a batch commits (sweep.go)
 	// legacyUntilMs ends the window in which new signals are also looked up under their legacy id (see
 	// legacyLookups); legacyKnown once it was read from committed state, legacyDecided once this instance
 	// decided it for a partition that had none.
@@ -410,6 +409,7 @@ func (p *Processor) store(ctx context.Context, part int32) (*storeState, error) 
 		if err := p.restore(ctx, s.partStore, part); err != nil {
 			return nil, err
 		}
+		s.sweep.forget() // what the catch-up wrote, the sweep has not seen
 		s.epoch = ep
 		return s, nil
 	}

@@ -73,9 +73,11 @@ func (r *batchRig) raws(raws []*schemas.RawEvent) []schemas.Signal {
 	if r.budget != nil {
 		budget = r.budget(ov)
 	}
-	if err := sweep(r.core, r.s, ov, r.now, budget, time.Minute, log); err != nil {
+	next, err := sweep(r.core, r.s, ov, r.now, budget, time.Minute, log)
+	if err != nil {
 		r.t.Fatal(err)
 	}
+	r.s.sweep = next
 	ov.close()
 	r.cp++
 	if err := r.s.applyRecords(ov.mutations(), r.cp); err != nil {
@@ -170,5 +172,32 @@ func TestStateStaysFlatUnderFullBatches(t *testing.T) {
 	}
 	if r.core.Stats.DedupExpired == 0 || r.core.Stats.HeldExpired == 0 {
 		t.Fatalf("nothing expired: %+v", r.core.Stats)
+	}
+}
+
+// While nothing the partition holds can be due, the sweep examines no key: after the first pass (which learns
+// the earliest due), batches an hour into a 2 h window and hold age examine nothing, however much they write.
+// Once the first entries are due, a pass runs: the held first page expires (its content is new again).
+func TestSweepIdleUntilDue(t *testing.T) {
+	r := newBatchRig(t, CoreConfig{DedupWindow: 2 * time.Hour, MaxHeldAge: 2 * time.Hour})
+	old := `{"type":"page","anonymousId":"v","messageId":"m0","properties":{"name":"Old"}}`
+	r.batch(old)
+	r.now = r.now.Add(2 * time.Minute)                                         // past the 1-minute pause between passes
+	r.batch(`{"type":"track","anonymousId":"w","event":"E","messageId":"m1"}`) // the first full pass
+	r.core.Stats = Stats{}
+	for i := range 20 {
+		r.now = r.now.Add(3 * time.Minute)
+		r.batch(fmt.Sprintf(`{"type":"page","anonymousId":"v%d","messageId":"p%d","properties":{"name":"P"}}`, i, i),
+			fmt.Sprintf(`{"type":"track","anonymousId":"v%d","event":"E","messageId":"t%d"}`, i, i))
+	}
+	if n := r.core.Stats.SweepExamined; n != 0 {
+		t.Fatalf("the sweep examined %d keys while nothing could be due", n)
+	}
+	r.now = r.now.Add(time.Hour) // 2 h 2 min after the first page: due
+	if got := r.batch(old); len(got) != 1 {
+		t.Fatalf("the first page after the window: %d signals, want 1 (its dedup entry expired)", len(got))
+	}
+	if r.core.Stats.SweepExamined == 0 || r.core.Stats.HeldExpired != 1 {
+		t.Fatalf("no pass once due: %+v", r.core.Stats)
 	}
 }
