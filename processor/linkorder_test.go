@@ -109,10 +109,10 @@ func TestReplayedIdentifyKeepsTheNewerLead(t *testing.T) {
 	settle(t, k, 2, 2*time.Second)
 	produce(t, k, identify(anonB, "new@x.io", time.Hour))
 	waitFor(t, k, func(ss []schemas.Signal) bool { return count(ss, "identify") == 2 }, "the new identify")
-	time.Sleep(2 * time.Second) // the link to the userId's partition, and the alias's link back to device A's
+	waitInputsRead(t, k) // the link to the userId's partition, and the alias's link back to device A's
 	produce(t, k, rawIn{"t", track(anonA, "", "BeforeReplay", "")})
 	waitFor(t, k, func(ss []schemas.Signal) bool { return count(ss, "BeforeReplay") == 1 }, "device A's event")
-	if e := eventEmail(readSignals(t, k, 1<<30, 2*time.Second), "BeforeReplay"); e != "new@x.io" {
+	if e := eventEmail(readToEnd(t, k), "BeforeReplay"); e != "new@x.io" {
 		t.Fatalf("before the replay device A's event is linked to %q, want new@x.io", e)
 	}
 	r.stop(t)
@@ -132,11 +132,11 @@ func TestReplayedIdentifyKeepsTheNewerLead(t *testing.T) {
 	}
 	r = startProcessor(t, k, dir, "p", nil)
 	waitFor(t, k, func(ss []schemas.Signal) bool { return count(ss, "BeforeReplay") == 2 }, "the replay of device A's partition")
-	time.Sleep(2 * time.Second) // links the replay may have emitted reach their partitions
+	waitInputsRead(t, k) // links the replay may have emitted reach their partitions
 	produce(t, k, rawIn{"t", track(anonA, "", "AfterReplay", "")}, rawIn{"t", track("", user, "ByUser", "")})
 	waitFor(t, k, func(ss []schemas.Signal) bool { return count(ss, "AfterReplay") == 1 && count(ss, "ByUser") == 1 }, "the events after the replay")
 	r.stop(t)
-	got := readSignals(t, k, 1<<30, 3*time.Second)
+	got := readToEnd(t, k)
 	for _, ev := range []string{"AfterReplay", "ByUser"} {
 		if e := eventEmail(got, ev); e != "new@x.io" {
 			t.Errorf("%s after replaying the old identify: linked to %q, want new@x.io", ev, e)
@@ -144,17 +144,60 @@ func TestReplayedIdentifyKeepsTheNewerLead(t *testing.T) {
 	}
 }
 
+// waitInputsRead waits until the processor's group has committed past every record of its inputs (signals.raw,
+// identities, the aliases topic). A link or alias is produced in the transaction that commits the input that
+// made it, so once nothing is left unread, a chain of links (userId, then its aliases' partitions) has ended.
+// (Not kadm's lag: on a transactional topic it stays above zero by the commit marker after the last record.)
+// Instead of a fixed sleep, which a loaded machine can outlast.
+func waitInputsRead(t *testing.T, k *testenv.Kafka) {
+	t.Helper()
+	group := k.Prefix + "processor"
+	deadline := time.Now().Add(time.Minute)
+	for {
+		unread := map[string]int64{}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		committed, err := k.Admin.FetchOffsets(ctx, group)
+		cancel()
+		if err != nil {
+			t.Fatalf("fetching %s's offsets: %v", group, err)
+		}
+		for _, topic := range []string{k.Topic(schemas.TopicRaw), k.Topic(schemas.TopicIdentities), k.Topics.Prefix + TopicAliases} {
+			for _, r := range k.ReadToEnd(topic, time.Minute) {
+				if c, ok := committed.Lookup(topic, r.Partition); !ok || c.At <= r.Offset {
+					unread[topic]++
+				}
+			}
+		}
+		if len(unread) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records the processor has not committed after a minute: %v", unread)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// readToEnd is every signal committed to signals.resolved when it is called. Not readSignals(t, k, 1<<30, d),
+// which stops once a read is idle for d: under CI's load that returned before the consumer had fetched the
+// signal waitFor had just seen, and the check found no BeforeReplay at all (its email "").
+func readToEnd(t *testing.T, k *testenv.Kafka) []schemas.Signal {
+	t.Helper()
+	return decodeSignals(t, k.ReadToEnd(k.Topic(schemas.TopicResolved), 2*time.Minute))
+}
+
 // waitFor reads signals.resolved until cond holds (up to a minute).
 func waitFor(t *testing.T, k *testenv.Kafka, cond func([]schemas.Signal) bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		if cond(readSignals(t, k, 1<<30, 2*time.Second)) {
+		if cond(readToEnd(t, k)) {
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("waiting for %s: timed out", what)
 		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
