@@ -136,7 +136,7 @@ func TestIdentityFlows(t *testing.T) {
 		t.Errorf("G-1 read from partition %d, want the userId's %d", s.RawPartition, partitionOf("t", gUser, parts))
 	}
 
-	links := k.ReadAll(k.Topic(schemas.TopicIdentities), 100, 3*time.Second)
+	links := k.ReadToEnd(k.Topic(schemas.TopicIdentities), time.Minute) // committed with the signals checked above
 	ids := map[string]string{}
 	for _, rec := range links {
 		var l schemas.IdentityLink
