@@ -114,6 +114,7 @@ func (s *Sink) complete(j *job) {
 		return
 	}
 	delete(s.inflight, j)
+	j.b.recycle()
 }
 
 // flusher inserts the batches of jobs in order until jobs is closed or ctx ends.

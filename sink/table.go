@@ -44,6 +44,10 @@ type buffer interface {
 	origins() []origin
 	// take moves the rows into a new buffer for the flusher and leaves this one empty, ready for more rows.
 	take() buffer
+	// recycle, called by the loop once ClickHouse took a batch take returned, clears its rows and gives the
+	// slice back to the table it was taken from, for a later batch: no batch-sized allocation (and zeroing, and
+	// collection) per flush. The batch must not be used afterwards.
+	recycle()
 	reset()
 }
 
@@ -68,7 +72,15 @@ type table[T any] struct {
 	// sets it once per block, so a retry sends the same bytes and the replicated engine recognises the block (its
 	// deduplication hashes the stored data, a server-filled now() included).
 	loadedAt time.Time
+	// from is the table a batch was taken from (take), which its rows go back to (recycle).
+	from *table[T]
+	// spare holds emptied row slices of acknowledged batches for the next take (loop-owned, at most maxSpare).
+	spare [][]T
 }
+
+// maxSpare is how many emptied row slices a table keeps: one per batch being inserted at the default
+// -insert-concurrency (2). Each is cleared, so it pins no row's strings, only its own capacity.
+const maxSpare = 2
 
 // origin is what the sink keeps of a row ClickHouse refused: where the record came from, its key and value, and
 // a description for the reason.
@@ -279,12 +291,24 @@ func (t *table[T]) origins() []origin {
 
 func (t *table[T]) take() buffer {
 	out := t.block(t.rows)
-	out.bytes, out.since, out.firstAt = t.bytes, t.since, t.firstAt
-	t.rows = make([]T, 0, cap(t.rows))
+	out.bytes, out.since, out.firstAt, out.from = t.bytes, t.since, t.firstAt, t
+	if n := len(t.spare); n > 0 && cap(t.spare[n-1]) >= cap(t.rows) {
+		t.rows, t.spare = t.spare[n-1], t.spare[:n-1]
+	} else {
+		t.rows = make([]T, 0, cap(t.rows))
+	}
 	t.bytes = 0
 	t.since = time.Time{}
 	t.firstAt = map[tp]int64{}
 	return out
+}
+
+func (t *table[T]) recycle() {
+	if t.from != nil && len(t.from.spare) < maxSpare {
+		clear(t.rows) // drop the references to the rows' strings so they can be collected
+		t.from.spare = append(t.from.spare, t.rows[:0])
+	}
+	t.rows, t.from = nil, nil
 }
 
 func (t *table[T]) reset() {
