@@ -162,6 +162,9 @@ func appendSignal(b, header []byte, s *Signal) []byte {
 func appendLong(b []byte, v int64) []byte { return binary.AppendVarint(b, v) }
 
 func appendString(b []byte, s string) []byte {
+	if len(s) < 64 { // the zig-zag varint of a length below 64 is one byte: 2 × len
+		return append(append(b, byte(len(s)<<1)), s...)
+	}
 	b = appendLong(b, int64(len(s)))
 	return append(b, s...)
 }

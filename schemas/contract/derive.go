@@ -88,7 +88,18 @@ func (d *Deriver) own(r ref) ref {
 	return ref{int32(s), int32(len(d.strs)), inStrs}
 }
 
-func (d *Deriver) set(dst *string, r ref) { d.pend = append(d.pend, pending{dst, r}) }
+// set makes *dst the string r refers to: at once when it aliases the input or the output in Unsafe mode (they
+// do not move until the next Scan), else in flush, once the buffer stops growing. An empty r leaves *dst as it
+// is. No field is set twice with two non-empty refs, so the order of the two ways does not matter.
+func (d *Deriver) set(dst *string, r ref) {
+	if d.Unsafe && r.src != inStrs {
+		if b := d.bytes(r); len(b) > 0 {
+			*dst = unsafe.String(&b[0], len(b))
+		}
+		return
+	}
+	d.pend = append(d.pend, pending{dst, r})
+}
 
 // text returns the text of the value at sp: strings decoded, numbers and booleans as written, "" otherwise.
 func (d *Deriver) text(sp span) ref {
