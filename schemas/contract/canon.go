@@ -62,11 +62,16 @@ type canon struct {
 	violationAt  int
 	skipTransprt bool // leave the transport members out at the root
 	spans        [numSlots]span
+	escaped      uint64 // bit s: the value of slot s is a string with an escape
+	strFlags     uint8  // scanStringFlags' flags of the last string value read
 	// rootProps and rootTraits are the output spans of the root's properties and traits values after reordering.
 	rootProps, rootTraits, rootContext span
 }
 
 var errViolation = errors.New("violation")
+
+// canon.escaped has a bit per slot.
+var _ [64 - numSlots]struct{}
 
 func (c *canon) violate(what string, at int) error {
 	if c.violation == "" {
@@ -82,7 +87,7 @@ func (c *canon) violate(what string, at int) error {
 func (c *canon) reset(in []byte, strict, skipTransport bool) {
 	c.in, c.out, c.dec = in, c.out[:0], c.dec[:0]
 	c.strict, c.violation, c.violationAt, c.skipTransprt = strict, "", 0, skipTransport
-	c.spans = [numSlots]span{}
+	c.spans, c.escaped = [numSlots]span{}, 0
 	c.rootProps, c.rootTraits, c.rootContext = span{}, span{}, span{}
 }
 
@@ -156,6 +161,11 @@ func (c *canon) object(i, depth int, n node) (int, error) {
 		}
 		if slot >= 0 {
 			c.spans[slot] = span{int32(vstart), int32(i)}
+			if in[vstart] == '"' && c.strFlags&strEscaped != 0 {
+				c.escaped |= 1 << slot
+			} else {
+				c.escaped &^= 1 << slot // a duplicate's earlier value may have had one
+			}
 		}
 		skip := n == nodeRoot && c.skipTransprt && isTransport(name)
 		inOrder = inOrder && !skip
@@ -302,6 +312,7 @@ func (c *canon) value(i, depth int, n node) (int, error) {
 		if err != nil {
 			return i, err
 		}
+		c.strFlags = flags
 		if flags == 0 {
 			c.out = append(c.out, in[i:end]...)
 			return end, nil
