@@ -151,7 +151,7 @@ func (c *canon) object(i, depth int, n node) (int, error) {
 		prev = name
 		mstart := len(c.out)
 		if kflags == 0 {
-			c.out = append(append(append(c.out, '"'), raw...), '"', ':') // plain ASCII is already canonical
+			c.out = append(append(c.out, in[ns-1:ne+1]...), ':') // plain ASCII is already canonical
 		} else {
 			c.out = append(appendQuotedText(c.out, name), ':')
 		}
@@ -170,6 +170,15 @@ func (c *canon) object(i, depth int, n node) (int, error) {
 		skip := n == nodeRoot && c.skipTransprt && isTransport(name)
 		inOrder = inOrder && !skip
 		ms = append(ms, member{ns: ns, ne: ne, start: int32(mstart), end: int32(len(c.out)), dec: kflags != 0, skip: skip})
+		// What follows the member, without a call in the compact case; afterMember otherwise.
+		if i < len(in) && in[i] == ',' && i+1 < len(in) && in[i+1] == '"' {
+			i++
+			continue
+		}
+		if i < len(in) && in[i] == '}' {
+			i++
+			break
+		}
 		var done bool
 		if i, done, err = afterMember(in, i, '}'); err != nil {
 			return i, err
