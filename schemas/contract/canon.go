@@ -52,9 +52,10 @@ func (c *canon) name(m *member) []byte {
 type canon struct {
 	in    []byte
 	out   []byte
-	tmp   []byte  // the members of the object being reordered
-	order []int32 // their indices, sorted
-	dec   []byte  // decoded names that had escapes or non-ASCII
+	tmp   []byte   // the members of the object being reordered
+	order []int32  // their indices, sorted
+	keys  []uint64 // their namePrefix
+	dec   []byte   // decoded names that had escapes or non-ASCII
 	// strict stops at the first violation; otherwise it is repaired (U+FFFD, last duplicate wins, the number as
 	// written) and reported in violation.
 	strict       bool
@@ -198,6 +199,22 @@ func (c *canon) object(i, depth int, n node) (int, error) {
 	return i, nil
 }
 
+// namePrefix is the first 8 bytes of an ASCII name as a big-endian number, zero-padded: two names whose
+// prefixes differ order as the prefixes do (ASCII orders by bytes, a JSON string holds no NUL byte unescaped, so
+// the padding sorts a shorter name first, as compareNames does). A name with a non-ASCII byte among its first 8
+// has bit 63 set: compareNames decides.
+func namePrefix(name []byte) uint64 {
+	var k uint64
+	n := min(len(name), 8)
+	for i := 0; i < n; i++ {
+		if name[i] >= 0x80 {
+			return 1 << 63
+		}
+		k |= uint64(name[i]) << (56 - 8*i)
+	}
+	return k
+}
+
 // compareNames orders member names (RFC 8785 §3.2.3), with a fast path for the common ASCII names.
 func compareNames(a, b []byte) int {
 	n := min(len(a), len(b))
@@ -219,16 +236,23 @@ func (c *canon) reorder(objStart int, ms []member) error {
 	// Insertion sort of indices, stable (equal names keep document order, so the last of a run is the last one
 	// sent): objects have a handful of members, where it beats the general sorts, and moving an index is cheaper
 	// than moving a member.
-	order := c.order[:0]
+	order, keys := c.order[:0], c.keys[:0]
 	for k := range ms {
 		order = append(order, int32(k))
+		keys = append(keys, namePrefix(c.name(&ms[k])))
 	}
-	c.order = order
+	c.order, c.keys = order, keys
+	// less than: compareNames(a, b) < 0, by the names' prefixes when they decide.
+	greater := func(a, b int32) bool {
+		if ka, kb := keys[a], keys[b]; (ka|kb)>>63 == 0 && ka != kb {
+			return ka > kb
+		}
+		return compareNames(c.name(&ms[a]), c.name(&ms[b])) > 0
+	}
 	for k := 1; k < len(order); k++ {
 		o := order[k]
-		name := c.name(&ms[o])
 		j := k
-		for ; j > 0 && compareNames(c.name(&ms[order[j-1]]), name) > 0; j-- {
+		for ; j > 0 && greater(order[j-1], o); j-- {
 			order[j] = order[j-1]
 		}
 		order[j] = o
