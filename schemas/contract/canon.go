@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -209,12 +210,19 @@ func (c *canon) object(i, depth int, n node) (int, error) {
 // has bit 63 set: compareNames decides.
 func namePrefix(name []byte) uint64 {
 	var k uint64
-	n := min(len(name), 8)
-	for i := 0; i < n; i++ {
-		if name[i] >= 0x80 {
-			return 1 << 63
+	if n := len(name); cap(name) >= 8 {
+		// One load: the bytes past a short name (the input's, still in the slice's capacity) are masked off.
+		k = binary.BigEndian.Uint64(name[:8])
+		if n < 8 {
+			k &^= 1<<(64-8*n) - 1
 		}
-		k |= uint64(name[i]) << (56 - 8*i)
+	} else {
+		for i := 0; i < n; i++ {
+			k |= uint64(name[i]) << (56 - 8*i)
+		}
+	}
+	if k&0x8080808080808080 != 0 {
+		return 1 << 63
 	}
 	return k
 }
