@@ -36,10 +36,21 @@ func AppendRawEventFramed(dst, header []byte, ev *RawEvent) []byte {
 // signals). DecodeEventFields reads it back.
 func AppendEventFields(b []byte, f *EventFields) []byte {
 	b = appendLong(b, int64(f.Contract))
-	for _, s := range [...]string{f.Type, f.Event, f.MessageID, f.AnonymousID, f.UserID, f.GroupID, f.PreviousID,
-		f.VisitorKind, f.VisitorID, f.Email, f.URL, f.PageName, f.Properties, f.Traits} {
-		b = appendString(b, s)
-	}
+	// Field by field rather than over an array of them: no copy of the strings per event.
+	b = appendString(b, f.Type)
+	b = appendString(b, f.Event)
+	b = appendString(b, f.MessageID)
+	b = appendString(b, f.AnonymousID)
+	b = appendString(b, f.UserID)
+	b = appendString(b, f.GroupID)
+	b = appendString(b, f.PreviousID)
+	b = appendString(b, f.VisitorKind)
+	b = appendString(b, f.VisitorID)
+	b = appendString(b, f.Email)
+	b = appendString(b, f.URL)
+	b = appendString(b, f.PageName)
+	b = appendString(b, f.Properties)
+	b = appendString(b, f.Traits)
 	b = appendLong(b, f.EventTimeMs)
 	b = appendLong(b, f.OriginalTimestampMs)
 	b = appendLong(b, f.SentAtMs)
@@ -48,10 +59,22 @@ func AppendEventFields(b []byte, f *EventFields) []byte {
 }
 
 func appendEventContext(b []byte, x *EventContext) []byte {
-	for _, s := range x.strings() {
-		b = appendString(b, *s)
-	}
-	return b
+	// In schema order (EventContext.strings), field by field.
+	b = appendString(b, x.UTMSource)
+	b = appendString(b, x.UTMMedium)
+	b = appendString(b, x.UTMCampaign)
+	b = appendString(b, x.UTMTerm)
+	b = appendString(b, x.UTMContent)
+	b = appendString(b, x.Referrer)
+	b = appendString(b, x.PagePath)
+	b = appendString(b, x.PageTitle)
+	b = appendString(b, x.PageSearch)
+	b = appendString(b, x.UserAgent)
+	b = appendString(b, x.IP)
+	b = appendString(b, x.Locale)
+	b = appendString(b, x.Timezone)
+	b = appendString(b, x.LibraryName)
+	return appendString(b, x.LibraryVersion)
 }
 
 // strings returns the fields in schema order.
@@ -162,6 +185,9 @@ func appendSignal(b, header []byte, s *Signal) []byte {
 func appendLong(b []byte, v int64) []byte { return binary.AppendVarint(b, v) }
 
 func appendString(b []byte, s string) []byte {
+	if len(s) < 64 { // the zig-zag varint of a length below 64 is one byte: 2 × len
+		return append(append(b, byte(len(s)<<1)), s...)
+	}
 	b = appendLong(b, int64(len(s)))
 	return append(b, s...)
 }

@@ -1,7 +1,6 @@
 package contract
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -88,10 +87,22 @@ func (d *Deriver) own(r ref) ref {
 	return ref{int32(s), int32(len(d.strs)), inStrs}
 }
 
-func (d *Deriver) set(dst *string, r ref) { d.pend = append(d.pend, pending{dst, r}) }
+// set makes *dst the string r refers to: at once when it aliases the input or the output in Unsafe mode (they
+// do not move until the next Scan), else in flush, once the buffer stops growing. An empty r leaves *dst as it
+// is. No field is set twice with two non-empty refs, so the order of the two ways does not matter.
+func (d *Deriver) set(dst *string, r ref) {
+	if d.Unsafe && r.src != inStrs {
+		if b := d.bytes(r); len(b) > 0 {
+			*dst = unsafe.String(&b[0], len(b))
+		}
+		return
+	}
+	d.pend = append(d.pend, pending{dst, r})
+}
 
-// text returns the text of the value at sp: strings decoded, numbers and booleans as written, "" otherwise.
-func (d *Deriver) text(sp span) ref {
+// text returns the text of the value of slot: strings decoded, numbers and booleans as written, "" otherwise.
+func (d *Deriver) text(slot int) ref {
+	sp := d.c.spans[slot]
 	if sp.end == 0 {
 		return ref{}
 	}
@@ -99,7 +110,8 @@ func (d *Deriver) text(sp span) ref {
 	switch c := v[0]; {
 	case c == '"':
 		inner := v[1 : len(v)-1]
-		if d.Unsafe && d.c.strict && bytes.IndexByte(inner, '\\') < 0 {
+		// The canonicalizer noted which slots hold a string with an escape.
+		if d.Unsafe && d.c.strict && d.c.escaped&(1<<slot) == 0 {
 			return ref{sp.start + 1, sp.end - 1, inInput}
 		}
 		s := len(d.strs)
@@ -116,22 +128,23 @@ func (d *Deriver) text(sp span) ref {
 	return ref{}
 }
 
-// putText sets *dst to the text of the value at sp and reports whether it is non-empty.
-func (d *Deriver) putText(dst *string, sp span) bool {
-	r := d.text(sp)
+// putText sets *dst to the text of the value of slot and reports whether it is non-empty.
+func (d *Deriver) putText(dst *string, slot int) bool {
+	r := d.text(slot)
 	d.set(dst, r)
 	return !r.empty()
 }
 
 // idText is the text of an id member: a string's contents or a number's literal; ok is false for other types
 // (absent and null are "" and ok).
-func (d *Deriver) idText(sp span) (ref, bool) {
+func (d *Deriver) idText(slot int) (ref, bool) {
+	sp := d.c.spans[slot]
 	if sp.end == 0 {
 		return ref{}, true
 	}
 	switch c := d.c.in[sp.start]; {
 	case c == '"' || c == '-' || isDigit(c):
-		return d.text(sp), true
+		return d.text(slot), true
 	case c == 'n':
 		return ref{}, true
 	}
@@ -201,7 +214,7 @@ func (d *Deriver) Finish(in Input, f *schemas.EventFields) error {
 	case !segment:
 		f.Type = "webhook"
 	default:
-		r := d.text(sp[sType])
+		r := d.text(sType)
 		if known := knownType(d.bytes(r)); known != "" && d.c.in[sp[sType].start] == '"' {
 			f.Type = known
 		} else if !in.Lenient {
@@ -219,7 +232,7 @@ func (d *Deriver) Finish(in Input, f *schemas.EventFields) error {
 		slot int
 		name string
 	}{{&f.AnonymousID, sAnonymousID, "anonymousId"}, {&f.UserID, sUserID, "userId"}, {&f.MessageID, sMessageID, "messageId"}} {
-		r, ok := d.idText(sp[id.slot])
+		r, ok := d.idText(id.slot)
 		if !ok && !in.Lenient {
 			return fmt.Errorf("%w: %s must be a string", ErrInvalidEvent, id.name)
 		}
@@ -229,12 +242,12 @@ func (d *Deriver) Finish(in Input, f *schemas.EventFields) error {
 	if segment && ids[0].empty() && ids[1].empty() && !in.Lenient {
 		return fmt.Errorf("%w: userId or anonymousId is required", ErrInvalidEvent)
 	}
-	if r, ok := d.idText(sp[sGroupID]); ok && !r.empty() {
+	if r, ok := d.idText(sGroupID); ok && !r.empty() {
 		d.set(&f.GroupID, r)
-	} else if r, ok := d.idText(sp[sCtxGroupID]); ok {
+	} else if r, ok := d.idText(sCtxGroupID); ok {
 		d.set(&f.GroupID, r)
 	}
-	if r, ok := d.idText(sp[sPreviousID]); ok {
+	if r, ok := d.idText(sPreviousID); ok {
 		d.set(&f.PreviousID, r)
 	}
 
@@ -243,7 +256,7 @@ func (d *Deriver) Finish(in Input, f *schemas.EventFields) error {
 	if !group {
 		// A group call's traits describe the group, never a person: it names no lead.
 		for _, slot := range [...]int{sTraitsEmail, sCtxTraitsEmail, sPropEmail, sEmail} {
-			r := d.text(sp[slot])
+			r := d.text(slot)
 			if r.empty() {
 				continue
 			}
@@ -257,15 +270,15 @@ func (d *Deriver) Finish(in Input, f *schemas.EventFields) error {
 			d.strs = d.strs[:r.s]
 		}
 	}
-	url := d.text(sp[sPropURL])
+	url := d.text(sPropURL)
 	if url.empty() {
-		url = d.text(sp[sPageURL])
+		url = d.text(sPageURL)
 	}
 	d.set(&f.URL, url)
 	var pageName ref
 	if page {
-		if pageName = d.text(sp[sPropName]); pageName.empty() {
-			pageName = d.text(sp[sName])
+		if pageName = d.text(sPropName); pageName.empty() {
+			pageName = d.text(sName)
 		}
 		d.set(&f.PageName, pageName)
 	}
@@ -288,46 +301,46 @@ func (d *Deriver) Finish(in Input, f *schemas.EventFields) error {
 		f.Traits = "{}"
 	}
 
-	t := EventTimes(d.bytes(d.text(sp[sTimestamp])), d.bytes(d.text(sp[sOriginalTimestamp])),
-		d.bytes(d.text(sp[sSentAt])), d.bytes(d.text(sp[sReceivedAt])), in.ReceivedAt)
+	t := EventTimes(d.bytes(d.text(sTimestamp)), d.bytes(d.text(sOriginalTimestamp)),
+		d.bytes(d.text(sSentAt)), d.bytes(d.text(sReceivedAt)), in.ReceivedAt)
 	f.EventTimeMs, f.OriginalTimestampMs, f.SentAtMs = t.EventMs, t.OriginalMs, t.SentAtMs
 
 	x := &f.EventContext
-	d.putText(&x.UTMSource, sp[sUTMSource])
-	d.putText(&x.UTMMedium, sp[sUTMMedium])
-	d.putText(&x.UTMCampaign, sp[sUTMCampaign])
-	d.putText(&x.UTMTerm, sp[sUTMTerm])
-	d.putText(&x.UTMContent, sp[sUTMContent])
+	d.putText(&x.UTMSource, sUTMSource)
+	d.putText(&x.UTMMedium, sUTMMedium)
+	d.putText(&x.UTMCampaign, sUTMCampaign)
+	d.putText(&x.UTMTerm, sUTMTerm)
+	d.putText(&x.UTMContent, sUTMContent)
 	for _, pf := range [...]struct {
 		dst        *string
 		prop, page int
 	}{{&x.Referrer, sPropReferrer, sPageReferrer}, {&x.PagePath, sPropPath, sPagePath},
 		{&x.PageTitle, sPropTitle, sPageTitle}, {&x.PageSearch, sPropSearch, sPageSearch}} {
-		if !page || !d.putText(pf.dst, sp[pf.prop]) {
-			d.putText(pf.dst, sp[pf.page])
+		if !page || !d.putText(pf.dst, pf.prop) {
+			d.putText(pf.dst, pf.page)
 		}
 	}
-	d.putText(&x.UserAgent, sp[sCtxUserAgent])
-	d.putText(&x.IP, sp[sCtxIP])
-	d.putText(&x.Locale, sp[sCtxLocale])
-	d.putText(&x.Timezone, sp[sCtxTimezone])
-	d.putText(&x.LibraryName, sp[sLibName])
-	d.putText(&x.LibraryVersion, sp[sLibVersion])
+	d.putText(&x.UserAgent, sCtxUserAgent)
+	d.putText(&x.IP, sCtxIP)
+	d.putText(&x.Locale, sCtxLocale)
+	d.putText(&x.Timezone, sCtxTimezone)
+	d.putText(&x.LibraryName, sLibName)
+	d.putText(&x.LibraryVersion, sLibVersion)
 
 	var name ref
 	switch {
 	case !segment:
-		if name = d.text(sp[sEvent]); name.empty() {
+		if name = d.text(sEvent); name.empty() {
 			f.Event = "webhook"
 		}
 	case f.Type == "track":
-		name = d.text(sp[sEvent])
+		name = d.text(sEvent)
 	case page && !pageName.empty():
 		name = pageName
 	case page:
 		// url and properties.path may alias the buffer: take their bytes after any growth, copying from them
 		// into the buffer's tail (appendURLPath appends only).
-		path := d.text(sp[sPropPath])
+		path := d.text(sPropPath)
 		s := len(d.strs)
 		d.strs = appendURLPath(d.strs, d.bytes(url), d.bytes(path))
 		name = ref{int32(s), int32(len(d.strs)), inStrs}

@@ -420,3 +420,39 @@ func BenchmarkDerive(b *testing.B) {
 		}
 	})
 }
+
+// The integer fast path of the event time rule decides every event as the time.Time one does.
+func TestEventTimesMillisIsEventTimes(t *testing.T) {
+	texts := [][]byte{nil, []byte("2026-11-30T05:00:00.000Z"), []byte("2026-11-30T04:59:59.5Z"),
+		[]byte("2026-11-30T05:00:00Z"), []byte("2026-11-30T05:00:00.123456Z"), []byte("2026-12-01T06:00:00.001Z"),
+		[]byte("2026-11-29T05:00:00.000Z"), []byte("1999-12-31T23:59:59.999Z"), []byte("2000-01-01T00:00:00.000Z"),
+		[]byte("1970-01-01T00:00:00.000Z"), []byte("0001-01-01T00:00:00Z"), []byte("9999-12-31T23:59:59.999Z"),
+		[]byte("1800-01-01T00:00:00Z"), []byte("2026-11-30T06:00:00+01:00"), []byte("garbage"),
+		[]byte("2026-11-31T00:00:00Z"), []byte("2026-11-30T05:00:01.234Z"), []byte("2026-12-01T05:00:01.234Z"),
+		[]byte("2026-12-01T05:00:01.235Z")}
+	receivedAts := []time.Time{{}, time.Date(2026, 11, 30, 5, 0, 1, 234_567_890, time.UTC),
+		time.Date(2026, 11, 30, 6, 0, 1, 0, time.FixedZone("x", 3600))}
+	fast := 0
+	for _, ts := range texts {
+		for _, ot := range texts {
+			for _, sent := range texts {
+				for _, recvAt := range [][]byte{nil, []byte("2026-11-30T05:00:00.900Z")} {
+					for _, rc := range receivedAts {
+						r := rc.UTC().Truncate(time.Millisecond)
+						got, ok := eventTimesMillis(ts, ot, sent, recvAt, r)
+						if !ok {
+							continue
+						}
+						fast++
+						if want := eventTimes(ts, ot, sent, recvAt, r); got != want {
+							t.Fatalf("ts %q ot %q sent %q receivedAt %q received %v: fast %+v, time.Time %+v", ts, ot, sent, recvAt, rc, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+	if fast == 0 {
+		t.Fatal("the fast path decided nothing")
+	}
+}

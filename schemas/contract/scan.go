@@ -99,8 +99,24 @@ func scanStringFlags(b []byte, i int) (end int, flags uint8, err error) {
 	i++ // opening quote
 	for i < len(b) {
 		// UTF-8 is checked by the canonicalizer: the scanner only needs the ASCII delimiters, which never occur
-		// inside a multi-byte sequence.
-		i = skipPlain(b, i, flags&strNonASCII != 0)
+		// inside a multi-byte sequence. The first word of skipPlain is done here: most strings end in it, and
+		// the call is a good part of the cost of a short string.
+		if i+8 <= len(b) {
+			const lo, hi = 0x0101010101010101, 0x8080808080808080
+			x := binary.LittleEndian.Uint64(b[i:])
+			q, bs := x^(lo*'"'), x^(lo*'\\')
+			m := ((q - lo) &^ q) | ((bs - lo) &^ bs) | ((x - lo*0x20) &^ x)
+			if flags&strNonASCII == 0 {
+				m |= x
+			}
+			if m &= hi; m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+			} else {
+				i = skipPlain(b, i+8, flags&strNonASCII != 0)
+			}
+		} else {
+			i = skipPlain(b, i, flags&strNonASCII != 0)
+		}
 		if i >= len(b) {
 			break
 		}

@@ -56,6 +56,81 @@ type Times struct {
 // the event carries them (nil when absent) for an event the edge received at received.
 func EventTimes(timestamp, originalTimestamp, sentAt, receivedAt []byte, received time.Time) Times {
 	received = received.UTC().Truncate(time.Millisecond)
+	if out, ok := eventTimesMillis(timestamp, originalTimestamp, sentAt, receivedAt, received); ok {
+		return out
+	}
+	return eventTimes(timestamp, originalTimestamp, sentAt, receivedAt, received)
+}
+
+// Bounds of the rule in Unix milliseconds.
+var minEventMs = minEventTime.UnixMilli()
+
+const maxEventAheadMs = int64(maxEventAhead / time.Millisecond)
+
+// maxSkewMs bounds sentAt − timestamp for eventTimesMillis: well inside what a time.Duration holds, so that
+// time.Time.Sub, which saturates beyond, never would have.
+const maxSkewMs = int64(1) << 62 / int64(time.Millisecond)
+
+// eventTimesMillis is eventTimes in integer milliseconds, for the times every Segment library writes (what
+// parseUTCMillis reads); ok is false when one of the texts is of another form, or the skew is beyond
+// maxSkewMs: eventTimes decides those. received is already truncated to the millisecond. The result is
+// eventTimes's: every time involved is a whole number of milliseconds, so the arithmetic is exact.
+func eventTimesMillis(timestamp, originalTimestamp, sentAt, receivedAt []byte, received time.Time) (Times, bool) {
+	var out Times
+	ms := func(b []byte) (int64, bool, bool) { // value, present, ok
+		if len(b) == 0 {
+			return 0, false, true
+		}
+		v, ok := parseUTCMillis(b)
+		return v, ok, ok
+	}
+	sent, hasSent, ok := ms(sentAt)
+	if !ok {
+		return out, false
+	}
+	ts, hasTs, ok1 := ms(timestamp)
+	ot, hasOt, ok2 := ms(originalTimestamp)
+	if !ok1 || !ok2 {
+		return out, false
+	}
+	if hasSent {
+		out.SentAtMs = sent
+	}
+	delivered := len(receivedAt) > 0
+	if delivered && hasOt {
+		out.OriginalMs = ot
+	}
+	recvMs := received.UnixMilli()
+	correct := hasSent && !delivered && !received.IsZero()
+	for _, c := range [2]struct {
+		t  int64
+		ok bool
+	}{{ts, hasTs}, {ot, hasOt}} {
+		if !c.ok {
+			continue
+		}
+		t := c.t
+		if out.OriginalMs == 0 {
+			out.OriginalMs = t
+		}
+		if correct {
+			skew := sent - t
+			if skew > maxSkewMs || skew < -maxSkewMs {
+				return Times{}, false
+			}
+			t = recvMs - skew
+		}
+		if t >= minEventMs && (received.IsZero() || t <= recvMs+maxEventAheadMs) {
+			out.EventMs = t
+			return out, true
+		}
+	}
+	out.EventMs = recvMs
+	return out, true
+}
+
+// eventTimes is the rule on time.Time values, for any RFC 3339 text; received is truncated to the millisecond.
+func eventTimes(timestamp, originalTimestamp, sentAt, receivedAt []byte, received time.Time) Times {
 	var out Times
 	sent, hasSent := parseTime(sentAt)
 	if hasSent {
