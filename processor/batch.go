@@ -103,6 +103,7 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 		nRaw += len(in.raw)
 		nLinks += len(in.links) + len(in.aliases)
 		p.m.addCacheLookups(stores[part].visitors)
+		p.m.addFilterLookups(stores[part].filter)
 	}
 	if err := em.err(); err != nil {
 		return p.abort(ctx, sess, err)
@@ -157,6 +158,7 @@ func (p *Processor) batch(ctx context.Context, sess *kgo.GroupTransactSession, f
 		}
 	}
 	p.m.legacyWindow.Set(float64(inWindow))
+	p.m.setFilterBytes(p.stores)
 	return nil
 }
 

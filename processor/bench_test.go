@@ -134,9 +134,14 @@ func corePebble(b *testing.B, events []*schemas.RawEvent, prepare func(s *partSt
 		b.Fatal(err)
 	}
 	defer s.close()
+	if os.Getenv("PROCESSOR_BENCH_DEDUP_FILTER") == "off" { // the comparison without it
+		s.filter.halt()
+		s.filter = nil
+	}
 	if prepare != nil {
 		prepare(s, b.N/len(events)+1)
 	}
+	s.filter.wait()
 	c := NewCore(CoreConfig{})
 	em := &encodingEmitter{}
 	ov := newOverlay(s)
@@ -165,6 +170,44 @@ func corePebble(b *testing.B, events []*schemas.RawEvent, prepare func(s *partSt
 	}
 	st := c.Stats
 	b.ReportMetric(100*float64(st.Cold)/float64(st.Events), "%cold")
+}
+
+// BenchmarkDedupFilterScan is the scan that builds a store's dedup filter at open (both passes: count, then
+// add), per million dedup keys of 70 bytes in the shape the core writes, on flushed state.
+func BenchmarkDedupFilterScan(b *testing.B) {
+	cache := pebble.NewCache(32 << 20)
+	defer cache.Unref()
+	s, err := openPartStore(b.TempDir(), "bench/0", cache, benchMemtable(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.close()
+	const keys = 1_000_000
+	for c := range keys / 10_000 {
+		kvs := make([]kv, 0, 10_000)
+		for i := range 10_000 {
+			n := c*10_000 + i
+			kvs = append(kvs, kv{key: dedupKey(tenants[n%len(tenants)], fmt.Sprintf("%064x", n*2654435761)),
+				val: dedupEntry{FirstSeenMs: int64(n), Offset: int64(n), Version: 1 << 16}.encode()})
+		}
+		if err := s.applyRecords(kvs, int64(c)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	s.filter.wait()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.filter.reset()
+		s.filter.liveN = s.filter.liveCap + 1 // past capacity: the next write scans again
+		if err := s.applyRecords(nil, int64(i)); err != nil {
+			b.Fatal(err)
+		}
+		s.filter.wait()
+	}
+	b.ReportMetric(float64(s.filter.bytes())/keys, "filter-bytes/key")
 }
 
 // BenchmarkReadV1 is the cost of a raw_event.v1 record (written before the event contract): the processor derives

@@ -23,6 +23,8 @@ type metrics struct {
 	restoreSeconds  prometheus.Histogram
 	partitions      prometheus.Gauge
 	visitorCache    *prometheus.CounterVec // result: hit, miss
+	dedupFilter     *prometheus.CounterVec // result: absent, maybe, not_ready
+	dedupFilterSize prometheus.Gauge
 	legacyIDs       *prometheus.CounterVec // result: hit, miss
 	legacyWindow    prometheus.Gauge
 	lag             *prometheus.GaugeVec // topic (without prefix), partition: of the partitions this instance owns
@@ -70,6 +72,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Partition stores currently open on this instance."}),
 		visitorCache: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "visitor_cache_lookups_total",
 			Help: "Reads of visitor state (identity, held counter, aliases) by result: hit (answered from memory) or miss (read from Pebble)."}, []string{"result"}),
+		dedupFilter: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dedup_filter_total",
+			Help: "Dedup lookups of committed state by the in-memory filter's answer: absent (answered without reading Pebble), " +
+				"maybe (read from Pebble: present, or a false positive) or not_ready (read from Pebble while the filter is built " +
+				"after the store opened)."}, []string{"result"}),
+		dedupFilterSize: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "dedup_filter_bytes",
+			Help: "Memory of the dedup filters of the open partition stores (with filters being rebuilt)."}),
 		legacyIDs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "legacy_id_lookups_total",
 			Help: "Dedup lookups of a signal under its other id (the upgrade to the event contract), by result: hit (the signal was " +
 				"first emitted under that id, which it keeps) or miss."}, []string{"result"}),
@@ -90,7 +98,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.suppressed, m.blockCache)
 		reg.MustRegister(m.records, m.signals, m.duplicates, m.reemitted, m.noVisitor, m.heldDropped, m.dedupExpired, m.sweepExamined,
 			m.links, m.aliases, m.deadLetters, m.transactions, m.txnSeconds, m.batchRecords, m.restoreRecords, m.restoreSeconds,
-			m.partitions, m.visitorCache, m.legacyIDs, m.legacyWindow, m.lag, m.sessionRestarts)
+			m.partitions, m.visitorCache, m.dedupFilter, m.dedupFilterSize, m.legacyIDs, m.legacyWindow, m.lag, m.sessionRestarts)
 	}
 	return m
 }
@@ -103,6 +111,23 @@ func (m *metrics) addCacheLookups(c *visitorCache) {
 	m.visitorCache.WithLabelValues("hit").Add(float64(c.hits))
 	m.visitorCache.WithLabelValues("miss").Add(float64(c.misses))
 	c.hits, c.misses = 0, 0
+}
+
+// addFilterLookups moves the lookups a store's dedup filter counted into the metrics.
+func (m *metrics) addFilterLookups(f *dedupFilter) {
+	absent, maybe, notReady := f.takeLookups()
+	m.dedupFilter.WithLabelValues("absent").Add(float64(absent))
+	m.dedupFilter.WithLabelValues("maybe").Add(float64(maybe))
+	m.dedupFilter.WithLabelValues("not_ready").Add(float64(notReady))
+}
+
+// setFilterBytes sets the memory of the stores' dedup filters.
+func (m *metrics) setFilterBytes(stores map[int32]*storeState) {
+	n := 0
+	for _, s := range stores {
+		n += s.filter.bytes()
+	}
+	m.dedupFilterSize.Set(float64(n))
 }
 
 // addStats adds a committed batch's core stats.

@@ -444,6 +444,7 @@ func (p *Processor) closeIdle() {
 		}
 	}
 	p.m.partitions.Set(float64(len(p.stores)))
+	p.m.setFilterBytes(p.stores)
 }
 
 func (p *Processor) closeStores() {

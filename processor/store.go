@@ -32,6 +32,7 @@ type partStore struct {
 	cache      *pebble.Cache
 	memtable   uint64
 	visitors   *visitorCache // nil: disabled
+	filter     *dedupFilter  // nil: disabled
 }
 
 // comparer is Pebble's bytewise order with the whole key as the "prefix", so point lookups (SeekPrefixGE) and
@@ -73,13 +74,15 @@ func pebbleOptions(cache *pebble.Cache, memtable uint64) *pebble.Options {
 // of visitorCache bytes (0 or less: none). A store that mirrors something else is wiped.
 func openPartStore(dir, source string, cache *pebble.Cache, memtable uint64, visitorCache int) (*partStore, error) {
 	s := &partStore{dir: dir, source: source, checkpoint: -1, cache: cache, memtable: memtable,
-		visitors: newVisitorCache(visitorCache)}
+		visitors: newVisitorCache(visitorCache), filter: newDedupFilter()}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
 	v, closer, err := s.db.Get(metaKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
+		// No checkpoint: normally an empty store, but scanned anyway (a store without meta is not known empty).
+		s.filter.scan(s.db)
 		return s, nil
 	case err != nil:
 		s.db.Close()
@@ -94,6 +97,8 @@ func openPartStore(dir, source string, cache *pebble.Cache, memtable uint64, vis
 		return s, nil
 	}
 	s.checkpoint, s.savedAt = cp, at
+	// In the background: lookups go to Pebble until it is done (see dedupFilter).
+	s.filter.scan(s.db)
 	return s, nil
 }
 
@@ -108,6 +113,7 @@ func (s *partStore) open() error {
 
 // wipe deletes everything local, so the next restore replays the changelog from its start.
 func (s *partStore) wipe() error {
+	s.filter.halt()
 	if err := s.db.Close(); err != nil && !errors.Is(err, pebble.ErrClosed) {
 		return fmt.Errorf("closing state in %s: %w", s.dir, err)
 	}
@@ -118,11 +124,13 @@ func (s *partStore) wipe() error {
 	if s.visitors != nil {
 		s.visitors.reset()
 	}
+	s.filter.reset() // the store is empty: every key it will hold goes through applyRecords
 	return s.open()
 }
 
 // close flushes the memtables (without a WAL they would be lost, costing a longer catch-up next time) and closes.
 func (s *partStore) close() error {
+	s.filter.halt()
 	if err := s.db.Flush(); err != nil {
 		s.db.Close()
 		return fmt.Errorf("flushing state in %s: %w", s.dir, err)
@@ -199,8 +207,9 @@ func (s *partStore) applyRecords(kvs []kv, checkpoint int64) error {
 	if err := b.Set(metaKey, encodeMeta(s.source, checkpoint, now), nil); err != nil {
 		return fmt.Errorf("batching state meta: %w", err)
 	}
-	// NoSync (and no WAL, see pebbleOptions): the changelog is the durable copy.
-	if err := b.Commit(pebble.NoSync); err != nil {
+	// NoSync (and no WAL, see pebbleOptions): the changelog is the durable copy. Through the filter, which takes
+	// the dedup keys first.
+	if err := s.filter.write(s.db, kvs, func() error { return b.Commit(pebble.NoSync) }); err != nil {
 		return fmt.Errorf("committing state: %w", err)
 	}
 	s.checkpoint, s.savedAt = checkpoint, now
@@ -281,6 +290,9 @@ func (o *overlay) Get(key []byte) ([]byte, error) {
 			return nil, nil
 		}
 		return m.val, nil
+	}
+	if isDedupKey(key) && !o.store.filter.mayContain(key) {
+		return nil, nil // not committed (the filter holds every committed dedup key), not written by the batch
 	}
 	vc := o.store.visitors
 	if vc != nil && cacheable(key) {
