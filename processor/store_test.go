@@ -32,12 +32,7 @@ func testStore(t *testing.T) *partStore {
 // get reads key through a fresh overlay, as the next batch would.
 func get(t *testing.T, s *partStore, key []byte) []byte {
 	t.Helper()
-	ov := newOverlay(s)
-	defer ov.close()
-	v, err := ov.Get(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, _ := lookup(t, s, key)
 	return v
 }
 

@@ -40,16 +40,7 @@ func BenchmarkSignalDecode(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		r := recs[i%len(recs)]
-		var v schemas.Signal
-		if err := schemas.Signals.Decode(r.Value, &v); err != nil {
-			b.Fatal(err)
-		}
-		row, err := newSignalRow(&v, r)
-		if err != nil {
-			b.Fatal(err)
-		}
-		t.add(row, tp{r.Topic, r.Partition}, r.Offset, len(r.Value), now)
+		addSignalRecord(b, t, recs[i%len(recs)], now)
 		if t.len() == benchClientRows {
 			t.take()
 		}
@@ -70,15 +61,7 @@ func BenchmarkSignalAppend(b *testing.B) {
 	recs := benchRecords(b, benchClientRows)
 	t := newSignalsTable(ch.Database)
 	for _, r := range recs {
-		var v schemas.Signal
-		if err := schemas.Signals.Decode(r.Value, &v); err != nil {
-			b.Fatal(err)
-		}
-		row, err := newSignalRow(&v, r)
-		if err != nil {
-			b.Fatal(err)
-		}
-		t.add(row, tp{r.Topic, r.Partition}, r.Offset, len(r.Value), time.Now())
+		addSignalRecord(b, t, r, time.Now())
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -96,4 +79,17 @@ func BenchmarkSignalAppend(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N*benchClientRows), "ns/row")
+}
+
+// addSignalRecord decodes a signals.resolved record and adds its row to t, as the sink's loop does.
+func addSignalRecord(b *testing.B, t *table[signalRow], r *kgo.Record, now time.Time) {
+	var v schemas.Signal
+	if err := schemas.Signals.Decode(r.Value, &v); err != nil {
+		b.Fatal(err)
+	}
+	row, err := newSignalRow(&v, r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t.add(row, tp{r.Topic, r.Partition}, r.Offset, len(r.Value), now)
 }
